@@ -1,0 +1,114 @@
+// The z-axis lookup: ring owner of a key at the current epoch, then the
+// request over that shard's connection. A STALE_EPOCH / NOT_OWNER refusal
+// means our topology is behind: re-read it and retry, a bounded number of
+// times (like Redis Cluster's MOVED).
+import { kvError, KvError } from '../src/errors.js';
+import { OPS } from '../src/protocol.js';
+import { ShardConnection, type OutgoingRequest, type ShardConnectionOptions } from '../src/shard-client.js';
+import { ringOf, shardById, type Topology } from '../src/topology.js';
+import type { Ring } from '../src/ring.js';
+import type { TopologyWatcher } from '../src/topology-store.js';
+
+export interface ForwarderOptions extends ShardConnectionOptions {
+  readonly maxRetries: number;
+}
+
+const REFRESH_CODES = new Set(['KV_ERR_STALE_EPOCH', 'KV_ERR_NOT_OWNER']);
+
+export class Forwarder {
+  readonly #watcher: TopologyWatcher;
+  readonly #opts: ForwarderOptions;
+  readonly #conns = new Map<string, ShardConnection>();
+  #topology: Topology | undefined;
+  #ring: Ring | undefined;
+  readonly counters = { retries: 0 };
+
+  constructor(watcher: TopologyWatcher, opts: ForwarderOptions) {
+    this.#watcher = watcher;
+    this.#opts = opts;
+    watcher.on('change', (t: Topology) => this.#apply(t));
+    if (watcher.current) this.#apply(watcher.current);
+  }
+
+  get topology(): Topology | undefined {
+    return this.#topology;
+  }
+
+  #apply(t: Topology): void {
+    this.#topology = t;
+    this.#ring = ringOf(t);
+    // Drop connections to shards that left or moved to new addresses.
+    for (const [id, conn] of this.#conns) {
+      const s = shardById(t, id);
+      if (!s || s.dataAddr !== conn.addr) {
+        this.#conns.delete(id);
+        // Let requests already in flight on it finish; close once idle.
+        const closeWhenIdle = () => (conn.inFlight === 0 ? conn.close() : setTimeout(closeWhenIdle, 100).unref());
+        closeWhenIdle();
+      }
+    }
+  }
+
+  #conn(t: Topology, id: string): ShardConnection {
+    let c = this.#conns.get(id);
+    if (c) return c;
+    const s = shardById(t, id);
+    if (!s) throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'not in the topology');
+    c = new ShardConnection(id, s.dataAddr, this.#opts);
+    this.#conns.set(id, c);
+    return c;
+  }
+
+  /** Send one keyed request to its owner, refreshing and retrying on refusals. */
+  async exec(req: Omit<OutgoingRequest, 'e'>): Promise<unknown> {
+    let readRetried = false;
+    for (let attempt = 0; attempt <= this.#opts.maxRetries; attempt++) {
+      const t = this.#topology;
+      const ring = this.#ring;
+      if (!t || !ring) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
+      const owner = ring.ownerOf(req.k!);
+      if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
+      try {
+        return await this.#conn(t, owner).request({ ...req, e: t.epoch });
+      } catch (err) {
+        if (!(err instanceof KvError)) throw err;
+        if (REFRESH_CODES.has(err.code)) {
+          this.counters.retries++;
+          const shardEpoch = typeof err.detail?.['epoch'] === 'number' ? err.detail['epoch'] : 0;
+          await this.#refreshAtLeast(Math.max(shardEpoch, t.epoch));
+          continue;
+        }
+        // A read has no side effect: one retry on a lost connection is safe.
+        if (req.o === OPS.GET && err.code === 'KV_ERR_OUTCOME_UNKNOWN' && !readRetried) {
+          readRetried = true;
+          attempt--;
+          continue;
+        }
+        throw err;
+      }
+    }
+    throw kvError('KV_ERR_TOPOLOGY_CHANGING', this.#opts.maxRetries);
+  }
+
+  async #refreshAtLeast(epoch: number): Promise<void> {
+    try {
+      const t = await this.#watcher.refresh();
+      // A shard may have seen the new epoch just before Redis readers do;
+      // one short pause then lets the retry use it.
+      if (t.epoch < epoch) await new Promise((r) => setTimeout(r, 20));
+    } catch (err) {
+      throw kvError('KV_ERR_REDIS_UNAVAILABLE', (err as Error).message);
+    }
+  }
+
+  stats(): Record<string, unknown> {
+    const shards: Record<string, unknown> = {};
+    for (const [id, c] of this.#conns) shards[id] = { addr: c.addr, inFlight: c.inFlight, ...c.counters };
+    return { epoch: this.#topology?.epoch, retries: this.counters.retries, shards };
+  }
+
+  close(): void {
+    for (const c of this.#conns.values()) c.close();
+    this.#conns.clear();
+  }
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+// The `kv` command: run the local system, a shard, the router cluster, manage
+// the topology, and talk to the API.
+import cluster from 'node:cluster';
+import { Command } from 'commander';
+import { parseRouterConfig, parseShardConfig, configFromEnv, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../config.js';
+import { KvError } from '../errors.js';
+import { createRedis } from '../redis.js';
+import { TopologyStore, initTopology } from '../topology-store.js';
+import { ringOf } from '../topology.js';
+import { runUp } from './up.js';
+
+const program = new Command();
+program.name('kv').description('shardkv: a sharded key-value service').showHelpAfterError();
+
+function compact(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+function fail(err: unknown): never {
+  if (err instanceof KvError) console.error(`kv: ${err.code}: ${err.message}`);
+  else console.error(`kv: ${(err as Error)?.message ?? String(err)}`);
+  process.exit(1);
+}
+
+const shard = program.command('shard').description('run a shard process');
+shard.command('start')
+  .description('start one shard (LMDB store, data port, admin port) and register it in Redis')
+  .option('--id <id>', 'stable shard id, e.g. s1 (env SHARD_ID)')
+  .option('--data-dir <dir>', 'LMDB directory (env SHARD_DATA_DIR; default ./data/<id>)')
+  .option('--host <host>', 'address to bind (env SHARD_HOST)')
+  .option('--advertise-host <host>', 'host name routers use to reach this shard (env SHARD_ADVERTISE_HOST)')
+  .option('--data-port <port>', 'binary data port, 0 = any (env SHARD_DATA_PORT)')
+  .option('--admin-port <port>', 'HTTP admin port, 0 = any (env SHARD_ADMIN_PORT)')
+  .option('--redis-url <url>', 'Redis for shared state (env REDIS_URL)')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis (env SHARD_REDIS_PREFIX)')
+  .option('--set <key=value...>', 'any other shard option, e.g. --set maxValueBytes=2097152')
+  .action(async (o: Record<string, string | string[] | undefined>) => {
+    try {
+      const input: Record<string, unknown> = { ...configFromEnv(SHARD_DEFAULTS, 'SHARD_'), ...compact({
+        id: o['id'], dataDir: o['dataDir'], host: o['host'], advertiseHost: o['advertiseHost'], dataPort: o['dataPort'],
+        adminPort: o['adminPort'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
+      }), ...parseSets(o['set']) };
+      if (!input['dataDir'] && typeof input['id'] === 'string') input['dataDir'] = `./data/${input['id']}`;
+      const { startShardProcess } = await import('../../shard/main.js');
+      await startShardProcess(parseShardConfig(input));
+    } catch (err) { fail(err); }
+  });
+
+const router = program.command('router').description('run the router cluster');
+router.command('start')
+  .description('start the router primary and its workers (cluster module)')
+  .option('--port <port>', 'HTTP port (env ROUTER_PORT)')
+  .option('--host <host>', 'address to bind (env ROUTER_HOST)')
+  .option('--workers <n>', 'worker processes (env ROUTER_WORKERS; default: CPUs)')
+  .option('--redis-url <url>', 'Redis for shared state (env REDIS_URL)')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis (env ROUTER_REDIS_PREFIX)')
+  .option('--set <key=value...>', 'any other router option, e.g. --set requestTimeoutMs=2000')
+  .action(async (o: Record<string, string | string[] | undefined>) => {
+    try {
+      const config = parseRouterConfig({ ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
+        port: o['port'], host: o['host'], workers: o['workers'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
+      }), ...parseSets(o['set']) });
+      if (cluster.isPrimary) {
+        const { runPrimary } = await import('../../router/primary.js');
+        await runPrimary(config);
+      } else {
+        const { runWorker } = await import('../../router/worker.js');
+        await runWorker(config);
+      }
+    } catch (err) { fail(err); }
+  });
+
+const topo = program.command('topology').description('inspect or bootstrap the topology');
+topo.command('init')
+  .description('put registered shards into an empty ring (first start only)')
+  .argument('<ids...>', 'shard ids')
+  .option('--wait-ms <ms>', 'wait this long for the shards to register', '10000')
+  .option('--redis-url <url>', 'Redis (env REDIS_URL)')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis', 'kv:')
+  .action(async (ids: string[], o: Record<string, string>) => {
+    const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
+    try {
+      const t = await initTopology(new TopologyStore(redis, o['redisPrefix']!), ids, { waitMs: Number(o['waitMs']) });
+      console.log(JSON.stringify(t, null, 2));
+    } catch (err) { fail(err); } finally { redis.disconnect(); }
+  });
+topo.command('show')
+  .description('print the topology, its epoch and each shard\'s share of the ring')
+  .option('--redis-url <url>', 'Redis (env REDIS_URL)')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis', 'kv:')
+  .action(async (o: Record<string, string>) => {
+    const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
+    try {
+      const store = new TopologyStore(redis, o['redisPrefix']!);
+      const t = await store.get();
+      const shares = ringOf(t).shares();
+      const regs = await store.registrations();
+      console.log(`epoch ${t.epoch}${t.migration ? ' (migration in progress)' : ''}`);
+      for (const s of t.shards) {
+        const up = regs.some((r) => r.id === s.id) ? 'registered' : 'NOT REGISTERED';
+        console.log(`  ${s.id.padEnd(10)} ${s.state.padEnd(8)} weight ${String(s.weight).padEnd(4)} share ${((shares[s.id] ?? 0) * 100).toFixed(1).padStart(5)}%  data ${s.dataAddr}  admin ${s.adminAddr}  ${up}`);
+      }
+      const extra = regs.filter((r) => !t.shards.some((s) => s.id === r.id));
+      for (const r of extra) console.log(`  ${r.id.padEnd(10)} available (registered, not in the ring)  data ${r.dataAddr}`);
+    } catch (err) { fail(err); } finally { redis.disconnect(); }
+  });
+
+program.command('up')
+  .description('start the whole local system: Redis, three shards and the router cluster')
+  .option('--data-dir <dir>', 'where shard data (and a private Redis) live', './data')
+  .option('--shards <n>', 'number of shards', '3')
+  .option('--port <port>', 'router HTTP port', '8080')
+  .option('--workers <n>', 'router workers (default: CPUs)')
+  .option('--shard-base-port <port>', 'shard i uses data port base+i and admin port base+100+i', '7000')
+  .action(async (o: Record<string, string | undefined>) => {
+    try {
+      await runUp({ dataDir: o['dataDir']!, shards: Number(o['shards']), port: Number(o['port']), workers: o['workers'] ? Number(o['workers']) : undefined, shardBasePort: Number(o['shardBasePort']) });
+    } catch (err) { fail(err); }
+  });
+
+const url = (o: Record<string, string>) => (o['url'] ?? process.env['KV_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+program.command('get').description('GET a key through the router').argument('<key>')
+  .option('--url <url>', 'router URL (env KV_URL)')
+  .action(async (key: string, o: Record<string, string>) => {
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`).catch(fail);
+    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    process.stdout.write(Buffer.from(await res.arrayBuffer()));
+    if (process.stdout.isTTY) process.stdout.write('\n');
+  });
+program.command('put').description('PUT a key through the router').argument('<key>').argument('<value>')
+  .option('--url <url>', 'router URL (env KV_URL)')
+  .option('--ttl <seconds>', 'expire after this many seconds')
+  .option('--type <contentType>', 'content type', 'text/plain; charset=utf-8')
+  .action(async (key: string, value: string, o: Record<string, string>) => {
+    const q = o['ttl'] ? `?ttl=${encodeURIComponent(o['ttl'])}` : '';
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}${q}`, { method: 'PUT', body: value, headers: { 'content-type': o['type']! } }).catch(fail);
+    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    console.log(`stored ${key} (version ${res.headers.get('etag')})`);
+  });
+program.command('del').description('DELETE a key through the router').argument('<key>')
+  .option('--url <url>', 'router URL (env KV_URL)')
+  .action(async (key: string, o: Record<string, string>) => {
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE' }).catch(fail);
+    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    console.log(`deleted ${key}`);
+  });
+
+function parseSets(v: string | string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of Array.isArray(v) ? v : v ? [v] : []) {
+    const i = s.indexOf('=');
+    if (i < 1) fail(new Error(`--set takes key=value, got ${JSON.stringify(s)}`));
+    out[s.slice(0, i)] = s.slice(i + 1);
+  }
+  return out;
+}
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,127 @@
+// `kv up` (npm start): the whole local system in one command. Redis from
+// REDIS_URL, or a private redis-server under <data-dir>/redis; N shards with
+// LMDB data under <data-dir>/<id> on fixed ports (so a restart keeps both
+// data and addresses); the router cluster. Ctrl-C stops everything in order:
+// router first (drains), then shards, then the private Redis.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { startRedis, findRedisServer, type LocalRedis } from '../local-redis.js';
+import { createRedis } from '../redis.js';
+import { TopologyStore, initTopology } from '../topology-store.js';
+
+export interface UpOptions {
+  dataDir: string;
+  shards: number;
+  port: number;
+  workers: number | undefined;
+  shardBasePort: number;
+}
+
+const KV_BIN = fileURLToPath(new URL('./kv.js', import.meta.url));
+
+function prefixed(child: ChildProcess, name: string): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (line) => process.stderr.write(`[${name}] ${line}\n`));
+  }
+}
+
+function spawnKv(args: string[], name: string, env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<Record<string, unknown>> } {
+  // Own process group: the terminal's Ctrl-C reaches only `kv up`, which then
+  // stops the children in order.
+  const child = spawn(process.execPath, [KV_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, detached: true });
+  prefixed(child, name);
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.on('message', (m: Record<string, unknown>) => { if (m?.['type'] === 'ready') resolve(m); });
+    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code} before it was ready (see its log above)`)));
+  });
+  return { child, ready };
+}
+
+function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), timeoutMs).unref();
+  });
+}
+
+export async function runUp(o: UpOptions): Promise<void> {
+  const dataDir = path.resolve(o.dataDir);
+  let redisUrl = process.env['REDIS_URL'];
+  let localRedis: LocalRedis | undefined;
+  if (!redisUrl) {
+    if (!findRedisServer()) {
+      throw new Error('no Redis: set REDIS_URL to a running Redis, or install redis-server (e.g. `sudo apt-get install -y redis-server`, `brew install redis`) and run again');
+    }
+    localRedis = await startRedis({ dir: path.join(dataDir, 'redis'), detached: true });
+    redisUrl = localRedis.url;
+    console.error(`[up] private redis-server on ${redisUrl} (append-only file in ${path.join(dataDir, 'redis')})`);
+  } else {
+    console.error(`[up] using Redis at ${redisUrl}`);
+  }
+  const env = { ...process.env, REDIS_URL: redisUrl };
+
+  const shards: ChildProcess[] = [];
+  let router: ChildProcess | undefined;
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.error('[up] stopping: router, then shards, then Redis');
+    if (router) await stopChild(router, 20_000);
+    await Promise.all(shards.map((c) => stopChild(c, 15_000)));
+    if (localRedis) await localRedis.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => { void stopAll(0); });
+  process.on('SIGTERM', () => { void stopAll(0); });
+
+  try {
+    const ids = Array.from({ length: o.shards }, (_, i) => `s${i + 1}`);
+    const started = ids.map((id, i) => {
+      const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dataDir, id),
+        '--data-port', String(o.shardBasePort + i + 1), '--admin-port', String(o.shardBasePort + 100 + i + 1)], id, env);
+      shards.push(s.child);
+      return s.ready;
+    });
+    const info = await Promise.all(started);
+
+    const redis = createRedis({ redisUrl, redisCommandTimeoutMs: 2000 });
+    try {
+      const t = await initTopology(new TopologyStore(redis, 'kv:'), ids, { waitMs: 5000 });
+      console.error(`[up] topology epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}`);
+    } finally {
+      redis.disconnect();
+    }
+
+    const r = spawnKv(['router', 'start', '--port', String(o.port), ...(o.workers ? ['--workers', String(o.workers)] : [])], 'router', env);
+    router = r.child;
+    const ready = await r.ready;
+    for (const c of [...shards, router]) c.once('exit', (code, sig) => { if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${sig})`); });
+
+    const base = `http://127.0.0.1:${String(ready['port'])}`;
+    console.log(`
+shardkv is up.
+  router   ${base}  (${(ready['workers'] as number[]).length} workers, primary pid ${router.pid})
+  shards   ${info.map((s) => `${String(s['id'])} http://${String(s['adminAddr'])}`).join('   ')}
+  redis    ${redisUrl}
+  data     ${dataDir}
+
+Try it:
+  curl -X PUT --data-binary 'hello' -H 'content-type: text/plain' ${base}/v1/kv/greeting
+  curl -i ${base}/v1/kv/greeting
+  curl -X PUT --data-binary 'soon gone' '${base}/v1/kv/temp?ttl=30'
+  curl -X POST -H 'content-type: application/json' ${base}/v1/kv/_batch -d '{"ops":[{"op":"get","key":"greeting"}]}'
+  kill -USR2 ${router.pid}    # rolling restart of the router workers, zero downtime
+
+Ctrl-C stops everything; data stays in ${dataDir}.
+`);
+  } catch (err) {
+    console.error(`[up] ${(err as Error).message}`);
+    await stopAll(1);
+  }
+}

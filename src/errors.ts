@@ -1,0 +1,101 @@
+// The one error table. Every error that leaves a process carries a stable
+// `KV_ERR_*` code; callers match on `code`, never on the message. Codes are
+// never reused for another meaning. The README's error table is checked
+// against this object by test/unit/errors.test.ts.
+
+export interface ErrorDef {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  KV_ERR_NOT_FOUND: { status: 404, message: 'key not found' },
+  KV_ERR_KEY_EMPTY: { status: 400, message: 'key must not be empty' },
+  KV_ERR_KEY_TOO_LONG: { status: 400, message: 'key is %s bytes, the limit is %s bytes' },
+  KV_ERR_KEY_INVALID: { status: 400, message: 'key is not valid: %s' },
+  KV_ERR_VALUE_TOO_LARGE: { status: 413, message: 'value is larger than the limit of %s bytes' },
+  KV_ERR_BAD_TTL: { status: 400, message: 'ttl must be a whole number of seconds from 1 to %s, got %s' },
+  KV_ERR_BAD_CONTENT_TYPE: { status: 400, message: 'content type is not valid: %s' },
+  KV_ERR_BAD_JSON: { status: 400, message: 'request body is not valid JSON: %s' },
+  KV_ERR_BAD_BATCH: { status: 400, message: 'batch is not valid: %s' },
+  KV_ERR_BATCH_TOO_LARGE: { status: 413, message: 'batch has %s operations, the limit is %s' },
+  KV_ERR_BAD_PRECONDITION: { status: 400, message: 'If-Match must be a single version ETag such as "12", got %s' },
+  KV_ERR_PRECONDITION_FAILED: { status: 412, message: 'version does not match: expected %s, current %s' },
+  KV_ERR_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
+  KV_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body is larger than the limit of %s bytes' },
+  KV_ERR_ROUTE_NOT_FOUND: { status: 404, message: 'no route %s %s' },
+  KV_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method %s is not allowed on %s' },
+  KV_ERR_NO_SHARDS: { status: 503, message: 'no shard is in the ring; add one with `kv topology init` or `kv shards add`' },
+  KV_ERR_NOT_READY: { status: 503, message: 'not ready: %s' },
+  KV_ERR_SHARD_UNAVAILABLE: { status: 503, message: 'shard %s is unavailable (%s); nothing was written' },
+  KV_ERR_OVERLOADED: { status: 503, message: 'too many requests in flight to shard %s (limit %s); nothing was written' },
+  KV_ERR_OUTCOME_UNKNOWN: { status: 502, message: 'connection to shard %s was lost before it answered; the write may or may not have been applied' },
+  KV_ERR_TIMEOUT: { status: 504, message: 'shard %s did not answer within %s ms; the outcome is unknown' },
+  KV_ERR_TOPOLOGY_CHANGING: { status: 503, message: 'topology kept changing after %s retries; nothing was written' },
+  KV_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'Redis is unavailable: %s' },
+  KV_ERR_BAD_TOPOLOGY: { status: 400, message: 'topology is not valid: %s' },
+  KV_ERR_BAD_WEIGHT: { status: 400, message: 'weight of shard %s is not valid: %s' },
+  // Wire-level refusals from a shard. The router handles these by refreshing
+  // its topology and retrying; they reach a client only inside other codes.
+  KV_ERR_STALE_EPOCH: { status: 409, message: 'request epoch %s is older than the shard epoch %s' },
+  KV_ERR_NOT_OWNER: { status: 409, message: 'shard %s does not own this key at epoch %s' },
+  KV_ERR_FRAME_TOO_LARGE: { status: 413, message: 'frame of %s bytes is over the limit of %s bytes' },
+  KV_ERR_BAD_FRAME: { status: 400, message: 'frame is not valid: %s' },
+  KV_ERR_UNKNOWN_OP: { status: 400, message: 'unknown operation %s' },
+  KV_ERR_CONFIG: { status: 500, message: 'configuration is not valid: %s' },
+  KV_ERR_INTERNAL: { status: 500, message: 'internal error: %s' },
+} as const satisfies Record<string, ErrorDef>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+function format(template: string, args: readonly unknown[]): string {
+  let i = 0;
+  return template.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '%s'));
+}
+
+export class KvError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  /** Extra machine-readable detail (e.g. the shard's epoch on KV_ERR_STALE_EPOCH). */
+  readonly detail: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, detail?: Record<string, unknown>) {
+    super(message);
+    this.name = 'KvError';
+    this.code = code;
+    this.statusCode = ERRORS[code].status;
+    this.detail = detail;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } & Record<string, unknown> {
+    return { code: this.code, message: this.message, ...(this.detail ?? {}) };
+  }
+}
+
+/** Build a KvError from the table, filling the message's `%s` slots in order. */
+export function kvError(code: ErrorCode, ...args: unknown[]): KvError {
+  return new KvError(code, format(ERRORS[code].message, args));
+}
+
+export function kvErrorWith(code: ErrorCode, detail: Record<string, unknown>, ...args: unknown[]): KvError {
+  return new KvError(code, format(ERRORS[code].message, args), detail);
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
+}
+
+/** Rebuild a typed error from its wire form `{code, message}`. */
+export function fromWire(wire: { code?: unknown; message?: unknown; [k: string]: unknown }): KvError {
+  const { code, message, ...detail } = wire;
+  if (!isErrorCode(code)) {
+    return kvError('KV_ERR_INTERNAL', `unknown error code ${String(code)}: ${String(message)}`);
+  }
+  return new KvError(code, typeof message === 'string' ? message : ERRORS[code].message, detail);
+}
+
+export function toWire(err: unknown): { code: ErrorCode; message: string } & Record<string, unknown> {
+  if (err instanceof KvError) return err.toJSON();
+  const msg = err instanceof Error ? err.message : String(err);
+  return { code: 'KV_ERR_INTERNAL', message: format(ERRORS.KV_ERR_INTERNAL.message, [msg]) };
+}

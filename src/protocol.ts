@@ -1,0 +1,113 @@
+// Router <-> shard wire protocol. A frame is a 4-byte big-endian length
+// followed by a msgpack body. A request frame carries an array of requests; the
+// shard answers it with one frame holding the responses, matched by id and
+// possibly in any order. All requests for one shard queued in the same
+// event-loop turn travel in one frame (see shard-client.ts). Pure: no I/O.
+import { Packr } from 'msgpackr';
+import { kvError, type ErrorCode } from './errors.js';
+
+export const OPS = {
+  GET: 'get',
+  PUT: 'put',
+  DEL: 'del',
+  PING: 'ping',
+} as const;
+export type Op = (typeof OPS)[keyof typeof OPS];
+
+export interface Request {
+  /** Request id, unique per connection. */
+  i: number;
+  o: Op;
+  /** Topology epoch the sender routed with. */
+  e: number;
+  /** Key (ping: absent). */
+  k?: string;
+  /** Value bytes (put). */
+  v?: Uint8Array;
+  /** Content type (put). */
+  ct?: string;
+  /** Absolute expiry in ms since the epoch, 0 = none (put). */
+  x?: number;
+  /** Expected version: a number, '*' (must exist) (put, del). */
+  m?: number | '*';
+  /** Create only: must not exist (put). */
+  n?: boolean;
+}
+
+export interface StoredValue {
+  v: Uint8Array;
+  ct: string;
+  ver: number;
+  /** Absolute expiry in ms, 0 = none. */
+  x: number;
+}
+
+export interface ErrorBody { code: ErrorCode; message: string; [k: string]: unknown }
+
+export type Response =
+  | { i: number; r: unknown }
+  | { i: number; err: ErrorBody };
+
+export const FRAME_HEADER_BYTES = 4;
+
+// Records off: each frame must decode on its own in any peer process.
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+export function encodeFrame(body: unknown): Buffer {
+  const payload = packr.pack(body);
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  payload.copy(frame, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** The encoded size of one request inside a frame, for splitting big batches. */
+export function encodedSize(body: unknown): number {
+  return packr.pack(body).length;
+}
+
+/**
+ * Incremental frame decoder for a byte stream. Refuses a frame larger than
+ * `maxFrameBytes` before buffering it, so a bad peer cannot make us allocate.
+ */
+export class FrameDecoder {
+  readonly #maxFrameBytes: number;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  constructor(maxFrameBytes: number) {
+    this.#maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Feed bytes; returns the decoded frame bodies now complete. Throws KV_ERR_FRAME_TOO_LARGE / KV_ERR_BAD_FRAME. */
+  push(chunk: Buffer): unknown[] {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    const out: unknown[] = [];
+    while (this.#buffered >= FRAME_HEADER_BYTES) {
+      let head = this.#chunks[0]!;
+      if (head.length < FRAME_HEADER_BYTES) {
+        head = Buffer.concat(this.#chunks);
+        this.#chunks = [head];
+      }
+      const len = head.readUInt32BE(0);
+      if (len > this.#maxFrameBytes) throw kvError('KV_ERR_FRAME_TOO_LARGE', len, this.#maxFrameBytes);
+      const total = FRAME_HEADER_BYTES + len;
+      if (this.#buffered < total) break;
+      if (head.length < total) {
+        head = Buffer.concat(this.#chunks);
+        this.#chunks = [head];
+      }
+      const body = head.subarray(FRAME_HEADER_BYTES, total);
+      try {
+        out.push(packr.unpack(body));
+      } catch (err) {
+        throw kvError('KV_ERR_BAD_FRAME', (err as Error).message);
+      }
+      if (head.length === total) this.#chunks.shift();
+      else this.#chunks[0] = head.subarray(total);
+      this.#buffered -= total;
+    }
+    return out;
+  }
+}

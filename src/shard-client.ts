@@ -1,0 +1,177 @@
+// One persistent connection from a router worker to one shard. Requests queued
+// in the same event-loop turn go out together as one frame (the design's main
+// throughput lever); responses are matched by id. Every request has a
+// deadline; a lost connection fails the requests it carried as "outcome
+// unknown" and the requests it never sent as "unavailable, nothing written".
+import net from 'node:net';
+import { encodeFrame, FrameDecoder, type Request, type Response } from './protocol.js';
+import { fromWire, kvError, KvError } from './errors.js';
+import { parseAddr } from './topology.js';
+
+export interface ShardConnectionOptions {
+  readonly requestTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxInFlightPerShard: number;
+  readonly maxFrameBytes: number;
+}
+
+interface Pending {
+  readonly req: Request;
+  readonly resolve: (r: unknown) => void;
+  readonly reject: (e: KvError) => void;
+  readonly deadline: number;
+  sent: boolean;
+}
+
+export type OutgoingRequest = Omit<Request, 'i'>;
+
+export class ShardConnection {
+  readonly id: string;
+  readonly addr: string;
+  readonly #opts: ShardConnectionOptions;
+  #socket: net.Socket | undefined;
+  #connected = false;
+  #closed = false;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #queue: Pending[] = [];
+  #flushScheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  /** Frames and requests sent, for stats. */
+  readonly counters = { frames: 0, requests: 0 };
+
+  constructor(id: string, addr: string, opts: ShardConnectionOptions) {
+    this.id = id;
+    this.addr = addr;
+    this.#opts = opts;
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  request(req: OutgoingRequest): Promise<unknown> {
+    if (this.#closed) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
+    if (this.#pending.size >= this.#opts.maxInFlightPerShard) {
+      return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard));
+    }
+    return new Promise((resolve, reject) => {
+      const full = { ...req, i: this.#nextId++ } as Request;
+      if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+      const p: Pending = { req: full, resolve, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false };
+      this.#pending.set(full.i, p);
+      this.#queue.push(p);
+      this.#ensureTimer();
+      if (!this.#socket) this.#connect();
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #connect(): void {
+    const { host, port } = parseAddr(this.addr);
+    const socket = net.connect({ host, port });
+    this.#socket = socket;
+    this.#connected = false;
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder(this.#opts.maxFrameBytes);
+    const connectTimer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(connectTimer);
+      this.#connected = true;
+      this.#flush();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      let frames: unknown[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        socket.destroy(err as Error);
+        return;
+      }
+      for (const frame of frames) {
+        for (const res of frame as Response[]) this.#settle(res);
+      }
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      clearTimeout(connectTimer);
+      const wasConnected = this.#connected;
+      if (this.#socket === socket) {
+        this.#socket = undefined;
+        this.#connected = false;
+      }
+      this.#failAll(wasConnected ? 'connection lost' : 'connection refused');
+    });
+  }
+
+  #settle(res: Response): void {
+    const p = this.#pending.get(res.i);
+    if (!p) return; // already timed out
+    this.#pending.delete(res.i);
+    if ('err' in res) p.reject(fromWire(res.err));
+    else p.resolve(res.r);
+  }
+
+  #failAll(why: string): void {
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      p.reject(p.sent ? kvError('KV_ERR_OUTCOME_UNKNOWN', this.id) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, why));
+    }
+    this.#queue = [];
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
+    const batch = this.#queue.filter((p) => this.#pending.has(p.req.i));
+    this.#queue = [];
+    this.#writeFrames(batch);
+  }
+
+  #writeFrames(batch: Pending[]): void {
+    if (batch.length === 0) return;
+    const frame = encodeFrame(batch.map((p) => p.req));
+    if (frame.length - 4 > this.#opts.maxFrameBytes && batch.length > 1) {
+      const mid = batch.length >> 1;
+      this.#writeFrames(batch.slice(0, mid));
+      this.#writeFrames(batch.slice(mid));
+      return;
+    }
+    for (const p of batch) p.sent = true;
+    this.counters.frames++;
+    this.counters.requests += batch.length;
+    this.#socket!.write(frame);
+  }
+
+  #ensureTimer(): void {
+    if (this.#timer) return;
+    const tick = Math.max(5, Math.min(100, this.#opts.requestTimeoutMs >> 2));
+    this.#timer = setInterval(() => this.#expire(), tick);
+    this.#timer.unref();
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    // Map order is send order and every request gets the same timeout, so
+    // the first unexpired entry ends the scan.
+    for (const [id, p] of this.#pending) {
+      if (p.deadline > now) break;
+      this.#pending.delete(id);
+      p.reject(p.sent ? kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'));
+    }
+    if (this.#pending.size === 0 && this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#socket?.destroy();
+    this.#failAll('connection closed');
+    if (this.#timer) clearInterval(this.#timer);
+  }
+}
