@@ -29,9 +29,15 @@ export interface Router {
   start(): Promise<void>;
 }
 
+/** Names under /v1/kv/ that are API endpoints, not keys. */
+const RESERVED = new Map([['_batch', ['POST']], ['_scan', ['GET']]]);
+
 function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
   const path = (req.raw.url ?? '').split('?')[0]!;
-  return validateKey(decodeKeyFromPath(path.slice(KV_PREFIX.length)), cfg);
+  const raw = path.slice(KV_PREFIX.length);
+  const reserved = RESERVED.get(raw);
+  if (reserved) throw kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path);
+  return validateKey(decodeKeyFromPath(raw), cfg);
 }
 
 export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router {

@@ -21,12 +21,13 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
 }
 
 export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods): void {
+  const bodyLimit = app.initialConfig.bodyLimit;
   // Store bytes exactly as sent, whatever the content type (JSON included).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: FastifyError | KvError, req, reply) => {
-    const kv = toKvError(err);
+    const kv = toKvError(err, bodyLimit);
     if (kv.statusCode >= 500 && kv.code === 'KV_ERR_INTERNAL') req.log.error({ err }, 'unhandled error');
     void reply.code(kv.statusCode).type('application/json').send(kv.toJSON());
   });
@@ -42,13 +43,14 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
   });
 }
 
-export function toKvError(err: unknown): KvError {
+export function toKvError(err: unknown, bodyLimit?: number): KvError {
   if (err instanceof KvError) return err;
   const e = err as FastifyError;
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return kvError('KV_ERR_BODY_TOO_LARGE', (e as unknown as { bodyLimit?: number }).bodyLimit ?? 'the configured');
+      return kvError('KV_ERR_BODY_TOO_LARGE', bodyLimit ?? 'the configured');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return kvError('KV_ERR_BAD_CONTENT_TYPE', e.message);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_BAD_URL':
