@@ -8,7 +8,8 @@ export type FakeMode =
   | { kind: 'hang' }
   | { kind: 'hangup' }
   | { kind: 'error'; code: string; message: string }
-  | { kind: 'ok' };
+  | { kind: 'ok' }
+  | { kind: 'delay'; ms: number };
 
 export class FakeShard {
   mode: FakeMode = { kind: 'ok' };
@@ -30,8 +31,10 @@ export class FakeShard {
           const m = this.mode;
           if (m.kind === 'hang') continue;
           if (m.kind === 'hangup') { s.destroy(); return; }
+          const ok = () => encodeFrame(reqs.map((r) => ({ i: r.i, r: r.o === 'get' ? null : { ver: 1, deleted: true } })));
           if (m.kind === 'error') s.write(encodeFrame(reqs.map((r) => ({ i: r.i, err: { code: m.code, message: m.message } }))));
-          else s.write(encodeFrame(reqs.map((r) => ({ i: r.i, r: r.o === 'get' ? null : { ver: 1, deleted: true } }))));
+          else if (m.kind === 'delay') setTimeout(() => { if (!s.destroyed) s.write(ok()); }, m.ms);
+          else s.write(ok());
         }
       });
     });
