@@ -80,6 +80,12 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
       if (slot.worker.isDead()) return resolve();
       const timer = setTimeout(() => { slot.worker.process.kill('SIGKILL'); }, timeoutMs);
       slot.worker.once('exit', () => { clearTimeout(timer); resolve(); });
+      // A worker still starting has no requests to drain and may not listen
+      // for messages yet: a signal stops it.
+      if (!slot.ready) {
+        slot.worker.process.kill('SIGTERM');
+        return;
+      }
       try {
         slot.worker.send({ type: 'drain' });
       } catch {
@@ -127,10 +133,12 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
   try {
     await Promise.all(Array.from({ length: config.workers }, () => fork()));
   } catch (err) {
+    if (shuttingDown) return;
     log(`router: ${(err as Error).message}`);
     await shutdown(1);
     return;
   }
+  if (shuttingDown) return;
   emit({ type: 'ready', port, workers: livePids() });
   log(`router: ${config.workers} workers listening on http://${config.host}:${port} (primary pid ${process.pid})`);
 }

@@ -18,28 +18,13 @@ export async function runWorker(config: RouterConfig): Promise<void> {
   const { app } = router;
   let draining = false;
   const sockets = new Set<Socket>();
-  const idle = new WeakMap<Socket, boolean>();
-
-  app.addHook('onRequest', async (req) => {
-    idle.set(req.raw.socket, false);
-  });
   app.addHook('onSend', async (_req, reply) => {
     if (draining) void reply.header('connection', 'close');
   });
-  app.addHook('onResponse', async (req) => {
-    idle.set(req.raw.socket, true);
-  });
   app.server.on('connection', (s: Socket) => {
     sockets.add(s);
-    idle.set(s, true);
     s.once('close', () => sockets.delete(s));
   });
-
-  await router.start();
-  await app.listen({ port: config.port, host: config.host });
-  const port = (app.server.address() as net.AddressInfo).port;
-  const workerId = process.env['KV_WORKER_ID'] ?? '0';
-  send({ type: 'ready', pid: process.pid, port, workerId });
 
   const drain = async () => {
     if (draining) return;
@@ -68,6 +53,12 @@ export async function runWorker(config: RouterConfig): Promise<void> {
   process.on('SIGTERM', () => { void drain(); });
   // Primary gone: drain and leave rather than linger as an orphan.
   process.on('disconnect', () => { void drain(); });
+
+  await router.start();
+  await app.listen({ port: config.port, host: config.host });
+  const port = (app.server.address() as net.AddressInfo).port;
+  const workerId = process.env['KV_WORKER_ID'] ?? '0';
+  send({ type: 'ready', pid: process.pid, port, workerId });
 }
 
 function send(msg: WorkerMessage): void {
