@@ -8,8 +8,10 @@ export interface RedisSettings {
   readonly redisCommandTimeoutMs: number;
 }
 
+const ERROR_LOG_INTERVAL_MS = 10_000;
+
 export function createRedis(cfg: RedisSettings, extra: RedisOptions = {}): Redis {
-  return new Redis(cfg.redisUrl, {
+  const client = new Redis(cfg.redisUrl, {
     commandTimeout: cfg.redisCommandTimeoutMs,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
@@ -18,6 +20,16 @@ export function createRedis(cfg: RedisSettings, extra: RedisOptions = {}): Redis
     lazyConnect: false,
     ...extra,
   });
+  // Callers see failures as rejected commands; here we only keep a reconnect
+  // storm from flooding the log (one line per outage window).
+  let lastLog = 0;
+  client.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - lastLog < ERROR_LOG_INTERVAL_MS) return;
+    lastLog = now;
+    console.error(`redis ${cfg.redisUrl}: ${err.message} (retrying)`);
+  });
+  return client;
 }
 
 /** A connection for SUBSCRIBE: no command timeout (it blocks by design). */

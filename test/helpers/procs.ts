@@ -165,6 +165,7 @@ export class TestCluster {
   async #start(): Promise<void> {
     this.redis = await startRedis();
     this.admin = new Redis(this.redis.url);
+    this.admin.on('error', () => {});
     this.store = new TopologyStore(this.admin, this.prefix);
     const n = this.#opts.shards ?? 3;
     const ids = Array.from({ length: n }, (_, i) => `s${i + 1}`);

@@ -107,4 +107,17 @@ describe('shard faults', () => {
     expect((await get(`${c.url}/v1/kv/${ownKey}`)).status).toBe(404);
   });
 });
+
+describe('Redis outage', () => {
+  it('readiness fails with a code while the data path keeps serving from the known topology', async () => {
+    expect((await put(`${c.url}/v1/kv/before-outage`, 'x')).status).toBe(204);
+    await c.redis.stop();
+    const ready = await get(`${c.url}/readyz`, { fresh: true });
+    expect(ready.status).toBe(503);
+    expect(ready.json()['code']).toBe('KV_ERR_REDIS_UNAVAILABLE');
+    expect((await get(`${c.url}/healthz`)).status).toBe(200);
+    expect((await put(`${c.url}/v1/kv/during-outage`, 'y')).status).toBe(204);
+    expect((await get(`${c.url}/v1/kv/during-outage`)).text).toBe('y');
+    expect((await get(`${c.url}/v1/kv/before-outage`)).text).toBe('x');
+  });
 });
