@@ -71,6 +71,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   app.get('/readyz', async (_req, reply) => {
     const t = forwarder.topology;
     if (!t) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
+    if (t.shards.length === 0) throw kvError('KV_ERR_NO_SHARDS');
     try {
       await redis.ping();
     } catch (err) {

@@ -32,16 +32,6 @@ export interface Shard {
   close(): Promise<void>;
 }
 
-function listen(server: net.Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
-
 export function buildShard(config: ShardConfig): Shard {
   const store = new Store({
     path: path.resolve(config.dataDir),
@@ -68,6 +58,7 @@ export function buildShard(config: ShardConfig): Shard {
     refresh: () => watcher.refresh(),
   });
   const dataServer = createDataServer(handler, config);
+  const DRAIN_TIMEOUT_MS = 5000;
   let addrs: ShardAddresses | undefined;
   const status = () => ({
     id: config.id,
@@ -104,7 +95,7 @@ export function buildShard(config: ShardConfig): Shard {
     view: () => view,
     async start() {
       const host = config.advertiseHost || config.host;
-      const dataPort = await listen(dataServer, config.dataPort, config.host);
+      const dataPort = await dataServer.listen(config.dataPort, config.host);
       await admin.listen({ port: config.adminPort, host: config.host });
       const adminPort = (admin.server.address() as net.AddressInfo).port;
       const fmt = (p: number) => (host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`);
@@ -131,7 +122,7 @@ export function buildShard(config: ShardConfig): Shard {
       if (heartbeat) clearInterval(heartbeat);
       if (sweeper) clearTimeout(sweeper);
       await topologyStore.deregister(config.id).catch(() => undefined);
-      await new Promise<void>((resolve) => dataServer.close(() => resolve()));
+      await dataServer.close(DRAIN_TIMEOUT_MS);
       await admin.close();
       await watcher.close();
       redis.disconnect();

@@ -51,6 +51,10 @@ export class FrameHandler {
       validateValue(req.v, this.#d.limits);
       validateContentType(req.ct, this.#d.limits);
       if (req.x !== undefined && !(Number.isSafeInteger(req.x) && req.x >= 0)) throw kvError('KV_ERR_BAD_FRAME', 'bad expiry');
+      // Allow a minute of clock difference between router and shard.
+      if (req.x !== undefined && req.x > Date.now() + this.#d.limits.maxTtlSeconds * 1000 + 60_000) {
+        throw kvError('KV_ERR_BAD_TTL', this.#d.limits.maxTtlSeconds, `an expiry ${req.x - Date.now()} ms away`);
+      }
     }
   }
 

@@ -46,8 +46,8 @@ export interface PutArgs {
 }
 
 export interface StoreStats {
+  /** LMDB entries: live keys plus tombstones and expired keys not yet swept. */
   records: number;
-  liveKeysApprox: number;
   bytes: number;
   ops: { get: number; put: number; del: number; expired: number; tombstonesDropped: number };
 }
@@ -166,7 +166,6 @@ export class Store {
     const records = s.entryCount ?? 0;
     return {
       records,
-      liveKeysApprox: records,
       bytes: pages * (s.pageSize ?? 4096),
       ops: { ...this.ops },
     };

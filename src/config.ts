@@ -126,6 +126,11 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
   return cfg;
 }
 
+/** The Redis key prefix for tools that are neither router nor shard (CLI, `kv up`). */
+export function defaultRedisPrefix(env: NodeJS.ProcessEnv = process.env): string {
+  return env['KV_REDIS_PREFIX'] || 'kv:';
+}
+
 export function isValidShardId(id: string): boolean {
   return SHARD_ID_RE.test(id);
 }
@@ -138,7 +143,8 @@ export function configFromEnv(defaults: Shape, prefix: string, env: NodeJS.Proce
     const v = env[envName];
     if (v !== undefined) out[key] = v;
   }
-  // REDIS_URL is shared by every role.
+  // REDIS_URL and KV_REDIS_PREFIX are shared by every role.
   if (env['REDIS_URL'] && 'redisUrl' in defaults && out['redisUrl'] === undefined) out['redisUrl'] = env['REDIS_URL'];
+  if (env['KV_REDIS_PREFIX'] && 'redisPrefix' in defaults && out['redisPrefix'] === undefined) out['redisPrefix'] = env['KV_REDIS_PREFIX'];
   return out;
 }

@@ -1,6 +1,7 @@
 // Redis connections for shared router/shard state. Redis is never the data
-// store. Commands fail fast (commandTimeout, no unbounded offline queue) so a
-// Redis outage shows up as a clear 503 instead of piling up requests.
+// store. Commands fail fast: while Redis is away a command waits in the
+// offline queue at most `redisCommandTimeoutMs`, then rejects, so an outage
+// shows up as a clear 503 instead of piling up requests.
 import { Redis, type RedisOptions } from 'ioredis';
 
 export interface RedisSettings {

@@ -37,6 +37,10 @@ export class ShardConnection {
   #queue: Pending[] = [];
   #flushScheduled = false;
   #timer: NodeJS.Timeout | undefined;
+  /** After a failed connect, requests fail fast until this time (backoff). */
+  #retryAt = 0;
+  #connectFailures = 0;
+  #lastConnectError = '';
   /** Frames and requests sent, for stats. */
   readonly counters = { frames: 0, requests: 0 };
 
@@ -52,6 +56,9 @@ export class ShardConnection {
 
   request(req: OutgoingRequest): Promise<unknown> {
     if (this.#closed) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
+    if (!this.#socket && Date.now() < this.#retryAt) {
+      return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
+    }
     if (this.#pending.size >= this.#opts.maxInFlightPerShard) {
       return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard));
     }
@@ -78,9 +85,12 @@ export class ShardConnection {
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(this.#opts.maxFrameBytes);
     const connectTimer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
+    let lastError = 'connection refused';
     socket.once('connect', () => {
       clearTimeout(connectTimer);
       this.#connected = true;
+      this.#connectFailures = 0;
+      this.#retryAt = 0;
       this.#flush();
     });
     socket.on('data', (chunk: Buffer) => {
@@ -95,7 +105,7 @@ export class ShardConnection {
         for (const res of frame as Response[]) this.#settle(res);
       }
     });
-    socket.on('error', () => {});
+    socket.on('error', (err: Error) => { lastError = err.message; });
     socket.once('close', () => {
       clearTimeout(connectTimer);
       const wasConnected = this.#connected;
@@ -103,7 +113,14 @@ export class ShardConnection {
         this.#socket = undefined;
         this.#connected = false;
       }
-      this.#failAll(wasConnected ? 'connection lost' : 'connection refused');
+      if (!wasConnected) {
+        // Back off so a dead shard costs one connect attempt per window,
+        // not one per request: 50 ms doubling up to 1 s.
+        this.#connectFailures++;
+        this.#lastConnectError = `${lastError}; next attempt after a short backoff`;
+        this.#retryAt = Date.now() + Math.min(1000, 50 * 2 ** Math.min(this.#connectFailures - 1, 5));
+      }
+      this.#failAll(wasConnected ? 'connection lost' : lastError);
     });
   }
 

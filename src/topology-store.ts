@@ -186,7 +186,7 @@ export async function initTopology(store: TopologyStore, ids: readonly string[],
     if (inRing.length > 0) {
       const same = inRing.length === ids.length && ids.every((id) => inRing.includes(id));
       if (same) return null;
-      throw kvError('KV_ERR_BAD_TOPOLOGY', `the ring already has shards ${inRing.join(', ')}; change it with \`kv shards add/remove\``);
+      throw kvError('KV_ERR_BAD_TOPOLOGY', `the ring already has shards ${inRing.join(', ')}; a ring holding data changes only through rebalancing`);
     }
     const shards = ids.map((id) => {
       const r = regs.find((x) => x.id === id)!;

@@ -3,7 +3,7 @@
 // the topology, and talk to the API.
 import cluster from 'node:cluster';
 import { Command } from 'commander';
-import { parseRouterConfig, parseShardConfig, configFromEnv, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../config.js';
+import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../config.js';
 import { KvError } from '../errors.js';
 import { createRedis } from '../redis.js';
 import { TopologyStore, initTopology } from '../topology-store.js';
@@ -77,7 +77,7 @@ topo.command('init')
   .argument('<ids...>', 'shard ids')
   .option('--wait-ms <ms>', 'wait this long for the shards to register', '10000')
   .option('--redis-url <url>', 'Redis (env REDIS_URL)')
-  .option('--redis-prefix <prefix>', 'key prefix in Redis', 'kv:')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis (env KV_REDIS_PREFIX)', defaultRedisPrefix())
   .action(async (ids: string[], o: Record<string, string>) => {
     const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
     try {
@@ -88,7 +88,7 @@ topo.command('init')
 topo.command('show')
   .description('print the topology, its epoch and each shard\'s share of the ring')
   .option('--redis-url <url>', 'Redis (env REDIS_URL)')
-  .option('--redis-prefix <prefix>', 'key prefix in Redis', 'kv:')
+  .option('--redis-prefix <prefix>', 'key prefix in Redis (env KV_REDIS_PREFIX)', defaultRedisPrefix())
   .action(async (o: Record<string, string>) => {
     const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
     try {

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { startRedis, findRedisServer, type LocalRedis } from '../local-redis.js';
 import { createRedis } from '../redis.js';
 import { TopologyStore, initTopology } from '../topology-store.js';
+import { defaultRedisPrefix } from '../config.js';
 
 export interface UpOptions {
   dataDir: string;
@@ -92,7 +93,7 @@ export async function runUp(o: UpOptions): Promise<void> {
 
     const redis = createRedis({ redisUrl, redisCommandTimeoutMs: 2000 });
     try {
-      const t = await initTopology(new TopologyStore(redis, 'kv:'), ids, { waitMs: 5000 });
+      const t = await initTopology(new TopologyStore(redis, defaultRedisPrefix()), ids, { waitMs: 5000 });
       console.error(`[up] topology epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}`);
     } finally {
       redis.disconnect();
