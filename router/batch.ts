@@ -34,7 +34,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function parseBatch(body: Uint8Array, limits: Limits): BatchOp[] {
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    doc = JSON.parse(utf8.decode(body));
   } catch (err) {
     throw kvError('KV_ERR_BAD_JSON', (err as Error).message);
   }
@@ -68,7 +68,7 @@ function parseOp(o: unknown, limits: Limits): BatchOp {
       if (typeof r['value'] !== 'string') throw kvError('KV_ERR_BAD_BATCH', 'put needs "value" as a string (utf8, or base64 with "encoding": "base64")');
       const enc = r['encoding'] ?? 'utf8';
       if (enc !== 'utf8' && enc !== 'base64') throw kvError('KV_ERR_BAD_BATCH', 'encoding must be "utf8" or "base64"');
-      if (enc === 'base64' && !/^[A-Za-z0-9+/]*={0,2}$/.test(r['value'])) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid base64');
+      if (enc === 'base64' && (!/^[A-Za-z0-9+/]*={0,2}$/.test(r['value']) || r['value'].replace(/=+$/, '').length % 4 === 1)) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid base64');
       const value = validateValue(Buffer.from(r['value'], enc), limits);
       const contentType = validateContentType(r['contentType'] ?? (enc === 'utf8' ? 'text/plain; charset=utf-8' : undefined), limits);
       return { op: 'put', key, value, contentType, ttl: parseTtl(r['ttl'], limits), ifMatch };

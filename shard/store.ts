@@ -87,7 +87,12 @@ export class Store {
     return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x };
   }
 
-  /** Run write operations in one LMDB transaction; resolves after commit. */
+  /**
+   * Run write operations in one LMDB transaction; resolves after commit.
+   * A throw inside `fn` does not roll back writes `fn` already made, so
+   * callers check every precondition before their first write (as putInTxn
+   * and delInTxn do).
+   */
   transaction<T>(fn: () => T): Promise<T> {
     return this.#root.transaction(fn);
   }

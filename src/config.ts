@@ -83,7 +83,8 @@ export function parseConfig<T extends Shape>(name: string, defaults: T, input: R
     }
     const want = typeof defaults[key];
     let value: unknown = raw;
-    if (want === 'number' && typeof raw === 'string' && raw.trim() !== '') value = Number(raw);
+    // Only plain decimal digits: Number() would also take '0x10' or '1e3'.
+    if (want === 'number' && typeof raw === 'string' && /^\s*\d+\s*$/.test(raw)) value = Number(raw);
     if (want === 'boolean' && typeof raw === 'string') {
       if (/^(1|true|yes|on)$/i.test(raw)) value = true;
       else if (/^(0|false|no|off|)$/i.test(raw)) value = false;

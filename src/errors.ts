@@ -68,7 +68,7 @@ export class KvError extends Error {
   }
 
   toJSON(): { code: ErrorCode; message: string } & Record<string, unknown> {
-    return { code: this.code, message: this.message, ...(this.detail ?? {}) };
+    return { ...(this.detail ?? {}), code: this.code, message: this.message };
   }
 }
 

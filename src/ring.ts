@@ -56,7 +56,9 @@ export function validateMembers(members: readonly RingMember[]): void {
   for (const m of members) {
     const vnodes = Math.floor((m.weight / total) * VNODES_PER_SHARD * members.length);
     if (vnodes < 1) {
-      const min = total / (VNODES_PER_SHARD * members.length);
+      // Solve w / (rest + w) * 40n >= 1 for w: raising w raises the total too.
+      const rest = total - m.weight;
+      const min = rest / (VNODES_PER_SHARD * members.length - 1);
       throw kvError('KV_ERR_BAD_WEIGHT', m.id,
         `weight ${m.weight} of a total ${total} gives it no ring points; the smallest usable weight here is about ${min.toPrecision(3)}`);
     }
@@ -76,7 +78,7 @@ export class Ring {
     }
     const servers: Record<string, { weight: number }> = {};
     for (const m of this.members) servers[m.id] = { weight: m.weight };
-    this.#ring = new HashRing(servers, 'md5', { 'max cache size': 10_000 });
+    this.#ring = new HashRing(servers, 'md5', { 'max cache size': 0 });
   }
 
   get empty(): boolean {
@@ -87,9 +89,13 @@ export class Ring {
     return this.members.some((m) => m.id === id);
   }
 
-  /** The owning shard id, or undefined when the ring is empty. */
+  /**
+   * The owning shard id, or undefined when the ring is empty. Goes through
+   * keyPoint rather than hashring's get(): its lookup cache is a plain object,
+   * so keys such as "__proto__" would poison it (and Object.prototype).
+   */
   ownerOf(key: string): string | undefined {
-    return this.#ring?.get(key);
+    return this.#ring ? this.ownerOfPoint(keyPoint(key)) : undefined;
   }
 
   /** Owner of a ring position (same rule as hashring: first point >= p, wrapping). */

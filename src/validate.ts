@@ -23,7 +23,10 @@ export function decodeKeyFromPath(raw: string): string {
     } else if (c < 0x80) {
       bytes.push(c);
     } else {
-      bytes.push(...Buffer.from(raw[i]!, 'utf8'));
+      // Walk code points, not UTF-16 units, so astral characters stay whole.
+      const cp = raw.codePointAt(i)!;
+      bytes.push(...Buffer.from(String.fromCodePoint(cp), 'utf8'));
+      if (cp > 0xffff) i++;
     }
   }
   let key: string;
@@ -82,7 +85,7 @@ export function parseIfMatch(raw: unknown): number | '*' | undefined {
   const s = raw.trim();
   if (s === '*') return '*';
   const m = /^"(\d{1,16})"$/.exec(s);
-  if (!m) throw kvError('KV_ERR_BAD_PRECONDITION', JSON.stringify(raw));
+  if (!m || !Number.isSafeInteger(Number(m[1]))) throw kvError('KV_ERR_BAD_PRECONDITION', JSON.stringify(raw));
   return Number(m[1]);
 }
 

@@ -1,0 +1,365 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KvError } from '../../src/errors.js';
+import { Store, type PutArgs } from '../../shard/store.js';
+
+const GRACE_MS = 60_000;
+const enc = new TextEncoder();
+const text = (s: string): Uint8Array => enc.encode(s);
+const str = (v: Uint8Array | undefined): string => new TextDecoder().decode(v);
+
+let dir: string;
+let store: Store;
+
+function open(): Store {
+  return new Store({ path: dir, mapSizeBytes: 64 * 1024 * 1024, noSync: true, tombstoneGraceMs: GRACE_MS });
+}
+
+function args(value: string | Uint8Array, more: Partial<PutArgs> = {}): PutArgs {
+  return { value: typeof value === 'string' ? text(value) : value, contentType: 'text/plain', expiresAt: 0, ...more };
+}
+
+function put(key: string, a: PutArgs, now?: number): Promise<number> {
+  return store.transaction(() => store.putInTxn(key, a, now));
+}
+
+function del(key: string, ifMatch?: number | '*', now?: number): Promise<{ deleted: boolean; ver: number }> {
+  return store.transaction(() => store.delInTxn(key, ifMatch, now));
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<KvError> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(KvError);
+  expect((err as KvError).code).toBe(code);
+  return err as KvError;
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'shardkv-store-'));
+  store = open();
+});
+
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('Store put/get', () => {
+  it('returns null for a key never written', () => {
+    expect(store.get('missing')).toBeNull();
+  });
+
+  it('stores value, content type and version', async () => {
+    const ver = await put('greeting', args('héllo', { contentType: 'text/plain; charset=utf-8' }));
+    const got = store.get('greeting');
+    expect(got).not.toBeNull();
+    expect(str(got!.v)).toBe('héllo');
+    expect(got!.ct).toBe('text/plain; charset=utf-8');
+    expect(got!.ver).toBe(ver);
+    expect(got!.x).toBe(0);
+  });
+
+  it('stores binary values byte for byte, including the empty value', async () => {
+    const bytes = new Uint8Array(256);
+    for (let i = 0; i < 256; i++) bytes[i] = 255 - i;
+    await put('bin', args(bytes, { contentType: 'application/octet-stream' }));
+    await put('empty', args(new Uint8Array(0)));
+    const got = store.get('bin')!;
+    expect(got.v).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(got.v).equals(Buffer.from(bytes))).toBe(true);
+    expect(got.ct).toBe('application/octet-stream');
+    const empty = store.get('empty');
+    expect(empty).not.toBeNull();
+    expect(empty!.v.byteLength).toBe(0);
+  });
+
+  it('keeps keys apart, unicode keys included', async () => {
+    const keys = ['a', 'A', 'a ', 'ключ', '😀', 'e\u0301', '\u00e9'];
+    for (const k of keys) await put(k, args(`value of ${k}`));
+    for (const k of keys) expect(str(store.get(k)!.v)).toBe(`value of ${k}`);
+    expect(store.countLive()).toBe(keys.length);
+  });
+
+  it('overwrites with the latest value', async () => {
+    await put('k', args('one'));
+    await put('k', args('two', { contentType: 'application/json' }));
+    const got = store.get('k')!;
+    expect(str(got.v)).toBe('two');
+    expect(got.ct).toBe('application/json');
+    expect(store.countLive()).toBe(1);
+  });
+
+  it('versions strictly increase, per key and across keys', async () => {
+    const seen: number[] = [];
+    for (let i = 0; i < 50; i++) seen.push(await put(i % 2 ? 'odd' : 'even', args(String(i))));
+    // Many writes in one transaction too.
+    seen.push(...(await store.transaction(() => [1, 2, 3].map((i) => store.putInTxn('same', args(String(i)))))));
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThan(seen[i - 1]!);
+    for (const v of seen) expect(Number.isSafeInteger(v)).toBe(true);
+    expect(store.get('same')!.ver).toBe(seen[seen.length - 1]);
+  });
+
+  it('versions keep increasing after a delete', async () => {
+    const v1 = await put('k', args('1'));
+    const d = await del('k');
+    const v2 = await put('k', args('2'));
+    expect(d.ver).toBeGreaterThan(v1);
+    expect(v2).toBeGreaterThan(d.ver);
+  });
+});
+
+describe('Store preconditions', () => {
+  it('ifMatch with the current version succeeds', async () => {
+    const v1 = await put('k', args('one'));
+    const v2 = await put('k', args('two', { ifMatch: v1 }));
+    expect(v2).toBeGreaterThan(v1);
+    expect(str(store.get('k')!.v)).toBe('two');
+  });
+
+  it('ifMatch mismatch throws KV_ERR_PRECONDITION_FAILED and writes nothing', async () => {
+    const v1 = await put('k', args('one'));
+    const err = await rejectsWith(put('k', args('two', { ifMatch: v1 + 1 })), 'KV_ERR_PRECONDITION_FAILED');
+    expect(err.statusCode).toBe(412);
+    expect(err.message).toContain(String(v1));
+    const got = store.get('k')!;
+    expect(str(got.v)).toBe('one');
+    expect(got.ver).toBe(v1);
+    const v2 = await put('k', args('three', { ifMatch: v1 }));
+    expect(str(store.get('k')!.v)).toBe('three');
+    expect(v2).toBeGreaterThan(v1);
+  });
+
+  it('ifMatch on a missing key fails and creates nothing', async () => {
+    await rejectsWith(put('nope', args('x', { ifMatch: '*' })), 'KV_ERR_PRECONDITION_FAILED');
+    await rejectsWith(put('nope', args('x', { ifMatch: 5 })), 'KV_ERR_PRECONDITION_FAILED');
+    expect(store.get('nope')).toBeNull();
+    expect(store.stats().records).toBe(0);
+  });
+
+  it("ifMatch '*' succeeds on any live value", async () => {
+    await put('k', args('one'));
+    await put('k', args('two', { ifMatch: '*' }));
+    expect(str(store.get('k')!.v)).toBe('two');
+  });
+
+  it('ifNoneMatch creates a missing key and refuses an existing one', async () => {
+    const v1 = await put('k', args('first', { ifNoneMatch: true }));
+    await rejectsWith(put('k', args('second', { ifNoneMatch: true })), 'KV_ERR_PRECONDITION_FAILED');
+    expect(str(store.get('k')!.v)).toBe('first');
+    expect(store.get('k')!.ver).toBe(v1);
+  });
+
+  it('ifNoneMatch succeeds over a tombstone and over an expired value', async () => {
+    const now = Date.now();
+    await put('k', args('x'));
+    await del('k');
+    await put('k', args('again', { ifNoneMatch: true }));
+    expect(str(store.get('k')!.v)).toBe('again');
+
+    await put('t', args('short', { expiresAt: now + 1000 }), now);
+    await rejectsWith(put('t', args('no', { ifNoneMatch: true }), now + 999), 'KV_ERR_PRECONDITION_FAILED');
+    await put('t', args('yes', { ifNoneMatch: true }), now + 1000);
+    expect(str(store.get('t', now + 5000)!.v)).toBe('yes');
+  });
+
+  it('a refused write inside a multi-write transaction leaves its own key unchanged', async () => {
+    const v = await put('a', args('a1'));
+    await put('b', args('b1'));
+    await rejectsWith(store.transaction(() => {
+      store.putInTxn('a', args('a2', { ifMatch: v }));
+      store.putInTxn('b', args('b2', { ifMatch: 1 }));
+    }), 'KV_ERR_PRECONDITION_FAILED');
+    expect(str(store.get('b')!.v)).toBe('b1');
+  });
+});
+
+describe('Store delete and tombstones', () => {
+  it('delete makes get return null and reports what it deleted', async () => {
+    await put('k', args('v'));
+    const r = await del('k');
+    expect(r.deleted).toBe(true);
+    expect(store.get('k')).toBeNull();
+    expect(store.countLive()).toBe(0);
+  });
+
+  it('leaves a tombstone: a later ifMatch put fails, and the record is kept', async () => {
+    const v1 = await put('k', args('v'));
+    await del('k');
+    await rejectsWith(put('k', args('back', { ifMatch: '*' })), 'KV_ERR_PRECONDITION_FAILED');
+    await rejectsWith(put('k', args('back', { ifMatch: v1 })), 'KV_ERR_PRECONDITION_FAILED');
+    expect(store.get('k')).toBeNull();
+    expect(store.stats().records).toBe(1); // the tombstone
+  });
+
+  it('deleting a missing key reports false but still leaves a tombstone', async () => {
+    const r = await del('never');
+    expect(r.deleted).toBe(false);
+    expect(r.ver).toBeGreaterThan(0);
+    expect(store.stats().records).toBe(1);
+    expect(store.get('never')).toBeNull();
+  });
+
+  it('deleting twice reports false the second time and keeps the tombstone version', async () => {
+    await put('k', args('v'));
+    const first = await del('k');
+    const second = await del('k');
+    expect(first.deleted).toBe(true);
+    expect(second.deleted).toBe(false);
+    expect(second.ver).toBe(first.ver);
+  });
+
+  it('delete honours ifMatch', async () => {
+    const v1 = await put('k', args('v'));
+    await rejectsWith(del('k', v1 + 1), 'KV_ERR_PRECONDITION_FAILED');
+    expect(str(store.get('k')!.v)).toBe('v');
+    expect((await del('k', v1)).deleted).toBe(true);
+    await rejectsWith(del('k', '*'), 'KV_ERR_PRECONDITION_FAILED');
+  });
+
+  it('a plain put after a delete brings the key back with a new version', async () => {
+    await put('k', args('old'));
+    const d = await del('k');
+    const v = await put('k', args('new'));
+    expect(v).toBeGreaterThan(d.ver);
+    expect(str(store.get('k')!.v)).toBe('new');
+  });
+});
+
+describe('Store expiry', () => {
+  it('never returns an expired value', async () => {
+    const now = Date.now();
+    await put('k', args('v', { expiresAt: now + 1000 }), now);
+    expect(str(store.get('k', now)!.v)).toBe('v');
+    expect(store.get('k', now + 999)!.x).toBe(now + 1000);
+    expect(store.get('k', now + 1000)).toBeNull();
+    expect(store.get('k', now + 1_000_000)).toBeNull();
+    expect(store.countLive(now + 999)).toBe(1);
+    expect(store.countLive(now + 1000)).toBe(0);
+  });
+
+  it('an expired value does not satisfy ifMatch', async () => {
+    const now = Date.now();
+    const v = await put('k', args('v', { expiresAt: now + 1000 }), now);
+    await rejectsWith(put('k', args('w', { ifMatch: v }), now + 1000), 'KV_ERR_PRECONDITION_FAILED');
+    await rejectsWith(put('k', args('w', { ifMatch: '*' }), now + 2000), 'KV_ERR_PRECONDITION_FAILED');
+  });
+
+  it('deleting an expired value reports false', async () => {
+    const now = Date.now();
+    await put('k', args('v', { expiresAt: now + 10 }), now);
+    expect((await del('k', undefined, now + 10)).deleted).toBe(false);
+  });
+
+  it('a rewrite without ttl clears the expiry', async () => {
+    const now = Date.now();
+    await put('k', args('short', { expiresAt: now + 1000 }), now);
+    await put('k', args('forever'), now + 10);
+    expect(str(store.get('k', now + 10_000_000)!.v)).toBe('forever');
+    expect(await store.sweep(100, now + 10_000_000)).toBe(0);
+    expect(store.get('k', now + 10_000_000)).not.toBeNull();
+  });
+
+  it('sweep removes expired records and keeps live ones', async () => {
+    const now = Date.now();
+    await store.transaction(() => {
+      for (let i = 0; i < 5; i++) store.putInTxn(`short${i}`, args('s', { expiresAt: now + 1000 }), now);
+      for (let i = 0; i < 3; i++) store.putInTxn(`long${i}`, args('l', { expiresAt: now + 60_000 }), now);
+      store.putInTxn('forever', args('f'), now);
+    });
+    expect(store.stats().records).toBe(9);
+
+    expect(await store.sweep(100, now + 999)).toBe(0);
+    expect(store.stats().records).toBe(9);
+
+    expect(await store.sweep(100, now + 1000)).toBe(5);
+    expect(store.stats().records).toBe(4);
+    // Gone for good: not even a reader with an old clock sees them.
+    for (let i = 0; i < 5; i++) expect(store.get(`short${i}`, now)).toBeNull();
+    for (let i = 0; i < 3; i++) expect(str(store.get(`long${i}`, now + 1000)!.v)).toBe('l');
+    expect(store.get('forever', now + 1000)).not.toBeNull();
+    expect(store.ops.expired).toBe(5);
+
+    expect(await store.sweep(100, now + 1000)).toBe(0);
+  });
+
+  it('sweep honours its limit', async () => {
+    const now = Date.now();
+    await store.transaction(() => {
+      for (let i = 0; i < 7; i++) store.putInTxn(`k${i}`, args('v', { expiresAt: now + 10 }), now);
+    });
+    expect(await store.sweep(3, now + 10)).toBe(3);
+    expect(store.stats().records).toBe(4);
+    expect(await store.sweep(3, now + 10)).toBe(3);
+    expect(await store.sweep(3, now + 10)).toBe(1);
+    expect(store.stats().records).toBe(0);
+  });
+
+  it('sweep does not drop a record rewritten with a later expiry', async () => {
+    const now = Date.now();
+    await put('k', args('v1', { expiresAt: now + 1000 }), now);
+    await put('k', args('v2', { expiresAt: now + 5000 }), now + 500);
+    expect(await store.sweep(100, now + 1000)).toBe(0);
+    expect(str(store.get('k', now + 1000)!.v)).toBe('v2');
+    expect(await store.sweep(100, now + 5000)).toBe(1);
+    expect(store.stats().records).toBe(0);
+  });
+
+  it('sweep keeps a record rewritten between its index scan and its transaction', async () => {
+    const now = Date.now();
+    await put('k', args('v1', { expiresAt: now + 1000 }), now);
+    // Queue the rewrite first, then start the sweep: the sweep's index scan
+    // still sees the old expiry, but its transaction runs after the rewrite.
+    const rewrite = put('k', args('v2', { expiresAt: now + 5000 }), now + 500);
+    const swept = store.sweep(100, now + 1000);
+    await Promise.all([rewrite, swept]);
+    expect(str(store.get('k', now + 1000)!.v)).toBe('v2');
+    expect(store.stats().records).toBe(1);
+    expect(await store.sweep(100, now + 5000)).toBe(1);
+    expect(store.stats().records).toBe(0);
+  });
+
+  it('sweep drops a tombstone only after the grace period', async () => {
+    const now = Date.now();
+    await put('k', args('v'), now);
+    await del('k', undefined, now);
+    expect(await store.sweep(100, now + GRACE_MS - 1)).toBe(0);
+    expect(store.stats().records).toBe(1);
+    expect(await store.sweep(100, now + GRACE_MS)).toBe(1);
+    expect(store.stats().records).toBe(0);
+    expect(store.ops.tombstonesDropped).toBe(1);
+  });
+});
+
+describe('Store persistence', () => {
+  it('keeps data, versions and tombstones across close and reopen', async () => {
+    const now = Date.now();
+    const v = await put('k', args(Uint8Array.from([1, 2, 3]), { contentType: 'application/x-test' }));
+    await put('ttl', args('t', { expiresAt: now + 60_000 }), now);
+    await put('gone', args('g'));
+    await del('gone');
+    await store.close();
+
+    store = open();
+    const got = store.get('k')!;
+    expect([...got.v]).toEqual([1, 2, 3]);
+    expect(got.ct).toBe('application/x-test');
+    expect(got.ver).toBe(v);
+    expect(store.get('ttl', now)!.x).toBe(now + 60_000);
+    expect(store.get('gone')).toBeNull();
+    await rejectsWith(put('gone', args('back', { ifMatch: '*' })), 'KV_ERR_PRECONDITION_FAILED');
+    expect(store.stats().records).toBe(3);
+
+    // Versions keep increasing after a restart.
+    expect(await put('k', args('next', { ifMatch: v }))).toBeGreaterThan(v);
+    // The expiry index survived too.
+    expect(await store.sweep(100, now + 60_000)).toBe(1);
+    expect(store.get('ttl', now)).toBeNull();
+  });
+});
