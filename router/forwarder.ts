@@ -6,7 +6,7 @@ import { kvError, KvError } from '../src/errors.js';
 import { OPS } from '../src/protocol.js';
 import { ShardConnection, type OutgoingRequest, type ShardConnectionOptions } from '../src/shard-client.js';
 import { ringOf, shardById, type Topology } from '../src/topology.js';
-import type { Ring } from '../src/ring.js';
+import { Ring } from '../src/ring.js';
 import type { TopologyWatcher } from '../src/topology-store.js';
 
 export interface ForwarderOptions extends ShardConnectionOptions {
@@ -21,7 +21,9 @@ export class Forwarder {
   readonly #conns = new Map<string, ShardConnection>();
   #topology: Topology | undefined;
   #ring: Ring | undefined;
-  readonly counters = { retries: 0 };
+  /** During a migration: the ring before it (reads fall back to its owner). */
+  #prevRing: Ring | undefined;
+  readonly counters = { retries: 0, fallbackReads: 0 };
 
   constructor(watcher: TopologyWatcher, opts: ForwarderOptions) {
     this.#watcher = watcher;
@@ -37,6 +39,7 @@ export class Forwarder {
   #apply(t: Topology): void {
     this.#topology = t;
     this.#ring = ringOf(t);
+    this.#prevRing = t.migration ? new Ring(t.migration.prev) : undefined;
     // Drop connections to shards that left or moved to new addresses.
     for (const [id, conn] of this.#conns) {
       const s = shardById(t, id);
@@ -47,6 +50,13 @@ export class Forwarder {
         closeWhenIdle();
       }
     }
+  }
+
+  /** The connection to shard `id` (created on first use). */
+  connection(id: string): ShardConnection {
+    const t = this.#topology;
+    if (!t) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
+    return this.#conn(t, id);
   }
 
   #conn(t: Topology, id: string): ShardConnection {
@@ -69,7 +79,17 @@ export class Forwarder {
       const owner = ring.ownerOf(req.k!);
       if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
       try {
-        return await this.#conn(t, owner).request({ ...req, e: t.epoch });
+        const res = await this.#conn(t, owner).request({ ...req, e: t.epoch });
+        if (req.o !== OPS.GET) return res;
+        if (res !== null) return (res as { deleted?: boolean }).deleted ? null : res;
+        // Migration: a key never seen by its new owner may not have been
+        // streamed yet; its old owner still has it. A tombstone on the new
+        // owner (handled above) means deleted, with no fallback.
+        const prevOwner = this.#prevRing?.ownerOf(req.k!);
+        if (prevOwner === undefined || prevOwner === owner) return null;
+        this.counters.fallbackReads++;
+        const old = await this.#conn(t, prevOwner).request({ ...req, e: t.epoch });
+        return old !== null && (old as { deleted?: boolean }).deleted ? null : old;
       } catch (err) {
         if (!(err instanceof KvError)) throw err;
         if (REFRESH_CODES.has(err.code)) {

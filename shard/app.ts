@@ -32,7 +32,12 @@ export interface Shard {
   close(): Promise<void>;
 }
 
-export function buildShard(config: ShardConfig): Shard {
+export interface ShardHooks {
+  /** The coordinator drained this shard out of the ring and asked it to go. */
+  onRetire?: () => void;
+}
+
+export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
   const store = new Store({
     path: path.resolve(config.dataDir),
     mapSizeBytes: config.mapSizeBytes,
@@ -47,7 +52,7 @@ export function buildShard(config: ShardConfig): Shard {
   let topology: Topology = EMPTY_TOPOLOGY;
   watcher.on('change', (t: Topology) => {
     topology = t;
-    view = { epoch: t.epoch, ring: ringOf(t) };
+    view = { epoch: t.epoch, ring: ringOf(t), prevRing: t.migration ? new Ring(t.migration.prev) : undefined };
   });
 
   const handler = new FrameHandler({
@@ -56,6 +61,7 @@ export function buildShard(config: ShardConfig): Shard {
     limits: config,
     view: () => view,
     refresh: () => watcher.refresh(),
+    retire: () => hooks.onRetire?.(),
   });
   const dataServer = createDataServer(handler, config);
   const DRAIN_TIMEOUT_MS = 5000;

@@ -1,15 +1,24 @@
 // Executes one request frame on the shard: epoch and ownership checks, reads
-// straight from LMDB, all writes of the frame in one transaction.
+// straight from LMDB, all writes of the frame in one transaction, and the
+// rebalancing operations (sync, scan, count, import, purge, retire).
+//
+// Ownership during a migration (DESIGN section 5.2): writes only on the
+// owner in the `next` ring; reads on the next owner or the previous owner
+// (the router falls back to the old owner on a miss that is not a tombstone).
 import { kvError, kvErrorWith, toWire, KvError } from '../src/errors.js';
 import { OPS, type Request, type Response } from '../src/protocol.js';
 import type { Limits } from '../src/config.js';
 import { validateKey, validateValue, validateContentType } from '../src/validate.js';
-import type { Ring } from '../src/ring.js';
-import type { Store } from './store.js';
+import { keyPoint, type Ring } from '../src/ring.js';
+import type { PointRange } from '../src/migration.js';
+import type { Store, MovedRecord } from './store.js';
 
 export interface OwnershipView {
   readonly epoch: number;
+  /** The ring keys belong to (during a migration: the `next` ring). */
   readonly ring: Ring;
+  /** During a migration: the ring before it. */
+  readonly prevRing?: Ring | undefined;
 }
 
 export interface HandlerDeps {
@@ -20,6 +29,29 @@ export interface HandlerDeps {
   view(): OwnershipView;
   /** Re-read the topology (called when a request carries a newer epoch than ours). */
   refresh(): Promise<unknown>;
+  /** Called for a RETIRE request (deregister and stop). */
+  retire?(): void;
+}
+
+const SCAN_MAX_LIMIT = 10_000;
+const SCAN_MAX_BYTES = 16 * 1024 * 1024;
+const ADMIN_OPS = new Set<string>([OPS.SYNC, OPS.SCAN, OPS.COUNT, OPS.IMPORT, OPS.PURGE, OPS.RETIRE]);
+
+function checkRanges(ranges: unknown): PointRange[] {
+  if (!Array.isArray(ranges) || ranges.length === 0) throw kvError('KV_ERR_BAD_FRAME', 'ranges must be a non-empty array');
+  for (const r of ranges as PointRange[]) {
+    if (!Number.isInteger(r?.lo) || !Number.isInteger(r?.hi) || r.lo < 0 || r.hi > 0xffffffff || r.lo > r.hi) {
+      throw kvError('KV_ERR_BAD_FRAME', 'bad point range');
+    }
+  }
+  return ranges as PointRange[];
+}
+
+/** True when no point in [lo, hi] belongs to `id` in `ring`. */
+function ownsNoneOf(ring: Ring, id: string, r: PointRange): boolean {
+  if (ring.ownerOfPoint(r.hi) === id) return false;
+  for (const p of ring.points()) if (p.id === id && p.point >= r.lo && p.point <= r.hi) return false;
+  return true;
 }
 
 export class FrameHandler {
@@ -29,17 +61,27 @@ export class FrameHandler {
     this.#d = deps;
   }
 
-  /** Refusal for a request routed with another epoch or to the wrong owner, else undefined. */
-  #refusal(req: Request, view: OwnershipView): KvError | undefined {
+  #stale(req: Request, view: OwnershipView): KvError | undefined {
     if (req.e !== view.epoch) {
       // Older router: it must refresh. Newer router: we have not seen that
       // epoch yet even after a refresh; refusing is safe, the router retries.
       return kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: view.epoch }, req.e, view.epoch);
     }
-    if (view.ring.ownerOf(req.k!) !== this.#d.shardId) {
-      return kvErrorWith('KV_ERR_NOT_OWNER', { epoch: view.epoch }, this.#d.shardId, view.epoch);
-    }
     return undefined;
+  }
+
+  #notOwner(view: OwnershipView): KvError {
+    return kvErrorWith('KV_ERR_NOT_OWNER', { epoch: view.epoch }, this.#d.shardId, view.epoch);
+  }
+
+  /** Refusal for a keyed request, else undefined. */
+  #refusal(req: Request, view: OwnershipView): KvError | undefined {
+    const stale = this.#stale(req, view);
+    if (stale) return stale;
+    const me = this.#d.shardId;
+    if (view.ring.ownerOf(req.k!) === me) return undefined;
+    if (req.o === OPS.GET && view.prevRing?.ownerOf(req.k!) === me) return undefined;
+    return this.#notOwner(view);
   }
 
   #check(req: Request): void {
@@ -61,22 +103,27 @@ export class FrameHandler {
   async handle(reqs: Request[]): Promise<Response[]> {
     const out: Response[] = [];
     let maxEpoch = 0;
-    for (const r of reqs) if (typeof r?.e === 'number' && r.e > maxEpoch) maxEpoch = r.e;
+    for (const r of reqs) {
+      const e = typeof r?.e === 'number' ? r.e : typeof r?.me === 'number' ? r.me : 0;
+      if (e > maxEpoch) maxEpoch = e;
+    }
     if (maxEpoch > this.#d.view().epoch) await this.#d.refresh().catch(() => undefined);
 
     const view = this.#d.view();
     const writes: Request[] = [];
+    const admin: Request[] = [];
     const now = Date.now();
     for (const req of reqs) {
       const id = typeof req?.i === 'number' ? req.i : -1;
       try {
         if (req.o === OPS.PING) { out.push({ i: id, r: { epoch: view.epoch, id: this.#d.shardId } }); continue; }
+        if (ADMIN_OPS.has(req.o)) { admin.push(req); continue; }
         if (req.o !== OPS.GET && req.o !== OPS.PUT && req.o !== OPS.DEL) throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
         this.#check(req);
         const refusal = this.#refusal(req, view);
         if (refusal) throw refusal;
         if (req.o === OPS.GET) {
-          out.push({ i: id, r: this.#d.store.get(req.k!, now) });
+          out.push({ i: id, r: this.#d.store.lookup(req.k!, now) });
         } else {
           writes.push(req);
         }
@@ -97,11 +144,11 @@ export class FrameHandler {
             if (req.o === OPS.PUT) {
               const ver = this.#d.store.putInTxn(req.k!, {
                 value: req.v!, contentType: req.ct ?? 'application/octet-stream', expiresAt: req.x ?? 0,
-                ifMatch: req.m, ifNoneMatch: req.n,
+                ifMatch: req.m, ifNoneMatch: req.n, epoch: v.epoch,
               }, txnNow);
               return { i: req.i, r: { ver } };
             }
-            return { i: req.i, r: this.#d.store.delInTxn(req.k!, req.m, txnNow) };
+            return { i: req.i, r: this.#d.store.delInTxn(req.k!, req.m, txnNow, v.epoch) };
           } catch (err) {
             return { i: req.i, err: toWire(err) };
           }
@@ -109,6 +156,81 @@ export class FrameHandler {
       });
       out.push(...results);
     }
+    for (const req of admin) {
+      try {
+        out.push({ i: req.i, r: await this.#admin(req) });
+      } catch (err) {
+        out.push({ i: typeof req?.i === 'number' ? req.i : -1, err: toWire(err) });
+      }
+    }
     return out;
+  }
+
+  async #admin(req: Request): Promise<unknown> {
+    const store = this.#d.store;
+    const me = this.#d.shardId;
+    switch (req.o) {
+      case OPS.SYNC: {
+        // Transactions commit in order: once this empty one has, every write
+        // accepted before it has too.
+        await store.transaction(() => undefined);
+        return { epoch: this.#d.view().epoch };
+      }
+      case OPS.SCAN: {
+        const [r] = checkRanges(req.ranges);
+        const limit = Math.min(Math.max(1, req.limit ?? 1000), SCAN_MAX_LIMIT);
+        const maxBytes = Math.min(Math.max(1, req.maxBytes ?? 4 * 1024 * 1024), SCAN_MAX_BYTES);
+        const after = Array.isArray(req.after) && typeof req.after[0] === 'number' && typeof req.after[1] === 'string' ? req.after : undefined;
+        return store.scan(r!.lo, r!.hi, after, limit, maxBytes);
+      }
+      case OPS.COUNT: {
+        let keys = 0;
+        let bytes = 0;
+        for (const r of checkRanges(req.ranges)) {
+          const c = store.countRange(r.lo, r.hi);
+          keys += c.keys;
+          bytes += c.bytes;
+        }
+        return { keys, bytes };
+      }
+      case OPS.IMPORT: {
+        const view = this.#d.view();
+        if (typeof req.me !== 'number' || !Array.isArray(req.recs)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and recs');
+        if (view.epoch < req.me) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: view.epoch }, req.me, view.epoch);
+        const recs = req.recs as MovedRecord[];
+        for (const m of recs) {
+          if (!Array.isArray(m?.k) || typeof m.k[0] !== 'number' || typeof m.k[1] !== 'string' || typeof m.r !== 'object' || m.r === null) {
+            throw kvError('KV_ERR_BAD_FRAME', 'bad moved record');
+          }
+          if (keyPoint(m.k[1]) !== m.k[0]) throw kvError('KV_ERR_BAD_FRAME', 'moved record point does not match its key');
+          // Only keys this shard owns now may come in.
+          if (view.ring.ownerOfPoint(m.k[0]) !== me) throw this.#notOwner(view);
+        }
+        const written = await store.transaction(() => {
+          const now = Date.now();
+          let n = 0;
+          for (const m of recs) if (store.importInTxn(m, req.me!, now)) n++;
+          return n;
+        });
+        return { written, received: recs.length };
+      }
+      case OPS.PURGE: {
+        const view = this.#d.view();
+        const ranges = checkRanges(req.ranges);
+        if (view.prevRing) throw kvError('KV_ERR_BAD_TOPOLOGY', 'no purge while a migration is in progress');
+        for (const r of ranges) if (!ownsNoneOf(view.ring, me, r)) throw kvError('KV_ERR_BAD_TOPOLOGY', `shard ${me} still owns part of ${r.lo}..${r.hi}`);
+        let purged = 0;
+        for (const r of ranges) purged += await store.purgeRange(r.lo, r.hi);
+        return { purged };
+      }
+      case OPS.RETIRE: {
+        const view = this.#d.view();
+        if (view.ring.has(me) || view.prevRing?.has(me)) throw kvError('KV_ERR_BAD_TOPOLOGY', `shard ${me} is still in the ring`);
+        setImmediate(() => this.#d.retire?.());
+        return { retiring: true };
+      }
+      default:
+        throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
+    }
   }
 }

@@ -5,12 +5,18 @@ import type { ShardConfig } from '../src/config.js';
 import { buildShard } from './app.js';
 
 export async function startShardProcess(config: ShardConfig): Promise<void> {
-  const shard = buildShard(config);
+  let stop = async (): Promise<void> => undefined;
+  const shard = buildShard(config, {
+    onRetire: () => {
+      console.error(`shard ${config.id}: drained out of the ring; leaving the registry and stopping`);
+      void stop();
+    },
+  });
   const addrs = await shard.start();
   console.error(`shard ${config.id}: data ${addrs.dataAddr}, admin http://${addrs.adminAddr}, store ${config.dataDir} (pid ${process.pid})`);
   if (process.send) process.send({ type: 'ready', id: config.id, ...addrs, pid: process.pid });
   let closing = false;
-  const stop = async () => {
+  stop = async () => {
     if (closing) return;
     closing = true;
     const force = setTimeout(() => process.exit(1), 10_000);

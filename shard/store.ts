@@ -32,6 +32,20 @@ export interface StoredRecord {
   x: number;
   /** 1 = tombstone. */
   d?: 1;
+  /**
+   * Topology epoch the write was accepted at (0 for admin-port writes).
+   * Imports during a migration at epoch E overwrite only records with e < E:
+   * anything written at E or later is newer than every copy a source can send,
+   * whatever the clocks say.
+   */
+  e?: number;
+}
+
+/** A record as streamed between shards during rebalancing. */
+export interface MovedRecord {
+  /** [point, key] */
+  k: RecordKey;
+  r: StoredRecord;
 }
 
 type RecordKey = [number, string];
@@ -43,6 +57,8 @@ export interface PutArgs {
   expiresAt: number;
   ifMatch?: number | '*' | undefined;
   ifNoneMatch?: boolean | undefined;
+  /** Topology epoch the write is accepted at. */
+  epoch?: number | undefined;
 }
 
 export interface StoreStats {
@@ -81,10 +97,92 @@ export class Store {
 
   /** A live value, or null for missing, deleted or expired keys. Never serves an expired value. */
   get(key: string, now = Date.now()): StoredValue | null {
+    const r = this.lookup(key, now);
+    return r === null || 'deleted' in r ? null : r;
+  }
+
+  /**
+   * Like get(), but tells a tombstone apart from a key never seen: during a
+   * migration a miss on the new owner falls back to the old owner, a
+   * tombstone does not (the delete is newer than the old copy).
+   */
+  lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number } | null {
     this.ops.get++;
     const rec = this.#records.get([keyPoint(key), key]);
-    if (!rec || rec.d === 1 || rec.v === null || (rec.x !== 0 && rec.x <= now)) return null;
+    if (!rec) return null;
+    if (rec.d === 1 || rec.v === null) return { deleted: true, ver: rec.ver };
+    if (rec.x !== 0 && rec.x <= now) return { deleted: true, ver: rec.ver };
     return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x };
+  }
+
+  /**
+   * Records with points in [lo, hi], in key order, after `after` (exclusive),
+   * at most `limit` of them and about `maxBytes` of values. Expired values are
+   * left out (they must not be copied); tombstones are included.
+   */
+  scan(lo: number, hi: number, after: RecordKey | undefined, limit: number, maxBytes: number, now = Date.now()): { records: MovedRecord[]; next: RecordKey | undefined } {
+    const records: MovedRecord[] = [];
+    let bytes = 0;
+    let last: RecordKey | undefined;
+    const start: RecordKey = after ?? [lo, ''];
+    for (const { key, value } of this.#records.getRange({ start, end: [hi + 1, ''] })) {
+      if (after && key[0] === after[0] && key[1] === after[1]) continue;
+      last = key;
+      if (value.d !== 1 && value.x !== 0 && value.x <= now) continue;
+      records.push({ k: key, r: value });
+      bytes += (value.v?.byteLength ?? 0) + key[1].length + 32;
+      if (records.length >= limit || bytes >= maxBytes) return { records, next: key };
+    }
+    // `last` may be an expired record we skipped; the range is done either way.
+    void last;
+    return { records, next: undefined };
+  }
+
+  /** Number of records (and value bytes) with points in [lo, hi]. */
+  countRange(lo: number, hi: number): { keys: number; bytes: number } {
+    let keys = 0;
+    let bytes = 0;
+    for (const { value } of this.#records.getRange({ start: [lo, ''], end: [hi + 1, ''] })) {
+      if (value.d === 1) continue;
+      keys++;
+      bytes += value.v?.byteLength ?? 0;
+    }
+    return { keys, bytes };
+  }
+
+  /**
+   * Must run inside transaction(). Put-if-newer for rebalancing: writes the
+   * record unless this shard holds one written at `migrationEpoch` or later.
+   * Returns whether it was written.
+   */
+  importInTxn(m: MovedRecord, migrationEpoch: number, now = Date.now()): boolean {
+    const rk: RecordKey = [m.k[0], m.k[1]];
+    if (m.r.d !== 1 && m.r.x !== 0 && m.r.x <= now) return false;
+    const old = this.#records.get(rk);
+    if (old && (old.e ?? 0) >= migrationEpoch) return false;
+    // Keep the moved version; later local writes build on it.
+    if (m.r.ver > this.#lastVersion) this.#lastVersion = m.r.ver;
+    this.#write(rk, old, m.r);
+    return true;
+  }
+
+  /** Delete every record with a point in [lo, hi] (after a move commits). Returns how many. */
+  async purgeRange(lo: number, hi: number, batch = 5000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const keys: RecordKey[] = [];
+      for (const k of this.#records.getKeys({ start: [lo, ''], end: [hi + 1, ''], limit: batch })) keys.push(k);
+      if (keys.length === 0) return total;
+      await this.#root.transaction(() => {
+        for (const k of keys) {
+          const rec = this.#records.get(k);
+          if (rec && rec.x !== 0) this.#expiry.remove([rec.x, k[0], k[1]]);
+          this.#records.remove(k);
+        }
+      });
+      total += keys.length;
+      if (keys.length < batch) return total;
+    }
   }
 
   /**
@@ -123,7 +221,7 @@ export class Store {
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#write(rk, old, { v: args.value, ct: args.contentType, ver, x: args.expiresAt });
+    this.#write(rk, old, { v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 });
     return ver;
   }
 
@@ -132,14 +230,16 @@ export class Store {
    * this shard never saw) so a copy arriving later from an old owner cannot
    * resurrect it. Returns whether a live value was deleted.
    */
-  delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now()): { deleted: boolean; ver: number } {
+  delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now(), epoch = 0): { deleted: boolean; ver: number } {
     this.ops.del++;
     const rk: RecordKey = [keyPoint(key), key];
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, ifMatch, undefined);
-    if (old?.d === 1) return { deleted: false, ver: old.ver };
+    // A tombstone from an older epoch is renewed so a migration at a newer
+    // epoch treats this delete as newer than any copy it streams.
+    if (old?.d === 1 && (old.e ?? 0) >= epoch) return { deleted: false, ver: old.ver };
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#write(rk, old, { v: null, ct: '', ver, x: now + this.#graceMs, d: 1 });
+    this.#write(rk, old, { v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch });
     return { deleted: live, ver };
   }
 

@@ -11,6 +11,19 @@ export const OPS = {
   PUT: 'put',
   DEL: 'del',
   PING: 'ping',
+  // Rebalancing (coordinator -> shard); not keyed, not ring-checked per key.
+  /** Wait until every write accepted so far has committed; answers the shard's epoch. */
+  SYNC: 'sync',
+  /** Records in one point range after a cursor. */
+  SCAN: 'scan',
+  /** Count records in point ranges. */
+  COUNT: 'count',
+  /** Put-if-newer of moved records. */
+  IMPORT: 'import',
+  /** Delete moved ranges after commit. */
+  PURGE: 'purge',
+  /** Leave the registry and stop (after the shard was drained out of the ring). */
+  RETIRE: 'retire',
 } as const;
 export type Op = (typeof OPS)[keyof typeof OPS];
 
@@ -32,7 +45,20 @@ export interface Request {
   m?: number | '*';
   /** Create only: must not exist (put). */
   n?: boolean;
+  /** Point ranges (count, purge) or one range (scan: ranges[0]). */
+  ranges?: Array<{ lo: number; hi: number }>;
+  /** Scan cursor: last [point, key] already returned. */
+  after?: [number, string];
+  /** Scan: most records / value bytes in one answer. */
+  limit?: number;
+  maxBytes?: number;
+  /** Import: records and the epoch of the migration they belong to. */
+  recs?: Array<{ k: [number, string]; r: unknown }>;
+  me?: number;
 }
+
+/** What a get answers: a value, a tombstone marker, or null for a key never seen. */
+export type GetResult = StoredValue | { deleted: true; ver: number } | null;
 
 export interface StoredValue {
   v: Uint8Array;
