@@ -19,6 +19,8 @@ const TTL_HEADER = 'x-kv-ttl';
 export interface RouterDeps {
   /** Shared Redis connection (one is created when absent). */
   redis?: Redis;
+  /** True while the worker drains: responses then carry `Connection: close`. */
+  draining?: () => boolean;
 }
 
 export interface Router {
@@ -50,6 +52,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
     bodyLimit: config.maxBodyBytes,
     keepAliveTimeout: config.keepAliveTimeoutMs,
+    disableRequestLogging: true,
     return503OnClosing: false,
     frameworkErrors,
     // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
@@ -63,8 +66,13 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   });
 
   const workerId = process.env['KV_WORKER_ID'] ?? '0';
-  app.addHook('onSend', async (_req, reply) => {
+  const draining = deps.draining ?? (() => false);
+  // One callback-style hook (no promise per request): the worker id for
+  // debugging and tests, and `Connection: close` while draining.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     void reply.header('x-kv-worker', workerId);
+    if (draining()) void reply.header('connection', 'close');
+    done(null, payload);
   });
 
   app.get('/healthz', async () => ({ ok: true, pid: process.pid, worker: workerId }));

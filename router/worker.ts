@@ -14,13 +14,10 @@ export type WorkerMessage =
   | { type: 'drained'; pid: number };
 
 export async function runWorker(config: RouterConfig): Promise<void> {
-  const router = buildRouter(config);
-  const { app } = router;
   let draining = false;
+  const router = buildRouter(config, { draining: () => draining });
+  const { app } = router;
   const sockets = new Set<Socket>();
-  app.addHook('onSend', async (_req, reply) => {
-    if (draining) void reply.header('connection', 'close');
-  });
   app.server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));

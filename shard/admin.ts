@@ -23,7 +23,7 @@ function keyOf(url: string, cfg: ShardConfig): string {
 
 export function buildAdmin(deps: AdminDeps): FastifyInstance {
   const { config: cfg, store } = deps;
-  const app = Fastify({ logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel }, bodyLimit: cfg.maxValueBytes + 1024, frameworkErrors });
+  const app = Fastify({ logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel }, disableRequestLogging: true, bodyLimit: cfg.maxValueBytes + 1024, frameworkErrors });
   installHttpBasics(app, (path) => {
     if (path.startsWith(KV_PREFIX)) return ['GET', 'HEAD', 'PUT', 'DELETE'];
     if (path === '/healthz' || path === '/stats') return ['GET', 'HEAD'];

@@ -79,7 +79,9 @@ export class Store {
   constructor(opts: StoreOptions) {
     mkdirSync(opts.path, { recursive: true });
     this.#root = open({ path: opts.path, mapSize: opts.mapSizeBytes, noSync: opts.noSync, maxDbs: 8 });
-    this.#records = this.#root.openDB<StoredRecord, RecordKey>({ name: 'records' });
+    // Plain msgpack maps: without shared structures msgpackr would prefix
+    // every value with its own record definition and re-parse it on read.
+    this.#records = this.#root.openDB<StoredRecord, RecordKey>({ name: 'records', encoder: { useRecords: false } } as never);
     this.#expiry = this.#root.openDB<1, ExpiryKey>({ name: 'expiry' });
     this.#graceMs = opts.tombstoneGraceMs;
   }

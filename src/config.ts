@@ -34,6 +34,17 @@ export const ROUTER_DEFAULTS = {
   respawnMaxDelayMs: 5000,
   crashLoopMaxRestarts: 10,
   crashLoopWindowMs: 60_000,
+  /** Bearer token for /v1/admin/*; empty = no check (local development only). */
+  adminToken: '',
+  /** Run the rebalance coordinator in this router primary (one per cluster holds the lease). */
+  rebalanceCoordinator: true,
+  rebalanceLeaseMs: 5000,
+  rebalanceBatchKeys: 2000,
+  rebalanceBatchBytes: 4 * 1024 * 1024,
+  /** Keys moved per second, all streams together: keeps foreground latency bounded. 0 = no limit. */
+  rebalanceMaxKeysPerSec: 200_000,
+  rebalanceStreamConcurrency: 2,
+  rebalanceCheckpointMs: 250,
   logLevel: 'warn',
 };
 
@@ -114,6 +125,9 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.workers < 1) throw kvError('KV_ERR_CONFIG', 'router: option "workers" must be at least 1');
   if (cfg.requestTimeoutMs < 1) throw kvError('KV_ERR_CONFIG', 'router: option "requestTimeoutMs" must be at least 1');
   if (cfg.maxInFlightPerShard < 1) throw kvError('KV_ERR_CONFIG', 'router: option "maxInFlightPerShard" must be at least 1');
+  if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
+  if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
+  if (cfg.rebalanceLeaseMs < 1000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceLeaseMs" must be at least 1000');
   return cfg;
 }
 

@@ -35,6 +35,13 @@ export const ERRORS = {
   KV_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'Redis is unavailable: %s' },
   KV_ERR_BAD_TOPOLOGY: { status: 400, message: 'topology is not valid: %s' },
   KV_ERR_BAD_WEIGHT: { status: 400, message: 'weight of shard %s is not valid: %s' },
+  KV_ERR_REBALANCE_IN_PROGRESS: { status: 409, message: 'rebalance job %s (%s) is still %s; wait for it or cancel it with `kv rebalance cancel`' },
+  KV_ERR_NO_REBALANCE: { status: 409, message: 'no rebalance job is running' },
+  KV_ERR_SHARD_NOT_REGISTERED: { status: 400, message: 'shard %s is not registered; start it first (`kv shard start --id %s`)' },
+  KV_ERR_SHARD_IN_RING: { status: 409, message: 'shard %s is already in the ring' },
+  KV_ERR_SHARD_NOT_IN_RING: { status: 404, message: 'shard %s is not in the ring' },
+  KV_ERR_LAST_SHARD: { status: 400, message: 'shard %s is the last one in the ring; the data would have nowhere to go' },
+  KV_ERR_UNAUTHORIZED: { status: 401, message: 'admin endpoints need the admin token: %s' },
   // Wire-level refusals from a shard. The router handles these by refreshing
   // its topology and retrying; they reach a client only inside other codes.
   KV_ERR_STALE_EPOCH: { status: 409, message: 'request epoch %s is older than the shard epoch %s' },

@@ -2,6 +2,7 @@
 // weights). The ring is built only from stable shard ids, sorted, so every
 // worker on every host computes the same ring from the same topology.
 // Pure: no I/O.
+import * as cryptoNs from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { kvError } from './errors.js';
@@ -32,8 +33,13 @@ export interface RingMember {
  * (first four bytes of md5, little end first). Shards store it beside the key
  * so that a moving arc is a range scan.
  */
+// crypto.hash (Node >= 20.12) hashes in one call, without a Hash object.
+const md5: (s: string) => Buffer = typeof (cryptoNs as { hash?: unknown }).hash === 'function'
+  ? (s) => (cryptoNs as unknown as { hash(alg: string, data: string, enc: 'buffer'): Buffer }).hash('md5', s, 'buffer')
+  : (s) => createHash('md5').update(s).digest();
+
 export function keyPoint(key: string): number {
-  const x = createHash('md5').update(key).digest();
+  const x = md5(key);
   return ((x[3]! << 24) | (x[2]! << 16) | (x[1]! << 8) | x[0]!) >>> 0;
 }
 

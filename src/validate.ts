@@ -10,8 +10,12 @@ const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 const CONTENT_TYPE_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;.*)?$/;
 
 /** Percent-decode a raw URL path segment as strict UTF-8. */
+const PLAIN_RE = /^[\x21-\x24\x26-\x7e]*$/;
+
 export function decodeKeyFromPath(raw: string): string {
   if (raw === '') throw kvError('KV_ERR_KEY_EMPTY');
+  // Fast path: printable ASCII without escapes is already the key.
+  if (PLAIN_RE.test(raw)) return raw;
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);

@@ -1,0 +1,314 @@
+// The rebalance coordinator. Every router primary runs one; the one holding
+// the Redis lease drives the active job, persisting after every step and every
+// few batches, so a successor resumes from the checkpoints. Sources are read
+// with SCAN and targets written with IMPORT (put-if-newer by write epoch), so
+// replaying a batch after a crash is harmless.
+import os from 'node:os';
+import { kvError, KvError } from '../src/errors.js';
+import { OPS } from '../src/protocol.js';
+import { nextEpoch, ringMembers, type Topology } from '../src/topology.js';
+import type { TopologyStore, TopologyWatcher } from '../src/topology-store.js';
+import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState, RebalanceStore } from '../src/rebalance.js';
+import type { RouterConfig } from '../src/config.js';
+import type { RingMember } from '../src/ring.js';
+import type { MovedRecordWire } from './rebalance-types.js';
+import type { Forwarder } from './forwarder.js';
+
+export interface CoordinatorDeps {
+  readonly config: RouterConfig;
+  readonly topology: TopologyStore;
+  readonly watcher: TopologyWatcher;
+  readonly forwarder: Forwarder;
+  readonly jobs: RebalanceStore;
+  readonly log: (msg: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
+  JSON.stringify([...a].sort((x, y) => (x.id < y.id ? -1 : 1))) === JSON.stringify([...b].sort((x, y) => (x.id < y.id ? -1 : 1)));
+
+/** Lost the lease or asked to stop: unwind without touching anything. */
+class Abandon extends Error {}
+
+class RateLimiter {
+  #tokens: number;
+  #last = Date.now();
+  constructor(readonly perSec: number) {
+    this.#tokens = perSec;
+  }
+  async take(n: number): Promise<void> {
+    if (this.perSec <= 0) return;
+    for (;;) {
+      const now = Date.now();
+      this.#tokens = Math.min(this.perSec, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
+      this.#last = now;
+      if (this.#tokens >= n || this.#tokens >= this.perSec) {
+        this.#tokens -= n;
+        return;
+      }
+      await sleep(Math.max(5, ((n - this.#tokens) / this.perSec) * 1000));
+    }
+  }
+}
+
+export class Coordinator {
+  readonly #d: CoordinatorDeps;
+  readonly id = `${os.hostname()}:${process.pid}`;
+  #leader = false;
+  #running: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(deps: CoordinatorDeps) {
+    this.#d = deps;
+  }
+
+  get leader(): boolean {
+    return this.#leader;
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.#stopped) return;
+      this.#tick().catch((err: Error) => this.#d.log(`coordinator: ${err.message}`)).finally(() => {
+        if (!this.#stopped) this.#timer = setTimeout(tick, Math.max(200, this.#d.config.rebalanceLeaseMs / 5));
+      });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running?.catch(() => undefined);
+    if (this.#leader) await this.#d.jobs.releaseLease(this.id).catch(() => undefined);
+  }
+
+  async #tick(): Promise<void> {
+    const was = this.#leader;
+    this.#leader = await this.#d.jobs.lease(this.id, this.#d.config.rebalanceLeaseMs).catch(() => false);
+    if (this.#leader && !was) this.#d.log(`coordinator: ${this.id} holds the rebalance lease`);
+    if (!this.#leader || this.#running) return;
+    const job = await this.#d.jobs.get();
+    if (!isActive(job)) return;
+    this.#running = this.#drive(job).catch((err: unknown) => {
+      if (!(err instanceof Abandon)) this.#d.log(`coordinator: job ${job.id}: ${(err as Error).message}`);
+    }).finally(() => { this.#running = undefined; });
+  }
+
+  #check(): void {
+    if (this.#stopped || !this.#leader) throw new Abandon('lease lost');
+  }
+
+  async #save(job: Job): Promise<void> {
+    job.coordinator = this.id;
+    if (!(await this.#d.jobs.save(job, this.id))) {
+      this.#leader = false;
+      throw new Abandon('lease lost');
+    }
+  }
+
+  /** Retry an operation until it works (shards restart, Redis blips), while we lead. */
+  async #retry<T>(what: string, fn: () => Promise<T>, onError?: (msg: string) => void): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.#check();
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof Abandon) throw err;
+        const msg = `${what}: ${(err as Error).message}`;
+        onError?.(msg);
+        if (attempt % 10 === 0) this.#d.log(`coordinator: ${msg} (retrying)`);
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  #shardCall(id: string, req: Record<string, unknown>): Promise<unknown> {
+    return this.#d.forwarder.connection(id).request({ e: 0, ...req } as never);
+  }
+
+  async #drive(job: Job): Promise<void> {
+    this.#d.log(`coordinator: driving job ${job.id} (${job.kind} ${job.shardId}) from state ${job.state}`);
+    while (!FINAL_STATES.has(job.state)) {
+      this.#check();
+      switch (job.state) {
+        case JOB_STATES.PLANNED: await this.#migrate(job); break;
+        case JOB_STATES.MIGRATING: await this.#barrier(job, job.migrateEpoch!, JOB_STATES.STREAMING); break;
+        case JOB_STATES.STREAMING: await this.#stream(job); break;
+        case JOB_STATES.COMMITTING: await this.#commit(job); break;
+        case JOB_STATES.PURGING: await this.#purge(job); break;
+        default: throw kvError('KV_ERR_INTERNAL', `unknown job state ${String(job.state)}`);
+      }
+    }
+    this.#d.log(`coordinator: job ${job.id} ${job.state}`);
+  }
+
+  async #cancelRequested(job: Job): Promise<boolean> {
+    return this.#d.jobs.cancelRequested(job.id).catch(() => false);
+  }
+
+  /** planned -> migrating: topology epoch e+1 with {prev, next}. */
+  async #migrate(job: Job): Promise<void> {
+    if (await this.#cancelRequested(job)) {
+      job.state = JOB_STATES.CANCELLED;
+      job.finishedAt = Date.now();
+      return this.#save(job);
+    }
+    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId === job.id) return null; // done before a crash
+      if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
+      if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
+      return nextEpoch(cur, { shards: job.migrateShards, migration: { jobId: job.id, prev: job.from, next: job.to } });
+    })).catch((err: unknown) => {
+      if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
+      throw err;
+    });
+    if (t instanceof Error) {
+      job.state = JOB_STATES.FAILED;
+      job.error = t instanceof TopologyMoved ? 'the ring changed after this job was planned; plan again' : t.message;
+      job.finishedAt = Date.now();
+      return this.#save(job);
+    }
+    job.migrateEpoch = t.epoch;
+    job.startedAt ??= Date.now();
+    job.state = JOB_STATES.MIGRATING;
+    await this.#save(job);
+  }
+
+  /**
+   * Wait until every shard involved runs at `epoch` and has committed every
+   * write it accepted before (SYNC). After that no old-epoch write can land
+   * on a source behind the stream's back.
+   */
+  async #barrier(job: Job, epoch: number, next: Job['state']): Promise<void> {
+    const ids = [...new Set([...job.from, ...job.to].map((m) => m.id))];
+    await Promise.all(ids.map((id) => this.#retry(`sync ${id}`, async () => {
+      await this.#d.watcher.refresh();
+      const r = (await this.#shardCall(id, { o: OPS.SYNC, me: epoch })) as { epoch: number };
+      if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
+    })));
+    if (next === JOB_STATES.STREAMING) {
+      // Fresh estimates now that the sources take no more writes for moving keys.
+      await Promise.all(job.streams.filter((s) => !s.done && s.keysDone === 0).map(async (s) => {
+        const c = (await this.#retry(`count ${s.source}`, () => this.#shardCall(s.source, { o: OPS.COUNT, ranges: s.ranges }))) as { keys: number; bytes: number };
+        s.keysTotal = c.keys;
+        s.bytesTotal = c.bytes;
+      }));
+      job.streamingStartedAt ??= Date.now();
+    }
+    job.state = next;
+    await this.#save(job);
+  }
+
+  async #stream(job: Job): Promise<void> {
+    const cfg = this.#d.config;
+    const limiter = new RateLimiter(cfg.rebalanceMaxKeysPerSec);
+    let lastSave = Date.now();
+    let cancel = false;
+    let saving: Promise<void> | undefined;
+    const checkpoint = async (force = false) => {
+      if (!force && Date.now() - lastSave < cfg.rebalanceCheckpointMs) return;
+      lastSave = Date.now();
+      if (job.direction === 'forward' && await this.#cancelRequested(job)) cancel = true;
+      saving = this.#save(job);
+      await saving;
+    };
+    const pending = job.streams.filter((s) => !s.done);
+    let next = 0;
+    const worker = async () => {
+      while (next < pending.length && !cancel) {
+        const st = pending[next++]!;
+        await this.#runStream(job, st, limiter, checkpoint, () => cancel);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(cfg.rebalanceStreamConcurrency, Math.max(1, pending.length)) }, worker));
+    await saving;
+    if (cancel) return this.#reverse(job);
+    job.state = JOB_STATES.COMMITTING;
+    await this.#save(job);
+  }
+
+  async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {
+    const cfg = this.#d.config;
+    st.startedAt ??= Date.now();
+    while (st.rangeIndex < st.ranges.length) {
+      this.#check();
+      if (cancelled()) return;
+      const range = st.ranges[st.rangeIndex]!;
+      const res = (await this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
+        o: OPS.SCAN, ranges: [range], after: st.after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
+      }), (m) => { st.lastError = m; })) as { records: MovedRecordWire[]; next: [number, string] | undefined };
+      if (res.records.length > 0) {
+        await limiter.take(res.records.length);
+        await this.#retry(`import ${st.target}`, async () => {
+          await this.#d.watcher.refresh().catch(() => undefined);
+          return this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch, recs: res.records });
+        }, (m) => { st.lastError = m; });
+      }
+      for (const r of res.records) {
+        if (r.r.d === 1) continue;
+        st.keysDone++;
+        st.bytesDone += r.r.v?.byteLength ?? 0;
+      }
+      st.lastError = undefined;
+      if (res.next) st.after = res.next;
+      else {
+        st.rangeIndex++;
+        st.after = undefined;
+      }
+      await checkpoint();
+    }
+    st.done = true;
+    st.finishedAt = Date.now();
+    await checkpoint();
+  }
+
+  /** Cancel while moving: run the streams back so nothing written meanwhile is lost. */
+  async #reverse(job: Job): Promise<void> {
+    this.#d.log(`coordinator: cancelling job ${job.id}: streaming back to the original ring`);
+    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+      return nextEpoch(cur, { migration: { jobId: job.id, prev: job.to, next: job.from } });
+    }));
+    const from = job.from;
+    job.from = job.to;
+    job.to = from;
+    job.direction = 'reverse';
+    job.finalShards = job.originalShards;
+    job.migrateEpoch = t.epoch;
+    job.streamingStartedAt = undefined;
+    job.streams = job.streams.map((s) => ({
+      source: s.target, target: s.source, ranges: s.ranges,
+      keysTotal: 0, bytesTotal: 0, keysDone: 0, bytesDone: 0, rangeIndex: 0, done: false,
+    }));
+    job.state = JOB_STATES.MIGRATING;
+    await this.#save(job);
+  }
+
+  /** streaming -> committing -> purging: epoch e+2 without the migration. */
+  async #commit(job: Job): Promise<void> {
+    const t: Topology = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId !== job.id) return null; // committed before a crash
+      return nextEpoch(cur, { shards: job.finalShards, migration: undefined });
+    }));
+    job.commitEpoch = t.epoch;
+    await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
+  }
+
+  async #purge(job: Job): Promise<void> {
+    for (const s of job.streams) {
+      await this.#retry(`purge ${s.source}`, () => this.#shardCall(s.source, { o: OPS.PURGE, ranges: s.ranges }));
+    }
+    if (job.kind === 'remove' && job.direction === 'forward') {
+      // Best effort: a shard that is down drops out of the registry when its
+      // heartbeat key expires.
+      await this.#shardCall(job.shardId, { o: OPS.RETIRE }).catch((err: Error) => this.#d.log(`coordinator: retire ${job.shardId}: ${err.message}`));
+    }
+    job.state = job.direction === 'forward' ? JOB_STATES.DONE : JOB_STATES.CANCELLED;
+    job.finishedAt = Date.now();
+    await this.#save(job);
+  }
+}
+
+class TopologyMoved extends Error {}
