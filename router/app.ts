@@ -11,6 +11,7 @@ import { installHttpBasics, bodyBytes, frameworkErrors } from '../src/http.js';
 import { decodeKeyFromPath, validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../src/validate.js';
 import { Forwarder } from './forwarder.js';
 import { parseBatch, runBatch } from './batch.js';
+import { registerAdminRoutes } from './admin-routes.js';
 
 const KV_PREFIX = '/v1/kv/';
 const BATCH_PATH = '/v1/kv/_batch';
@@ -61,7 +62,12 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   installHttpBasics(app, (path) => {
     if (path === BATCH_PATH) return ['POST'];
     if (path.startsWith(KV_PREFIX)) return ['GET', 'HEAD', 'PUT', 'DELETE'];
-    if (path === '/healthz' || path === '/readyz' || path === '/v1/topology' || path === '/v1/stats') return ['GET', 'HEAD'];
+    if (path === '/healthz' || path === '/readyz' || path === '/v1/topology' || path === '/v1/stats' || path === '/metrics') return ['GET', 'HEAD'];
+    if (path === '/v1/admin/shards') return ['GET', 'HEAD', 'POST'];
+    if (/^\/v1\/admin\/shards\/[^/]+$/.test(path)) return ['DELETE'];
+    if (/^\/v1\/admin\/shards\/[^/]+\/weight$/.test(path)) return ['PUT'];
+    if (path === '/v1/admin/rebalance' || path === '/v1/admin/rebalance/events' || path === '/v1/admin/rebalance/history') return ['GET', 'HEAD'];
+    if (path === '/v1/admin/rebalance/cancel') return ['POST'];
     return undefined;
   });
 
@@ -69,9 +75,13 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   const draining = deps.draining ?? (() => false);
   // One callback-style hook (no promise per request): the worker id for
   // debugging and tests, and `Connection: close` while draining.
+  let fgErrorsKey: (jobId: string) => string = () => '';
   app.addHook('onSend', (_req, reply, payload, done) => {
     void reply.header('x-kv-worker', workerId);
     if (draining()) void reply.header('connection', 'close');
+    // Server errors while a rebalance runs are counted for its summary.
+    const jobId = reply.statusCode >= 500 ? forwarder.topology?.migration?.jobId : undefined;
+    if (jobId) redis.incr(fgErrorsKey(jobId)).catch(() => undefined);
     done(null, payload);
   });
 
@@ -132,6 +142,8 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     const ops = parseBatch(bodyBytes(req.body), config);
     return { results: await runBatch(ops, forwarder) };
   });
+
+  fgErrorsKey = registerAdminRoutes(app, { config, redis, topology: store, forwarder }).fgErrorsKey;
 
   app.addHook('onClose', async () => {
     forwarder.close();

@@ -5,6 +5,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { RouterConfig } from '../src/config.js';
 import type { WorkerMessage } from './worker.js';
+import { createRedis, createSubscriber } from '../src/redis.js';
+import { TopologyStore, TopologyWatcher } from '../src/topology-store.js';
+import { RebalanceStore } from '../src/rebalance.js';
+import { Forwarder } from './forwarder.js';
+import { Coordinator } from './coordinator.js';
 
 export type PrimaryEvent =
   | { type: 'ready'; port: number; workers: number[] }
@@ -117,9 +122,12 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
     }
   }
 
+  let stopCoordinator = async (): Promise<void> => undefined;
+
   async function shutdown(code: number): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
+    await stopCoordinator().catch(() => undefined);
     await Promise.all([...slots.values()].map((s) => retire(s, config.drainTimeoutMs + 5000)));
     process.exit(code);
   }
@@ -139,6 +147,22 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
     return;
   }
   if (shuttingDown) return;
+  if (config.rebalanceCoordinator) {
+    // y-axis split: the primary serves no requests, so it drives rebalancing.
+    const redis = createRedis(config);
+    const topology = new TopologyStore(redis, config.redisPrefix);
+    const watcher = new TopologyWatcher(topology, createSubscriber(config), config.topologyPollMs);
+    const forwarder = new Forwarder(watcher, config);
+    const coordinator = new Coordinator({ config, topology, watcher, forwarder, jobs: new RebalanceStore(redis, config.redisPrefix), log });
+    await watcher.start().catch((err: Error) => log(`router: coordinator waits for Redis: ${err.message}`));
+    coordinator.start();
+    stopCoordinator = async () => {
+      await coordinator.stop();
+      forwarder.close();
+      await watcher.close();
+      redis.disconnect();
+    };
+  }
   emit({ type: 'ready', port, workers: livePids() });
   log(`router: ${config.workers} workers listening on http://${config.host}:${port} (primary pid ${process.pid})`);
 }
