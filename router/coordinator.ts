@@ -6,7 +6,8 @@
 import os from 'node:os';
 import { kvError, KvError } from '../src/errors.js';
 import { OPS } from '../src/protocol.js';
-import { nextEpoch, ringMembers, type Topology } from '../src/topology.js';
+import { nextEpoch, ringMembers, shardById, type Topology } from '../src/topology.js';
+import { ShardConnection } from '../src/shard-client.js';
 import type { TopologyStore, TopologyWatcher } from '../src/topology-store.js';
 import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState, RebalanceStore } from '../src/rebalance.js';
 import type { RouterConfig } from '../src/config.js';
@@ -81,6 +82,7 @@ export class Coordinator {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     await this.#running?.catch(() => undefined);
+    for (const c of this.#outside.values()) c.close();
     if (this.#leader) await this.#d.jobs.releaseLease(this.id).catch(() => undefined);
   }
 
@@ -124,11 +126,26 @@ export class Coordinator {
     }
   }
 
+  /** Connections to shards that left the topology (a drained shard still needs purge and retire). */
+  readonly #outside = new Map<string, ShardConnection>();
+  #job: Job | undefined;
+
   #shardCall(id: string, req: Record<string, unknown>): Promise<unknown> {
-    return this.#d.forwarder.connection(id).request({ e: 0, ...req } as never);
+    const t = this.#d.forwarder.topology;
+    if (t && shardById(t, id)) return this.#d.forwarder.connection(id).request({ e: 0, ...req } as never);
+    const known = [...(this.#job?.migrateShards ?? []), ...(this.#job?.originalShards ?? [])].find((s) => s.id === id);
+    if (!known) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'not in the topology or the job'));
+    let c = this.#outside.get(id);
+    if (!c || c.addr !== known.dataAddr) {
+      c?.close();
+      c = new ShardConnection(id, known.dataAddr, this.#d.config);
+      this.#outside.set(id, c);
+    }
+    return c.request({ e: 0, ...req } as never);
   }
 
   async #drive(job: Job): Promise<void> {
+    this.#job = job;
     this.#d.log(`coordinator: driving job ${job.id} (${job.kind} ${job.shardId}) from state ${job.state}`);
     while (!FINAL_STATES.has(job.state)) {
       this.#check();

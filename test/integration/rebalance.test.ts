@@ -9,6 +9,8 @@ import { request } from '../helpers/http.js';
 const N = Number(process.env['KV_TEST_REBALANCE_KEYS'] ?? 100_000);
 let c: TestCluster;
 let keys: string[];
+/** Keys the workloads deleted (placement checks expect them absent). */
+const deleted = new Set<string>();
 
 beforeAll(async () => {
   c = await TestCluster.start({ shards: 3, workers: 2, routerSet: { rebalanceMaxKeysPerSec: 50_000 } });
@@ -44,11 +46,48 @@ describe('add and remove shards under load', () => {
     expect(moved / N).toBeLessThan(0.35);
     expect(job.streams.every((s) => s.target === 's4')).toBe(true);
     // After purge, every key lives exactly on its owner.
-    expect(await checkPlacement(c, keys, h.absentAtEnd())).toEqual([]);
+    for (const k of h.absentAtEnd()) deleted.add(k);
+    expect(await checkPlacement(c, keys, deleted)).toEqual([]);
     const after = await recordsPerShard(c);
     expect(Object.values(after).reduce((a, b) => a + b, 0)).toBeLessThan(N * 1.05);
     expect(after['s4']).toBeGreaterThan(N * 0.15);
     const stats = await request('GET', `${c.url}/v1/admin/rebalance`);
     expect(stats.json()['foregroundErrors']).toBe(0);
+  }, 300_000);
+});
+
+describe('remove a shard under load', () => {
+  it('drains s2 out of 4 shards: checker passes, s2 ends empty and leaves the registry', async () => {
+    const h = new History();
+    const hot = keys.slice(2000, 4000);
+    h.preload(hot.map((k) => [k, loadedValue(k)]));
+    let stop = false;
+    const load = runWorkload(h, { url: c.url, keys: hot, concurrency: 8, putRatio: 0.4, delRatio: 0.1, stop: () => stop });
+    await new Promise((r) => setTimeout(r, 300));
+    const res = await removeShard(c.url, 's2');
+    expect(res.status, res.text).toBe(202);
+    const job = await waitForJob(c.url, ['done'], 180_000);
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await load;
+    await finalReads(h, c.url, hot);
+    expect(h.serverErrors()).toEqual([]);
+    expect(h.check()).toEqual([]);
+    expect(job.streams.every((s) => s.source === 's2')).toBe(true);
+    const s2 = c.shards.find((s) => s.id === 's2')!;
+    // The coordinator retires the drained shard: it deregisters and exits.
+    expect((await s2.exited()).code).toBe(0);
+    expect((await c.store.registrations()).map((r) => r.id)).not.toContain('s2');
+    const t = await c.store.get();
+    expect(t.shards.map((s) => s.id)).toEqual(['s1', 's3', 's4']);
+    expect(t.migration).toBeUndefined();
+    // Its data dir holds no records any more (reopen it read-only).
+    const { Store } = await import('../../shard/store.js');
+    const st = new Store({ path: s2.dataDir, mapSizeBytes: 1 << 30, noSync: true, tombstoneGraceMs: 1000 });
+    expect(st.stats().records).toBe(0);
+    await st.close();
+    c.shards = c.shards.filter((s) => s.id !== 's2');
+    for (const k of h.absentAtEnd()) deleted.add(k);
+    expect(await checkPlacement(c, keys, deleted)).toEqual([]);
   }, 300_000);
 });
