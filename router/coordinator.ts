@@ -176,7 +176,7 @@ export class Coordinator {
       if (cur.migration?.jobId === job.id) return null; // done before a crash
       if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
       if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
-      return nextEpoch(cur, { shards: job.migrateShards, migration: { jobId: job.id, prev: job.from, next: job.to } });
+      return nextEpoch(cur, { shards: job.migrateShards, migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.from, next: job.to } });
     })).catch((err: unknown) => {
       if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
       throw err;
@@ -286,7 +286,7 @@ export class Coordinator {
     this.#d.log(`coordinator: cancelling job ${job.id}: streaming back to the original ring`);
     const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
       if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
-      return nextEpoch(cur, { migration: { jobId: job.id, prev: job.to, next: job.from } });
+      return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.to, next: job.from } });
     }));
     const from = job.from;
     job.from = job.to;

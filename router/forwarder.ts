@@ -3,7 +3,7 @@
 // means our topology is behind: re-read it and retry, a bounded number of
 // times (like Redis Cluster's MOVED).
 import { kvError, KvError } from '../src/errors.js';
-import { OPS } from '../src/protocol.js';
+import { OPS, type GetResult, type StoredValue } from '../src/protocol.js';
 import { ShardConnection, type OutgoingRequest, type ShardConnectionOptions } from '../src/shard-client.js';
 import { ringOf, shardById, type Topology } from '../src/topology.js';
 import { Ring } from '../src/ring.js';
@@ -14,6 +14,21 @@ export interface ForwarderOptions extends ShardConnectionOptions {
 }
 
 const REFRESH_CODES = new Set(['KV_ERR_STALE_EPOCH', 'KV_ERR_NOT_OWNER']);
+
+/** A value for the caller: tombstones read as "not found". */
+function live(r: GetResult): StoredValue | null {
+  return r === null || 'deleted' in r ? null : r;
+}
+
+/** The newer of two records by (write epoch, version); a miss loses to anything. */
+function newer(a: GetResult, b: GetResult): GetResult {
+  if (a === null) return b;
+  if (b === null) return a;
+  const ea = a.e ?? 0;
+  const eb = b.e ?? 0;
+  if (ea !== eb) return ea > eb ? a : b;
+  return a.ver >= b.ver ? a : b;
+}
 
 export class Forwarder {
   readonly #watcher: TopologyWatcher;
@@ -79,17 +94,20 @@ export class Forwarder {
       const owner = ring.ownerOf(req.k!);
       if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
       try {
-        const res = await this.#conn(t, owner).request({ ...req, e: t.epoch });
+        const res = (await this.#conn(t, owner).request({ ...req, e: t.epoch })) as GetResult;
         if (req.o !== OPS.GET) return res;
-        if (res !== null) return (res as { deleted?: boolean }).deleted ? null : res;
-        // Migration: a key never seen by its new owner may not have been
-        // streamed yet; its old owner still has it. A tombstone on the new
-        // owner (handled above) means deleted, with no fallback.
         const prevOwner = this.#prevRing?.ownerOf(req.k!);
-        if (prevOwner === undefined || prevOwner === owner) return null;
+        const m = t.migration;
+        // Outside a migration, or a key that does not move, or a record
+        // written at or after the migration began: the new owner has the
+        // newest state (the old owner refuses writes for moving keys).
+        if (!m || prevOwner === undefined || prevOwner === owner || (res !== null && (res.e ?? 0) >= m.epoch)) return live(res);
+        // Otherwise the key may not have been streamed yet (or, when a move is
+        // being cancelled, the new owner's copy may be the stale one): ask the
+        // old owner too and keep the newer record, tombstones included.
         this.counters.fallbackReads++;
-        const old = await this.#conn(t, prevOwner).request({ ...req, e: t.epoch });
-        return old !== null && (old as { deleted?: boolean }).deleted ? null : old;
+        const old = (await this.#conn(t, prevOwner).request({ ...req, e: t.epoch })) as GetResult;
+        return live(newer(res, old));
       } catch (err) {
         if (!(err instanceof KvError)) throw err;
         if (REFRESH_CODES.has(err.code)) {

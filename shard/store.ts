@@ -100,7 +100,8 @@ export class Store {
   /** A live value, or null for missing, deleted or expired keys. Never serves an expired value. */
   get(key: string, now = Date.now()): StoredValue | null {
     const r = this.lookup(key, now);
-    return r === null || 'deleted' in r ? null : r;
+    if (r === null || 'deleted' in r) return null;
+    return { v: r.v, ct: r.ct, ver: r.ver, x: r.x };
   }
 
   /**
@@ -108,13 +109,14 @@ export class Store {
    * migration a miss on the new owner falls back to the old owner, a
    * tombstone does not (the delete is newer than the old copy).
    */
-  lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number } | null {
+  lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;
     const rec = this.#records.get([keyPoint(key), key]);
     if (!rec) return null;
-    if (rec.d === 1 || rec.v === null) return { deleted: true, ver: rec.ver };
-    if (rec.x !== 0 && rec.x <= now) return { deleted: true, ver: rec.ver };
-    return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x };
+    const e = rec.e ?? 0;
+    if (rec.d === 1 || rec.v === null) return { deleted: true, ver: rec.ver, e };
+    if (rec.x !== 0 && rec.x <= now) return { deleted: true, ver: rec.ver, e };
+    return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x, e };
   }
 
   /**

@@ -58,7 +58,7 @@ export interface Request {
 }
 
 /** What a get answers: a value, a tombstone marker, or null for a key never seen. */
-export type GetResult = StoredValue | { deleted: true; ver: number } | null;
+export type GetResult = StoredValue | { deleted: true; ver: number; e?: number } | null;
 
 export interface StoredValue {
   v: Uint8Array;
@@ -66,6 +66,8 @@ export interface StoredValue {
   ver: number;
   /** Absolute expiry in ms, 0 = none. */
   x: number;
+  /** Topology epoch the write was accepted at. */
+  e?: number;
 }
 
 export interface ErrorBody { code: ErrorCode; message: string; [k: string]: unknown }

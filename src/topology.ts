@@ -24,6 +24,8 @@ export interface TopologyShard {
 /** Set while a rebalance moves arcs from the `prev` ring to the `next` ring. */
 export interface Migration {
   readonly jobId: string;
+  /** The epoch this migration started at: writes stamped with it or later are newer than any copy being moved. */
+  readonly epoch: number;
   readonly prev: readonly RingMember[];
   readonly next: readonly RingMember[];
 }
