@@ -9,6 +9,8 @@ import { createRedis } from '../redis.js';
 import { TopologyStore, initTopology } from '../topology-store.js';
 import { ringOf } from '../topology.js';
 import { runUp } from './up.js';
+import { localRedisUrl, localRouterUrl } from './local.js';
+import { AdminClient, listShards, printPlan, watch } from './admin.js';
 
 const program = new Command();
 program.name('kv').description('shardkv: a sharded key-value service').showHelpAfterError();
@@ -42,6 +44,7 @@ shard.command('start')
         adminPort: o['adminPort'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
       }), ...parseSets(o['set']) };
       if (!input['dataDir'] && typeof input['id'] === 'string') input['dataDir'] = `./data/${input['id']}`;
+      if (input['redisUrl'] === undefined && localRedisUrl()) input['redisUrl'] = localRedisUrl();
       const { startShardProcess } = await import('../../shard/main.js');
       await startShardProcess(parseShardConfig(input));
     } catch (err) { fail(err); }
@@ -58,7 +61,8 @@ router.command('start')
   .option('--set <key=value...>', 'any other router option, e.g. --set requestTimeoutMs=2000')
   .action(async (o: Record<string, string | string[] | undefined>) => {
     try {
-      const config = parseRouterConfig({ ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
+      const local = localRedisUrl();
+      const config = parseRouterConfig({ ...(local ? { redisUrl: local } : {}), ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
         port: o['port'], host: o['host'], workers: o['workers'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
       }), ...parseSets(o['set']) });
       if (cluster.isPrimary) {
@@ -79,7 +83,7 @@ topo.command('init')
   .option('--redis-url <url>', 'Redis (env REDIS_URL)')
   .option('--redis-prefix <prefix>', 'key prefix in Redis (env KV_REDIS_PREFIX)', defaultRedisPrefix())
   .action(async (ids: string[], o: Record<string, string>) => {
-    const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
+    const redis = createRedis({ redisUrl: o['redisUrl'] ?? localRedisUrl() ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
     try {
       const t = await initTopology(new TopologyStore(redis, o['redisPrefix']!), ids, { waitMs: Number(o['waitMs']) });
       console.log(JSON.stringify(t, null, 2));
@@ -90,7 +94,7 @@ topo.command('show')
   .option('--redis-url <url>', 'Redis (env REDIS_URL)')
   .option('--redis-prefix <prefix>', 'key prefix in Redis (env KV_REDIS_PREFIX)', defaultRedisPrefix())
   .action(async (o: Record<string, string>) => {
-    const redis = createRedis({ redisUrl: o['redisUrl'] ?? process.env['REDIS_URL'] ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
+    const redis = createRedis({ redisUrl: o['redisUrl'] ?? localRedisUrl() ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
     try {
       const store = new TopologyStore(redis, o['redisPrefix']!);
       const t = await store.get();
@@ -119,7 +123,7 @@ program.command('up')
     } catch (err) { fail(err); }
   });
 
-const url = (o: Record<string, string>) => (o['url'] ?? process.env['KV_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+const url = (o: Record<string, string>) => (o['url'] ?? localRouterUrl()).replace(/\/$/, '');
 program.command('get').description('GET a key through the router').argument('<key>')
   .option('--url <url>', 'router URL (env KV_URL)')
   .action(async (key: string, o: Record<string, string>) => {
@@ -144,6 +148,52 @@ program.command('del').description('DELETE a key through the router').argument('
     const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE' }).catch(fail);
     if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
     console.log(`deleted ${key}`);
+  });
+
+const admin = (o: Record<string, unknown>) => new AdminClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? process.env['KV_ADMIN_TOKEN'] });
+
+async function change(o: Record<string, unknown>, method: string, path: string, body: unknown): Promise<void> {
+  const c = admin(o);
+  const dry = o['dryRun'] === true;
+  const res = await c.call<{ plan: Record<string, unknown>; job?: { id: string } }>(method, `${path}${dry ? '?dryRun=1' : ''}`, body);
+  printPlan(res.body.plan);
+  if (dry) return;
+  console.log(`job ${res.body.job!.id} started`);
+  if (o['watch'] === false) return;
+  const last = await watch(c);
+  if (last.job?.state !== 'done') process.exitCode = 1;
+}
+
+const shards = program.command('shards').description('list shards and change the ring (rebalances live)');
+const adminOpts = (cmd: Command) => cmd.option('--url <url>', 'router URL (env KV_URL)').option('--token <token>', 'admin token (env KV_ADMIN_TOKEN)');
+adminOpts(shards.command('list').description('each shard: state, weight, share of the ring, records and size'))
+  .action(async (o: Record<string, unknown>) => { await listShards(admin(o)).catch(fail); });
+adminOpts(shards.command('add').description('put a registered shard into the ring and move its share of keys to it').argument('<id>')
+  .option('--weight <w>', 'ring weight', '1').option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
+  .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'POST', '/v1/admin/shards', { id, weight: Number(o['weight']) }).catch(fail); });
+adminOpts(shards.command('remove').description('move all keys off a shard and take it out of the ring').argument('<id>')
+  .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
+  .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'DELETE', `/v1/admin/shards/${encodeURIComponent(id)}`, undefined).catch(fail); });
+adminOpts(shards.command('weight').description('change a shard\'s weight (moves keys to match)').argument('<id>').argument('<weight>')
+  .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
+  .action(async (id: string, w: string, o: Record<string, unknown>) => { await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail); });
+
+const rebalance = program.command('rebalance').description('follow or cancel the running rebalance job');
+adminOpts(rebalance.command('watch').description('live progress bars per stream until the job ends'))
+  .action(async (o: Record<string, unknown>) => {
+    const c = admin(o);
+    const s = await c.status().catch(fail);
+    if (!s.job) { console.log('no rebalance job'); return; }
+    await watch(c).catch(fail);
+  });
+adminOpts(rebalance.command('status').description('the current (or last) job as JSON'))
+  .action(async (o: Record<string, unknown>) => { console.log(JSON.stringify(await admin(o).status().catch(fail), null, 2)); });
+adminOpts(rebalance.command('cancel').description('stop the job and stream moved keys back to the original ring'))
+  .action(async (o: Record<string, unknown>) => {
+    const c = admin(o);
+    await c.call('POST', '/v1/admin/rebalance/cancel').catch(fail);
+    console.log('cancel requested; keys already moved stream back to their original owners');
+    await watch(c).catch(fail);
   });
 
 function parseSets(v: string | string[] | undefined): Record<string, string> {

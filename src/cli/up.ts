@@ -5,6 +5,8 @@
 // router first (drains), then shards, then the private Redis.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { writeFileSync, unlinkSync } from 'node:fs';
+import { LOCAL_FILE } from './local.js';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { startRedis, findRedisServer, type LocalRedis } from '../local-redis.js';
@@ -76,6 +78,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     if (router) await stopChild(router, 20_000);
     await Promise.all(shards.map((c) => stopChild(c, 15_000)));
     if (localRedis) await localRedis.stop();
+    try { unlinkSync(path.join(dataDir, LOCAL_FILE)); } catch { /* never written */ }
     process.exit(code);
   };
   process.on('SIGINT', () => { void stopAll(0); });
@@ -105,6 +108,8 @@ export async function runUp(o: UpOptions): Promise<void> {
     for (const c of [...shards, router]) c.once('exit', (code, sig) => { if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${sig})`); });
 
     const base = `http://127.0.0.1:${String(ready['port'])}`;
+    // Let other `kv` commands run from this directory find this system.
+    writeFileSync(path.join(dataDir, LOCAL_FILE), JSON.stringify({ redisUrl, routerUrl: base, pid: process.pid }, null, 2) + '\n');
     console.log(`
 shardkv is up.
   router   ${base}  (${(ready['workers'] as number[]).length} workers, primary pid ${router.pid})

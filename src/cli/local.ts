@@ -1,0 +1,26 @@
+// Defaults for `kv` commands run next to a system started by `kv up`: it
+// writes ./data/local.json with its Redis and router URLs.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export const LOCAL_FILE = 'local.json';
+
+interface Local { redisUrl?: string; routerUrl?: string }
+
+function readLocal(): Local {
+  try {
+    return JSON.parse(readFileSync(path.join(process.env['KV_DATA_DIR'] ?? './data', LOCAL_FILE), 'utf8')) as Local;
+  } catch {
+    return {};
+  }
+}
+
+/** REDIS_URL, else the Redis of a local `kv up`, else undefined (the role's default). */
+export function localRedisUrl(): string | undefined {
+  return process.env['REDIS_URL'] || readLocal().redisUrl;
+}
+
+/** KV_URL, else the router of a local `kv up`, else http://127.0.0.1:8080. */
+export function localRouterUrl(): string {
+  return process.env['KV_URL'] || readLocal().routerUrl || 'http://127.0.0.1:8080';
+}
