@@ -38,7 +38,7 @@ export class Forwarder {
   #ring: Ring | undefined;
   /** During a migration: the ring before it (reads fall back to its owner). */
   #prevRing: Ring | undefined;
-  readonly counters = { retries: 0, fallbackReads: 0 };
+  readonly counters = { retries: 0, fallbackReads: 0, pulledAhead: 0 };
 
   constructor(watcher: TopologyWatcher, opts: ForwarderOptions) {
     this.#watcher = watcher;
@@ -94,6 +94,7 @@ export class Forwarder {
       const owner = ring.ownerOf(req.k!);
       if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
       try {
+        if (req.o === OPS.DEL || (req.o === OPS.PUT && (req.m !== undefined || req.n))) await this.#pullAhead(t, req.k!, owner);
         const res = (await this.#conn(t, owner).request({ ...req, e: t.epoch })) as GetResult;
         if (req.o !== OPS.GET) return res;
         const prevOwner = this.#prevRing?.ownerOf(req.k!);
@@ -126,6 +127,23 @@ export class Forwarder {
       }
     }
     throw kvError('KV_ERR_TOPOLOGY_CHANGING', this.#opts.maxRetries);
+  }
+
+  /**
+   * During a migration, a conditional write (If-Match, If-None-Match) or a
+   * delete must see the key's current state, which may still sit on the old
+   * owner. Copy that one record to the new owner first (the import keeps any
+   * newer write there); the old owner's copy is frozen, it refuses writes
+   * for moving keys.
+   */
+  async #pullAhead(t: Topology, key: string, owner: string): Promise<void> {
+    const m = t.migration;
+    const prevOwner = this.#prevRing?.ownerOf(key);
+    if (!m || prevOwner === undefined || prevOwner === owner) return;
+    const rec = await this.#conn(t, prevOwner).request({ o: OPS.FETCH, e: t.epoch, k: key });
+    if (rec === null) return;
+    this.counters.pulledAhead++;
+    await this.#conn(t, owner).request({ o: OPS.IMPORT, e: t.epoch, me: m.epoch, recs: [rec as never] });
   }
 
   async #refreshAtLeast(epoch: number): Promise<void> {

@@ -80,7 +80,7 @@ export class FrameHandler {
     if (stale) return stale;
     const me = this.#d.shardId;
     if (view.ring.ownerOf(req.k!) === me) return undefined;
-    if (req.o === OPS.GET && view.prevRing?.ownerOf(req.k!) === me) return undefined;
+    if ((req.o === OPS.GET || req.o === OPS.FETCH) && view.prevRing?.ownerOf(req.k!) === me) return undefined;
     return this.#notOwner(view);
   }
 
@@ -118,12 +118,14 @@ export class FrameHandler {
       try {
         if (req.o === OPS.PING) { out.push({ i: id, r: { epoch: view.epoch, id: this.#d.shardId } }); continue; }
         if (ADMIN_OPS.has(req.o)) { admin.push(req); continue; }
-        if (req.o !== OPS.GET && req.o !== OPS.PUT && req.o !== OPS.DEL) throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
+        if (req.o !== OPS.GET && req.o !== OPS.PUT && req.o !== OPS.DEL && req.o !== OPS.FETCH) throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
         this.#check(req);
         const refusal = this.#refusal(req, view);
         if (refusal) throw refusal;
         if (req.o === OPS.GET) {
           out.push({ i: id, r: this.#d.store.lookup(req.k!, now) });
+        } else if (req.o === OPS.FETCH) {
+          out.push({ i: id, r: this.#d.store.fetchRaw(req.k!, now) });
         } else {
           writes.push(req);
         }
@@ -172,9 +174,10 @@ export class FrameHandler {
     switch (req.o) {
       case OPS.SYNC: {
         // Transactions commit in order: once this empty one has, every write
-        // accepted before it has too.
+        // accepted under an older view (queued before it) has too.
+        const epoch = this.#d.view().epoch;
         await store.transaction(() => undefined);
-        return { epoch: this.#d.view().epoch };
+        return { epoch };
       }
       case OPS.SCAN: {
         const [r] = checkRanges(req.ranges);

@@ -119,6 +119,14 @@ export class Store {
     return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x, e };
   }
 
+  /** The stored record of a key as a moved record (null if absent or expired). */
+  fetchRaw(key: string, now = Date.now()): MovedRecord | null {
+    const k: RecordKey = [keyPoint(key), key];
+    const r = this.#records.get(k);
+    if (!r || (r.d !== 1 && r.x !== 0 && r.x <= now)) return null;
+    return { k, r };
+  }
+
   /**
    * Records with points in [lo, hi], in key order, after `after` (exclusive),
    * at most `limit` of them and about `maxBytes` of values. Expired values are

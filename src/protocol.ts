@@ -11,6 +11,8 @@ export const OPS = {
   PUT: 'put',
   DEL: 'del',
   PING: 'ping',
+  /** The raw record of one key (tombstones included), for pulling a moving key ahead of the stream. */
+  FETCH: 'fetch',
   // Rebalancing (coordinator -> shard); not keyed, not ring-checked per key.
   /** Wait until every write accepted so far has committed; answers the shard's epoch. */
   SYNC: 'sync',

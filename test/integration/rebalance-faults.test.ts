@@ -6,6 +6,7 @@ import { TestCluster, startRouter } from '../helpers/procs.js';
 import { History, runWorkload, finalReads } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, checkPlacement, rebalanceState } from '../helpers/rebalance.js';
 import { request, get } from '../helpers/http.js';
+import { ringOf } from '../../src/topology.js';
 
 const N = 20_000;
 const RATE = 2500;
@@ -140,6 +141,41 @@ describe('cancel', () => {
     await s7.stop();
     for (const k of h.absentAtEnd()) deleted.add(k);
     expect(await checkPlacement(c, keys, deleted)).toEqual([]);
+  }, 180_000);
+});
+
+describe('conditional writes during a move', () => {
+  it('If-Match, If-None-Match and DELETE see the current state of keys not streamed yet', async () => {
+    c.shards.push(await c.startShard('s8'));
+    const before = ringOf(await c.store.get());
+    expect((await addShard(c.url, 's8')).status).toBe(202);
+    await waitForJob(c.url, [], 60_000, (j) => j.state === 'streaming');
+    const next = ringOf(await c.store.get());
+    const moving = keys.slice(10_000).filter((k) => !deleted.has(k) && before.ownerOf(k) !== next.ownerOf(k)).slice(0, 90);
+    expect(moving.length).toBe(90);
+    const results: number[] = [];
+    for (const [i, k] of moving.entries()) {
+      const url = `${c.url}/v1/kv/${k}`;
+      if (i % 3 === 0) {
+        const cur = await get(url);
+        expect(cur.status).toBe(200);
+        results.push((await request('PUT', url, { body: 'cas', headers: { 'if-match': String(cur.headers.etag) } })).status);
+      } else if (i % 3 === 1) {
+        results.push((await request('PUT', url, { body: 'create', headers: { 'if-none-match': '*' } })).status);
+      } else {
+        results.push((await request('DELETE', url)).status);
+        deleted.add(k);
+      }
+    }
+    const job = await waitForJob(c.url, ['done'], 120_000);
+    expect(job.state).toBe('done');
+    expect(results).toEqual(moving.map((_, i) => (i % 3 === 0 ? 204 : i % 3 === 1 ? 412 : 204)));
+    for (const [i, k] of moving.entries()) {
+      const res = await get(`${c.url}/v1/kv/${k}`);
+      if (i % 3 === 0) expect(res.text).toBe('cas');
+      else if (i % 3 === 1) expect(res.text).toBe(loadedValue(k));
+      else expect(res.status).toBe(404);
+    }
   }, 180_000);
 });
 
