@@ -5,6 +5,30 @@ import { TestCluster } from '../helpers/procs.js';
 import { History, runWorkload, finalReads } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, recordsPerShard, checkPlacement } from '../helpers/rebalance.js';
 import { request } from '../helpers/http.js';
+import http from 'node:http';
+
+interface SseEvent { job?: { id: string; state: string }; progress?: { keysDone: number } }
+
+/** Subscribe to a server-sent events URL and keep every `data:` payload. */
+function collectEvents(url: string): { stop: () => SseEvent[] } {
+  const events: SseEvent[] = [];
+  let buf = '';
+  const req = http.get(url, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buf += chunk;
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        if (data) events.push(JSON.parse(data) as SseEvent);
+      }
+    });
+  });
+  req.on('error', () => {});
+  return { stop: () => { req.destroy(); return events; } };
+}
 
 const N = Number(process.env['KV_TEST_REBALANCE_KEYS'] ?? 100_000);
 let c: TestCluster;
@@ -32,9 +56,12 @@ describe('add and remove shards under load', () => {
     let stop = false;
     const load = runWorkload(h, { url: c.url, keys: hot, concurrency: 8, putRatio: 0.4, delRatio: 0.1, stop: () => stop });
     await new Promise((r) => setTimeout(r, 300));
+    const sse = collectEvents(`${c.url}/v1/admin/rebalance/events`);
     const res = await addShard(c.url, 's4');
     expect(res.status, res.text).toBe(202);
     const job = await waitForJob(c.url, ['done'], 180_000);
+    await new Promise((r) => setTimeout(r, 200));
+    const events = sse.stop();
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
     await load;
@@ -53,6 +80,17 @@ describe('add and remove shards under load', () => {
     expect(after['s4']).toBeGreaterThan(N * 0.15);
     const stats = await request('GET', `${c.url}/v1/admin/rebalance`);
     expect(stats.json()['foregroundErrors']).toBe(0);
+    // Live progress arrived as server-sent events, ending with the job done.
+    const mine = events.filter((e) => e.job?.id === job.id);
+    expect(mine.length).toBeGreaterThan(2);
+    expect(mine.some((e) => e.job!.state === 'streaming')).toBe(true);
+    expect(mine[mine.length - 1]!.job!.state).toBe('done');
+    const done = mine.map((e) => e.progress?.keysDone ?? 0);
+    for (let i = 1; i < done.length; i++) expect(done[i]!).toBeGreaterThanOrEqual(done[i - 1]!);
+    // And as metrics.
+    const metrics = (await request('GET', `${c.url}/metrics`)).text;
+    expect(metrics).toMatch(new RegExp(`^kv_rebalance_keys_moved ${moved}$`, 'm'));
+    expect(metrics).toMatch(/^kv_rebalance_active 0$/m);
   }, 300_000);
 });
 
