@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { kvError, KvError } from '../src/errors.js';
 import { OPS } from '../src/protocol.js';
-import { nextEpoch, ringMembers, shardById, type Topology } from '../src/topology.js';
+import { nextEpoch, ringMembers, shardById, type Topology, type TopologyShard } from '../src/topology.js';
 import { ShardConnection } from '../src/shard-client.js';
 import type { TopologyStore, TopologyWatcher } from '../src/topology-store.js';
 import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState, RebalanceStore } from '../src/rebalance.js';
@@ -176,7 +176,7 @@ export class Coordinator {
       if (cur.migration?.jobId === job.id) return null; // done before a crash
       if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
       if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
-      return nextEpoch(cur, { shards: job.migrateShards, migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.from, next: job.to } });
+      return nextEpoch(cur, { shards: withCurrentAddrs(job.migrateShards, cur), migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.from, next: job.to } });
     })).catch((err: unknown) => {
       if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
       throw err;
@@ -307,7 +307,7 @@ export class Coordinator {
   async #commit(job: Job): Promise<void> {
     const t: Topology = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
       if (cur.migration?.jobId !== job.id) return null; // committed before a crash
-      return nextEpoch(cur, { shards: job.finalShards, migration: undefined });
+      return nextEpoch(cur, { shards: withCurrentAddrs(job.finalShards, cur), migration: undefined });
     }));
     job.commitEpoch = t.epoch;
     await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
@@ -329,3 +329,11 @@ export class Coordinator {
 }
 
 class TopologyMoved extends Error {}
+
+/** A shard that restarted on new addresses during the job keeps them. */
+function withCurrentAddrs(shards: readonly TopologyShard[], cur: Topology): TopologyShard[] {
+  return shards.map((s) => {
+    const now = shardById(cur, s.id);
+    return now ? { ...s, dataAddr: now.dataAddr, adminAddr: now.adminAddr } : s;
+  });
+}
