@@ -164,14 +164,17 @@ export function registerAdminRoutes(app: FastifyInstance, d: AdminDeps): { fgErr
   new client.Gauge({ name: 'kv_router_fallback_reads', help: 'Reads that fell back to the old owner during a migration', registers: [registry],
     collect() { this.set(d.forwarder.counters.fallbackReads); } });
   new client.Gauge({ name: 'kv_rebalance_keys_moved', help: 'Keys moved by the current or last rebalance job', registers: [registry],
-    async collect() { await refreshJob(); this.set(job.last ? progress(job.last).keysDone : 0); } });
+    collect() { this.set(job.last ? progress(job.last).keysDone : 0); } });
   new client.Gauge({ name: 'kv_rebalance_bytes_moved', help: 'Value bytes moved by the current or last rebalance job', registers: [registry],
     collect() { this.set(job.last ? progress(job.last).bytesDone : 0); } });
   new client.Gauge({ name: 'kv_rebalance_keys_total', help: 'Keys the current or last rebalance job moves in all', registers: [registry],
     collect() { this.set(job.last ? progress(job.last).keysTotal : 0); } });
   new client.Gauge({ name: 'kv_rebalance_active', help: '1 while a rebalance job runs', registers: [registry],
     collect() { this.set(isActive(job.last) ? 1 : 0); } });
-  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  app.get('/metrics', async (_req, reply) => {
+    await refreshJob();
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
 
   app.addHook('onClose', async () => { sub?.disconnect(); });
   return { fgErrorsKey: fgKey };

@@ -81,7 +81,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     if (draining()) void reply.header('connection', 'close');
     // Server errors while a rebalance runs are counted for its summary.
     const jobId = reply.statusCode >= 500 ? forwarder.topology?.migration?.jobId : undefined;
-    if (jobId) redis.incr(fgErrorsKey(jobId)).catch(() => undefined);
+    if (jobId) redis.multi().incr(fgErrorsKey(jobId)).pexpire(fgErrorsKey(jobId), 7 * 24 * 3600 * 1000).exec().catch(() => undefined);
     done(null, payload);
   });
 

@@ -151,7 +151,10 @@ export class Coordinator {
       this.#check();
       switch (job.state) {
         case JOB_STATES.PLANNED: await this.#migrate(job); break;
-        case JOB_STATES.MIGRATING: await this.#barrier(job, job.migrateEpoch!, JOB_STATES.STREAMING); break;
+        case JOB_STATES.MIGRATING:
+          if (job.direction === 'forward' && await this.#cancelRequested(job)) await this.#reverse(job);
+          else await this.#barrier(job, job.migrateEpoch!, JOB_STATES.STREAMING);
+          break;
         case JOB_STATES.STREAMING: await this.#stream(job); break;
         case JOB_STATES.COMMITTING: await this.#commit(job); break;
         case JOB_STATES.PURGING: await this.#purge(job); break;
@@ -176,7 +179,7 @@ export class Coordinator {
       if (cur.migration?.jobId === job.id) return null; // done before a crash
       if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
       if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
-      return nextEpoch(cur, { shards: withCurrentAddrs(job.migrateShards, cur), migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.from, next: job.to } });
+      return nextEpoch(cur, { shards: withCurrentAddrs(job.migrateShards, cur), migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.from, next: job.to } });
     })).catch((err: unknown) => {
       if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
       throw err;
@@ -206,6 +209,14 @@ export class Coordinator {
       if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
     })));
     if (next === JOB_STATES.STREAMING) {
+      // Every shard has seen the migration: open writes on the new owners.
+      const moved = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+        const m = cur.migration;
+        if (m?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+        if (m.phase === 'move') return null;
+        return nextEpoch(cur, { migration: { ...m, phase: 'move' } });
+      }));
+      job.moveEpoch = moved.epoch;
       // Fresh estimates now that the sources take no more writes for moving keys.
       await Promise.all(job.streams.filter((s) => !s.done && s.keysDone === 0).map(async (s) => {
         const c = (await this.#retry(`count ${s.source}`, () => this.#shardCall(s.source, { o: OPS.COUNT, ranges: s.ranges }))) as { keys: number; bytes: number };
@@ -286,7 +297,7 @@ export class Coordinator {
     this.#d.log(`coordinator: cancelling job ${job.id}: streaming back to the original ring`);
     const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
       if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
-      return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, prev: job.to, next: job.from } });
+      return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.to, next: job.from } });
     }));
     const from = job.from;
     job.from = job.to;

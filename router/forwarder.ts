@@ -3,7 +3,8 @@
 // means our topology is behind: re-read it and retry, a bounded number of
 // times (like Redis Cluster's MOVED).
 import { kvError, KvError } from '../src/errors.js';
-import { OPS, type GetResult, type StoredValue } from '../src/protocol.js';
+import { OPS, type GetResult } from '../src/protocol.js';
+import { live, newer } from '../src/migration.js';
 import { ShardConnection, type OutgoingRequest, type ShardConnectionOptions } from '../src/shard-client.js';
 import { ringOf, shardById, type Topology } from '../src/topology.js';
 import { Ring } from '../src/ring.js';
@@ -14,21 +15,6 @@ export interface ForwarderOptions extends ShardConnectionOptions {
 }
 
 const REFRESH_CODES = new Set(['KV_ERR_STALE_EPOCH', 'KV_ERR_NOT_OWNER']);
-
-/** A value for the caller: tombstones read as "not found". */
-function live(r: GetResult): StoredValue | null {
-  return r === null || 'deleted' in r ? null : r;
-}
-
-/** The newer of two records by (write epoch, version); a miss loses to anything. */
-function newer(a: GetResult, b: GetResult): GetResult {
-  if (a === null) return b;
-  if (b === null) return a;
-  const ea = a.e ?? 0;
-  const eb = b.e ?? 0;
-  if (ea !== eb) return ea > eb ? a : b;
-  return a.ver >= b.ver ? a : b;
-}
 
 export class Forwarder {
   readonly #watcher: TopologyWatcher;
@@ -87,12 +73,20 @@ export class Forwarder {
   /** Send one keyed request to its owner, refreshing and retrying on refusals. */
   async exec(req: Omit<OutgoingRequest, 'e'>): Promise<unknown> {
     let readRetried = false;
+    const deadline = Date.now() + this.#opts.requestTimeoutMs;
     for (let attempt = 0; attempt <= this.#opts.maxRetries; attempt++) {
       const t = this.#topology;
       const ring = this.#ring;
       if (!t || !ring) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
       const owner = ring.ownerOf(req.k!);
       if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
+      if (req.o !== OPS.GET && t.migration?.phase === 'freeze' && this.#prevRing?.ownerOf(req.k!) !== owner) {
+        // A moving key in the freeze phase: hold the write until the
+        // coordinator opens the move (normally milliseconds).
+        await this.#waitPastEpoch(t.epoch, deadline);
+        attempt--;
+        continue;
+      }
       try {
         if (req.o === OPS.DEL || (req.o === OPS.PUT && (req.m !== undefined || req.n))) await this.#pullAhead(t, req.k!, owner);
         const res = (await this.#conn(t, owner).request({ ...req, e: t.epoch })) as GetResult;
@@ -144,6 +138,16 @@ export class Forwarder {
     if (rec === null) return;
     this.counters.pulledAhead++;
     await this.#conn(t, owner).request({ o: OPS.IMPORT, e: t.epoch, me: m.epoch, recs: [rec as never] });
+  }
+
+  /** Wait for a topology newer than `epoch`; nothing was sent, so a timeout is a clean 503. */
+  async #waitPastEpoch(epoch: number, deadline: number): Promise<void> {
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      if ((this.#topology?.epoch ?? 0) > epoch) return;
+      if (Date.now() >= deadline) throw kvError('KV_ERR_MIGRATION_FREEZE', this.#opts.requestTimeoutMs);
+      await new Promise((r) => setTimeout(r, delay));
+      await this.#watcher.refresh().catch(() => undefined);
+    }
   }
 
   async #refreshAtLeast(epoch: number): Promise<void> {

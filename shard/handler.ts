@@ -3,8 +3,10 @@
 // rebalancing operations (sync, scan, count, import, purge, retire).
 //
 // Ownership during a migration (DESIGN section 5.2): writes only on the
-// owner in the `next` ring; reads on the next owner or the previous owner
-// (the router falls back to the old owner on a miss that is not a tombstone).
+// owner in the `next` ring, and not at all for moving keys during the freeze
+// phase; reads on the next owner or the previous owner (the router asks both
+// unless the new owner's record was written at or after the migration epoch,
+// and keeps the newer by write epoch, then version).
 import { kvError, kvErrorWith, toWire, KvError } from '../src/errors.js';
 import { OPS, type Request, type Response } from '../src/protocol.js';
 import type { Limits } from '../src/config.js';
@@ -19,6 +21,8 @@ export interface OwnershipView {
   readonly ring: Ring;
   /** During a migration: the ring before it. */
   readonly prevRing?: Ring | undefined;
+  /** Migration in its freeze phase: no writes for moving keys anywhere. */
+  readonly frozen?: boolean | undefined;
 }
 
 export interface HandlerDeps {
@@ -79,7 +83,12 @@ export class FrameHandler {
     const stale = this.#stale(req, view);
     if (stale) return stale;
     const me = this.#d.shardId;
-    if (view.ring.ownerOf(req.k!) === me) return undefined;
+    const owner = view.ring.ownerOf(req.k!);
+    if (owner === me && view.frozen && req.o !== OPS.GET && req.o !== OPS.FETCH && view.prevRing?.ownerOf(req.k!) !== me) {
+      // Freeze phase: the old owner may not have seen the migration yet.
+      return this.#notOwner(view);
+    }
+    if (owner === me) return undefined;
     if ((req.o === OPS.GET || req.o === OPS.FETCH) && view.prevRing?.ownerOf(req.k!) === me) return undefined;
     return this.#notOwner(view);
   }

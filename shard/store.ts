@@ -87,9 +87,9 @@ export class Store {
   }
 
   /**
-   * Versions are strictly increasing per shard and close to wall-clock
-   * microseconds, so a record moved to another shard and written there later
-   * still gets a larger version (put-if-newer imports rely on this).
+   * Versions are strictly increasing per key and per shard run, and close to
+   * wall-clock microseconds. They order writes within one epoch; across a
+   * move the write epoch (`e`) decides, so clocks never have to agree.
    */
   #nextVersion(prev: number): number {
     const v = Math.max(prev + 1, this.#lastVersion + 1, Date.now() * 1000);
@@ -105,9 +105,9 @@ export class Store {
   }
 
   /**
-   * Like get(), but tells a tombstone apart from a key never seen: during a
-   * migration a miss on the new owner falls back to the old owner, a
-   * tombstone does not (the delete is newer than the old copy).
+   * Like get(), but tells a tombstone apart from a key never seen and reports
+   * the write epoch: during a migration the router compares the records of
+   * the old and the new owner by (write epoch, version), tombstones included.
    */
   lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;

@@ -37,6 +37,8 @@ export const ERRORS = {
   KV_ERR_BAD_WEIGHT: { status: 400, message: 'weight of shard %s is not valid: %s' },
   KV_ERR_REBALANCE_IN_PROGRESS: { status: 409, message: 'rebalance job %s (%s) is still %s; wait for it or cancel it with `kv rebalance cancel`' },
   KV_ERR_NO_REBALANCE: { status: 409, message: 'no rebalance job is running' },
+  KV_ERR_CANNOT_CANCEL: { status: 409, message: 'rebalance job %s is %s and can no longer be cancelled; it will finish by itself' },
+  KV_ERR_MIGRATION_FREEZE: { status: 503, message: 'writes to this key wait while every shard switches to a new topology; that took over %s ms; nothing was written' },
   KV_ERR_SHARD_NOT_REGISTERED: { status: 400, message: 'shard %s is not registered; start it first (`kv shard start --id %s`)' },
   KV_ERR_SHARD_IN_RING: { status: 409, message: 'shard %s is already in the ring' },
   KV_ERR_SHARD_NOT_IN_RING: { status: 404, message: 'shard %s is not in the ring' },

@@ -6,6 +6,7 @@
 // merged point set of both rings, every h in (a, b] therefore has the same
 // owner in each ring as b itself.
 import { Ring, type RingMember } from './ring.js';
+import type { GetResult, StoredValue } from './protocol.js';
 
 export const POINT_MAX = 0xffffffff;
 
@@ -61,6 +62,24 @@ export function planMoves(prev: readonly RingMember[], next: readonly RingMember
     out.push({ source, target, ranges, share: span / (POINT_MAX + 1) });
   }
   return out.sort((x, y) => (x.source + x.target < y.source + y.target ? -1 : 1));
+}
+
+/** A value for the caller: tombstones read as "not found". */
+export function live(r: GetResult): StoredValue | null {
+  return r === null || 'deleted' in r ? null : r;
+}
+
+/**
+ * The newer of two records of one key during a migration, by (write epoch,
+ * version); a miss loses to anything, a tombstone counts like a value.
+ */
+export function newer(a: GetResult, b: GetResult): GetResult {
+  if (a === null) return b;
+  if (b === null) return a;
+  const ea = a.e ?? 0;
+  const eb = b.e ?? 0;
+  if (ea !== eb) return ea > eb ? a : b;
+  return a.ver >= b.ver ? a : b;
 }
 
 export function inRanges(point: number, ranges: readonly PointRange[]): boolean {

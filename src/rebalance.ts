@@ -64,7 +64,10 @@ export interface Job {
   /** The shards as they were before the job (a cancel returns to these). */
   originalShards: TopologyShard[];
   streams: StreamState[];
+  /** Epoch that started the migration (freeze phase); imports overwrite only records older than it. */
   migrateEpoch?: number | undefined;
+  /** Epoch at which the new owners began taking writes for moving keys. */
+  moveEpoch?: number | undefined;
   commitEpoch?: number | undefined;
   cancelRequested?: boolean | undefined;
   createdAt: number;
@@ -190,6 +193,8 @@ export class RebalanceStore {
   async requestCancel(): Promise<Job> {
     const job = await this.get();
     if (!isActive(job)) throw kvError('KV_ERR_NO_REBALANCE');
+    if (job.direction === 'reverse') throw kvError('KV_ERR_CANNOT_CANCEL', job.id, 'already being cancelled');
+    if (job.state === JOB_STATES.COMMITTING || job.state === JOB_STATES.PURGING) throw kvError('KV_ERR_CANNOT_CANCEL', job.id, job.state);
     await this.#redis.set(this.cancelKey, job.id, 'PX', 24 * 3600 * 1000);
     return job;
   }

@@ -168,10 +168,13 @@ export class TopologyWatcher extends EventEmitter {
 
 /**
  * Bootstrap an empty ring from registered shards (first start of a cluster).
- * Refuses when the ring already has members: adding shards to a ring that
- * holds data moves keys and goes through rebalancing instead.
+ * When the ring already has members this changes nothing and returns it:
+ * changing a ring that holds data goes through rebalancing instead, and a
+ * repeated init (a restarted deployment) must not fail.
  */
 export async function initTopology(store: TopologyStore, ids: readonly string[], opts: { waitMs?: number; weight?: number } = {}): Promise<Topology> {
+  const existing = await store.get();
+  if (existing.shards.length > 0) return existing;
   const deadline = Date.now() + (opts.waitMs ?? 0);
   let regs: Registration[] = [];
   for (;;) {
@@ -182,12 +185,7 @@ export async function initTopology(store: TopologyStore, ids: readonly string[],
     await new Promise((r) => setTimeout(r, 100));
   }
   return store.update((cur) => {
-    const inRing = cur.shards.map((s) => s.id);
-    if (inRing.length > 0) {
-      const same = inRing.length === ids.length && ids.every((id) => inRing.includes(id));
-      if (same) return null;
-      throw kvError('KV_ERR_BAD_TOPOLOGY', `the ring already has shards ${inRing.join(', ')}; a ring holding data changes only through rebalancing`);
-    }
+    if (cur.shards.length > 0) return null;
     const shards = ids.map((id) => {
       const r = regs.find((x) => x.id === id)!;
       return { id, dataAddr: r.dataAddr, adminAddr: r.adminAddr, weight: opts.weight ?? 1, state: 'active' as const };

@@ -26,6 +26,13 @@ export interface Migration {
   readonly jobId: string;
   /** The epoch this migration started at: writes stamped with it or later are newer than any copy being moved. */
   readonly epoch: number;
+  /**
+   * 'freeze' first: neither owner takes writes for moving keys (routers hold
+   * them) until every shard has seen the migration, so a router or shard
+   * still on the old epoch cannot write behind the new owner's back. Then
+   * 'move': the new owner takes them while the keys stream.
+   */
+  readonly phase: 'freeze' | 'move';
   readonly prev: readonly RingMember[];
   readonly next: readonly RingMember[];
 }

@@ -58,7 +58,7 @@ export function printPlan(plan: Record<string, unknown>): void {
 export async function watch(client: AdminClient, opts: { intervalMs?: number; quiet?: boolean } = {}): Promise<StatusView> {
   const tty = process.stderr.isTTY === true && !opts.quiet;
   const bars = new cliProgress.MultiBar({
-    format: ' {stream} |{bar}| {percentage}% {value}/{total} keys | {mb} MB | {rate} keys/s | ETA {eta} {note}',
+    format: ' {stream} |{bar}| {percentage}% {value}/{total} keys | {mb} MB | {rate} keys/s | ETA {left} {note}',
     hideCursor: true, clearOnComplete: false, stopOnComplete: false, noTTYOutput: !tty && !opts.quiet, notTTYSchedule: 2000,
     stream: process.stderr,
   }, cliProgress.Presets.shades_classic);
@@ -84,7 +84,7 @@ export async function watch(client: AdminClient, opts: { intervalMs?: number; qu
         let bar = byStream.get(key);
         const rate = last.progress?.keysPerSec ?? 0;
         const eta = s.done ? '0s' : rate > 0 ? fmtSecs(Math.max(0, s.keysTotal - s.keysDone) / rate) : '?';
-        const payload = { stream: `${s.source} -> ${s.target}`.padEnd(12), mb: mb(s.bytesDone), rate: '0', eta, note: s.lastError ? `(retrying: ${s.lastError.slice(0, 60)})` : '' };
+        const payload = { stream: `${s.source} -> ${s.target}`.padEnd(12), mb: mb(s.bytesDone), rate: '0', left: eta, note: s.lastError ? `(retrying: ${s.lastError.slice(0, 60)})` : '' };
         if (!bar && !opts.quiet) {
           bar = bars.create(Math.max(1, s.keysTotal), s.keysDone, payload);
           byStream.set(key, bar);

@@ -85,7 +85,10 @@ topo.command('init')
   .action(async (ids: string[], o: Record<string, string>) => {
     const redis = createRedis({ redisUrl: o['redisUrl'] ?? localRedisUrl() ?? ROUTER_DEFAULTS.redisUrl, redisCommandTimeoutMs: 2000 });
     try {
-      const t = await initTopology(new TopologyStore(redis, o['redisPrefix']!), ids, { waitMs: Number(o['waitMs']) });
+      const store = new TopologyStore(redis, o['redisPrefix']!);
+      const before = await store.get();
+      const t = await initTopology(store, ids, { waitMs: Number(o['waitMs']) });
+      if (before.shards.length > 0) console.error(`the ring is already set up (epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}); nothing changed`);
       console.log(JSON.stringify(t, null, 2));
     } catch (err) { fail(err); } finally { redis.disconnect(); }
   });
@@ -176,7 +179,9 @@ adminOpts(shards.command('remove').description('move all keys off a shard and ta
   .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'DELETE', `/v1/admin/shards/${encodeURIComponent(id)}`, undefined).catch(fail); });
 adminOpts(shards.command('weight').description('change a shard\'s weight (moves keys to match)').argument('<id>').argument('<weight>')
   .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
-  .action(async (id: string, w: string, o: Record<string, unknown>) => { await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail); });
+  .action(async (id: string, w: string, o: Record<string, unknown>) => {
+    if (!/^\d+(\.\d+)?$/.test(w)) fail(new Error(`weight must be a positive number, got ${JSON.stringify(w)}`));
+    await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail); });
 
 const rebalance = program.command('rebalance').description('follow or cancel the running rebalance job');
 adminOpts(rebalance.command('watch').description('live progress bars per stream until the job ends'))
@@ -184,7 +189,8 @@ adminOpts(rebalance.command('watch').description('live progress bars per stream 
     const c = admin(o);
     const s = await c.status().catch(fail);
     if (!s.job) { console.log('no rebalance job'); return; }
-    await watch(c).catch(fail);
+    const last = await watch(c).catch(fail);
+    if (last.job && last.job.state !== 'done' && last.job.state !== 'cancelled') process.exitCode = 1;
   });
 adminOpts(rebalance.command('status').description('the current (or last) job as JSON'))
   .action(async (o: Record<string, unknown>) => { console.log(JSON.stringify(await admin(o).status().catch(fail), null, 2)); });
@@ -193,7 +199,8 @@ adminOpts(rebalance.command('cancel').description('stop the job and stream moved
     const c = admin(o);
     await c.call('POST', '/v1/admin/rebalance/cancel').catch(fail);
     console.log('cancel requested; keys already moved stream back to their original owners');
-    await watch(c).catch(fail);
+    const last = await watch(c).catch(fail);
+    if (last.job?.state !== 'cancelled') process.exitCode = 1;
   });
 
 function parseSets(v: string | string[] | undefined): Record<string, string> {

@@ -84,19 +84,25 @@ export async function runUp(o: UpOptions): Promise<void> {
   process.on('SIGINT', () => { void stopAll(0); });
   process.on('SIGTERM', () => { void stopAll(0); });
 
+  const info: Record<string, unknown>[] = [];
   try {
-    const ids = Array.from({ length: o.shards }, (_, i) => `s${i + 1}`);
-    const started = ids.map((id, i) => {
-      const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dataDir, id),
-        '--data-port', String(o.shardBasePort + i + 1), '--admin-port', String(o.shardBasePort + 100 + i + 1)], id, env);
-      shards.push(s.child);
-      return s.ready;
-    });
-    const info = await Promise.all(started);
-
+    // First start: s1..sN. Later starts: whatever the ring holds now (shards
+    // added or removed since keep their place).
     const redis = createRedis({ redisUrl, redisCommandTimeoutMs: 2000 });
     try {
-      const t = await initTopology(new TopologyStore(redis, defaultRedisPrefix()), ids, { waitMs: 5000 });
+      const store = new TopologyStore(redis, defaultRedisPrefix());
+      const current = await store.get();
+      const ids = current.shards.length > 0 ? current.shards.map((s) => s.id) : Array.from({ length: o.shards }, (_, i) => `s${i + 1}`);
+      const started = ids.map((id) => {
+        // sK keeps the fixed ports base+K and base+100+K; other ids take free ports.
+        const n = /^s(\d{1,2})$/.exec(id);
+        const ports = n ? ['--data-port', String(o.shardBasePort + Number(n[1])), '--admin-port', String(o.shardBasePort + 100 + Number(n[1]))] : [];
+        const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dataDir, id), ...ports], id, env);
+        shards.push(s.child);
+        return s.ready;
+      });
+      info.push(...(await Promise.all(started)));
+      const t = await initTopology(store, ids, { waitMs: 5000 });
       console.error(`[up] topology epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}`);
     } finally {
       redis.disconnect();
