@@ -12,7 +12,7 @@ import type { TopologyStore, TopologyWatcher } from '../src/topology-store.js';
 import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState, RebalanceStore } from '../src/rebalance.js';
 import type { RouterConfig } from '../src/config.js';
 import type { RingMember } from '../src/ring.js';
-import type { MovedRecordWire } from './rebalance-types.js';
+import type { ScanResult } from './rebalance-types.js';
 import type { Forwarder } from './forwarder.js';
 
 export interface CoordinatorDeps {
@@ -266,19 +266,15 @@ export class Coordinator {
       const range = st.ranges[st.rangeIndex]!;
       const res = (await this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
         o: OPS.SCAN, ranges: [range], after: st.after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
-      }), (m) => { st.lastError = m; })) as { records: MovedRecordWire[]; next: [number, string] | undefined };
-      if (res.records.length > 0) {
-        await limiter.take(res.records.length);
-        await this.#retry(`import ${st.target}`, async () => {
-          await this.#d.watcher.refresh().catch(() => undefined);
-          return this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch, recs: res.records });
-        }, (m) => { st.lastError = m; });
+      }), (m) => { st.lastError = m; })) as ScanResult;
+      if (res.n > 0) {
+        await limiter.take(res.n);
+        // The target re-reads the topology by itself if `me` is newer than its epoch.
+        await this.#retry(`import ${st.target}`, () => this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch, packed: res.packed }),
+          (m) => { st.lastError = m; });
       }
-      for (const r of res.records) {
-        if (r.r.d === 1) continue;
-        st.keysDone++;
-        st.bytesDone += r.r.v?.byteLength ?? 0;
-      }
+      st.keysDone += res.live;
+      st.bytesDone += res.bytes;
       st.lastError = undefined;
       if (res.next) st.after = res.next;
       else {

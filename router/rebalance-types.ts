@@ -1,5 +1,13 @@
 // Shapes of rebalancing data as it crosses the wire.
-export interface MovedRecordWire {
-  k: [number, string];
-  r: { v: Uint8Array | null; ct: string; ver: number; x: number; d?: 1; e?: number };
+
+/** What a shard's SCAN answers: moved records packed as one blob, with counts. */
+export interface ScanResult {
+  packed: Uint8Array;
+  /** Records in the blob (tombstones included). */
+  n: number;
+  /** Live values among them, and their bytes. */
+  live: number;
+  bytes: number;
+  /** Cursor for the next SCAN of the same range; absent when the range is done. */
+  next: [number, string] | undefined;
 }

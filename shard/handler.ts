@@ -8,7 +8,7 @@
 // unless the new owner's record was written at or after the migration epoch,
 // and keeps the newer by write epoch, then version).
 import { kvError, kvErrorWith, toWire, KvError } from '../src/errors.js';
-import { OPS, type Request, type Response } from '../src/protocol.js';
+import { OPS, packRecords, unpackRecords, type Request, type Response } from '../src/protocol.js';
 import type { Limits } from '../src/config.js';
 import { validateKey, validateValue, validateContentType } from '../src/validate.js';
 import { keyPoint, type Ring } from '../src/ring.js';
@@ -193,7 +193,15 @@ export class FrameHandler {
         const limit = Math.min(Math.max(1, req.limit ?? 1000), SCAN_MAX_LIMIT);
         const maxBytes = Math.min(Math.max(1, req.maxBytes ?? 4 * 1024 * 1024), SCAN_MAX_BYTES);
         const after = Array.isArray(req.after) && typeof req.after[0] === 'number' && typeof req.after[1] === 'string' ? req.after : undefined;
-        return store.scan(r!.lo, r!.hi, after, limit, maxBytes);
+        const { records, next } = store.scan(r!.lo, r!.hi, after, limit, maxBytes);
+        let live = 0;
+        let bytes = 0;
+        for (const m of records) {
+          if (m.r.d === 1) continue;
+          live++;
+          bytes += m.r.v?.byteLength ?? 0;
+        }
+        return { packed: packRecords(records), n: records.length, live, bytes, next };
       }
       case OPS.COUNT: {
         let keys = 0;
@@ -207,9 +215,9 @@ export class FrameHandler {
       }
       case OPS.IMPORT: {
         const view = this.#d.view();
-        if (typeof req.me !== 'number' || !Array.isArray(req.recs)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and recs');
+        const recs = (req.packed instanceof Uint8Array ? unpackRecords(req.packed) : req.recs) as MovedRecord[];
+        if (typeof req.me !== 'number' || !Array.isArray(recs)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and recs (or packed)');
         if (view.epoch < req.me) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: view.epoch }, req.me, view.epoch);
-        const recs = req.recs as MovedRecord[];
         for (const m of recs) {
           if (!Array.isArray(m?.k) || typeof m.k[0] !== 'number' || typeof m.k[1] !== 'string' || typeof m.r !== 'object' || m.r === null) {
             throw kvError('KV_ERR_BAD_FRAME', 'bad moved record');

@@ -150,16 +150,25 @@ export class Store {
     return { records, next: undefined };
   }
 
-  /** Number of records (and value bytes) with points in [lo, hi]. */
+  /**
+   * Estimated records and value bytes with points in [lo, hi]. It walks keys
+   * only; bytes come from a small sample. Decoding every value here would
+   * stall the shard's event loop several times longer.
+   */
   countRange(lo: number, hi: number): { keys: number; bytes: number } {
+    // lmdb-js may annotate the options object it is given: a fresh one per call.
+    const range = () => ({ start: [lo, ''] as RecordKey, end: [hi + 1, ''] as RecordKey });
     let keys = 0;
-    let bytes = 0;
-    for (const { value } of this.#records.getRange({ start: [lo, ''], end: [hi + 1, ''] })) {
-      if (value.d === 1) continue;
-      keys++;
-      bytes += value.v?.byteLength ?? 0;
+    // Keys only: no value is decoded.
+    for (const _k of this.#records.getKeys(range())) keys++;
+    if (keys === 0) return { keys: 0, bytes: 0 };
+    let sampled = 0;
+    let sampleBytes = 0;
+    for (const { value } of this.#records.getRange({ ...range(), limit: 64 })) {
+      sampled++;
+      sampleBytes += value.v?.byteLength ?? 0;
     }
-    return { keys, bytes };
+    return { keys, bytes: Math.round((sampleBytes / Math.max(1, sampled)) * keys) };
   }
 
   /**
