@@ -190,3 +190,25 @@ export async function finalReads(h: History, url: string, keys: string[]): Promi
   }));
   agent.destroy();
 }
+
+/**
+ * Start a recorded workload over `keys` (whose current values are `initial`)
+ * and return a function that stops it, reads every key once more and hands
+ * back the history to check.
+ */
+export function startCheckedWorkload(url: string, keys: string[], initial: (key: string) => string,
+  opts: Partial<Pick<WorkloadOptions, 'concurrency' | 'putRatio' | 'delRatio' | 'pauseMs'>> = {}): { history: History; finish: () => Promise<History> } {
+  const h = new History();
+  h.preload(keys.map((k) => [k, initial(k)]));
+  let stop = false;
+  const load = runWorkload(h, { url, keys, concurrency: 8, putRatio: 0.4, delRatio: 0.1, ...opts, stop: () => stop });
+  return {
+    history: h,
+    finish: async () => {
+      stop = true;
+      await load;
+      await finalReads(h, url, keys);
+      return h;
+    },
+  };
+}

@@ -2,7 +2,7 @@
 // with several workers, and a history checker over every client operation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/procs.js';
-import { History, runWorkload, finalReads } from '../helpers/history.js';
+import { startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, recordsPerShard, checkPlacement } from '../helpers/rebalance.js';
 import { request } from '../helpers/http.js';
 import http from 'node:http';
@@ -50,11 +50,7 @@ describe('add and remove shards under load', () => {
     c.shards.push(s4);
     const before = await recordsPerShard(c);
     expect(before['s4']).toBe(0);
-    const h = new History();
-    const hot = keys.slice(0, 2000);
-    h.preload(hot.map((k) => [k, loadedValue(k)]));
-    let stop = false;
-    const load = runWorkload(h, { url: c.url, keys: hot, concurrency: 8, putRatio: 0.4, delRatio: 0.1, stop: () => stop });
+    const w = startCheckedWorkload(c.url, keys.slice(0, 2000), loadedValue);
     await new Promise((r) => setTimeout(r, 300));
     const sse = collectEvents(`${c.url}/v1/admin/rebalance/events`);
     const res = await addShard(c.url, 's4');
@@ -63,9 +59,7 @@ describe('add and remove shards under load', () => {
     await new Promise((r) => setTimeout(r, 200));
     const events = sse.stop();
     await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await load;
-    await finalReads(h, c.url, hot);
+    const h = await w.finish();
     expect(h.serverErrors()).toEqual([]);
     expect(h.check()).toEqual([]);
     const moved = job.streams.reduce((n, s) => n + s.keysDone, 0);
@@ -96,19 +90,13 @@ describe('add and remove shards under load', () => {
 
 describe('remove a shard under load', () => {
   it('drains s2 out of 4 shards: checker passes, s2 ends empty and leaves the registry', async () => {
-    const h = new History();
-    const hot = keys.slice(2000, 4000);
-    h.preload(hot.map((k) => [k, loadedValue(k)]));
-    let stop = false;
-    const load = runWorkload(h, { url: c.url, keys: hot, concurrency: 8, putRatio: 0.4, delRatio: 0.1, stop: () => stop });
+    const w = startCheckedWorkload(c.url, keys.slice(2000, 4000), loadedValue);
     await new Promise((r) => setTimeout(r, 300));
     const res = await removeShard(c.url, 's2');
     expect(res.status, res.text).toBe(202);
     const job = await waitForJob(c.url, ['done'], 180_000);
     await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await load;
-    await finalReads(h, c.url, hot);
+    const h = await w.finish();
     expect(h.serverErrors()).toEqual([]);
     expect(h.check()).toEqual([]);
     expect(job.streams.every((s) => s.source === 's2')).toBe(true);
