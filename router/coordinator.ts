@@ -260,13 +260,24 @@ export class Coordinator {
   async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {
     const cfg = this.#d.config;
     st.startedAt ??= Date.now();
-    while (st.rangeIndex < st.ranges.length) {
+    const scan = (rangeIndex: number, after: [number, string] | undefined) => this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
+      o: OPS.SCAN, ranges: [st.ranges[rangeIndex]!], after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
+    }), (m) => { st.lastError = m; }) as Promise<ScanResult>;
+    // Read ahead: the next batch is scanned on the source while this one is
+    // imported on the target. The checkpoint moves only after an import.
+    let ahead: Promise<ScanResult> | undefined = st.rangeIndex < st.ranges.length ? scan(st.rangeIndex, st.after) : undefined;
+    while (ahead) {
       this.#check();
-      if (cancelled()) return;
-      const range = st.ranges[st.rangeIndex]!;
-      const res = (await this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
-        o: OPS.SCAN, ranges: [range], after: st.after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
-      }), (m) => { st.lastError = m; })) as ScanResult;
+      if (cancelled()) {
+        await ahead.catch(() => undefined);
+        return;
+      }
+      const res = await ahead;
+      const nextIndex = res.next ? st.rangeIndex : st.rangeIndex + 1;
+      const nextAfter = res.next ?? undefined;
+      ahead = nextIndex < st.ranges.length ? scan(nextIndex, nextAfter) : undefined;
+      // Keep the prefetch from failing unobserved if this import throws.
+      ahead?.catch(() => undefined);
       if (res.n > 0) {
         await limiter.take(res.n);
         // The target re-reads the topology by itself if `me` is newer than its epoch.
@@ -276,11 +287,8 @@ export class Coordinator {
       st.keysDone += res.live;
       st.bytesDone += res.bytes;
       st.lastError = undefined;
-      if (res.next) st.after = res.next;
-      else {
-        st.rangeIndex++;
-        st.after = undefined;
-      }
+      st.rangeIndex = nextIndex;
+      st.after = nextAfter;
       await checkpoint();
     }
     st.done = true;
