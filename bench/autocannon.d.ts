@@ -22,6 +22,8 @@ declare module 'autocannon' {
       duration?: number;
       amount?: number;
       pipelining?: number;
+      /** Requests per second over all connections; each connection sends its share at the start of every second, then waits. */
+      overallRate?: number;
       timeout?: number;
       method?: string;
       headers?: Record<string, string>;

@@ -16,29 +16,17 @@
 // BENCH_NOSYNC (0: shards fsync every commit, as in production),
 // BENCH_TARGETS (all; comma list of router-get, router-put, shard-get,
 // shard-put, nginx-get), BENCH_VERBOSE (0), BENCH_NODE_ARGS (extra node
-// flags for shards and router, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// flags for shards and router, e.g. "--cpu-prof --cpu-prof-dir=prof").
 import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { ringOf, type Topology } from '../src/topology.js';
 import { startTopology, Cleanup, type BenchTopology } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
-import { CLK_TCK, US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier, type TierSample } from './proc.js';
+import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier, type TierSample } from './proc.js';
+import { envInt, envBool, machineInfo, RESULTS_DIR } from './settings.js';
 import { routerCounters, redisCommandCalls, commandDelta, type RouterCounters } from './diagnostics.js';
-
-function envInt(name: string, dflt: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min) throw new Error(`${name} must be a whole number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const envBool = (name: string) => /^(1|true|yes|on)$/i.test(process.env[name] ?? '');
 
 const TARGET_NAMES = ['router-get', 'router-put', 'shard-get', 'shard-put', 'nginx-get'] as const;
 type TargetName = (typeof TARGET_NAMES)[number];
@@ -224,17 +212,6 @@ async function expectValue(url: string): Promise<void> {
   if (res.status !== 200 || !res.body.equals(VALUE)) throw new Error(`check GET ${url}: ${res.status}, ${res.body.length} bytes, not the preloaded value`);
 }
 
-function machineInfo(): Record<string, unknown> {
-  const cpus = os.cpus();
-  const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: path.dirname(fileURLToPath(import.meta.url)) });
-  return {
-    cpuModel: cpus[0]?.model ?? 'unknown', cpuCount: cpus.length, availableParallelism: os.availableParallelism(),
-    node: process.version, platform: `${os.platform()} ${os.release()} ${os.arch()}`, totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-    loadAvgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100), clkTck: CLK_TCK,
-    commit: git.status === 0 ? git.stdout.trim() : undefined,
-  };
-}
-
 function table(results: readonly RunResult[], tierNames: readonly string[]): string {
   const short: Record<string, string> = { 'router-workers': 'rt-wrk', 'router-primary': 'rt-pri', loadgen: 'loadgen' };
   const head = ['target', 'req/s', 'p50 ms', 'p99 ms', 'err/non2xx', ...tierNames.map((t) => short[t] ?? t), 'req/frame', 'busy%', 'other%'];
@@ -310,7 +287,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   console.log(`busy%: whole machine (${String(machine['cpuCount'])} CPUs) during the run; other%: busy time not spent by any process of this benchmark.\n`);
   console.log(table(results, tierNames));
 
-  const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
+  const outDir = RESULTS_DIR;
   mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, `http-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({

@@ -88,7 +88,11 @@ export interface TierUsage {
 }
 
 export function tierUsage(t: Tier, before: TierSample): TierUsage {
-  const after = sampleTier(t);
+  return usageBetween(before, sampleTier(t));
+}
+
+/** CPU a tier spent between two samples taken earlier. */
+export function usageBetween(before: TierSample, after: TierSample): TierUsage {
   let ticks = 0;
   let sys = 0;
   const lost: number[] = [];

@@ -1,6 +1,7 @@
 // Start a private topology for a benchmark, each tier its own process, all on
 // 127.0.0.1: a redis-server, N shards (temporary data dirs, ports 0), the
-// topology bootstrap (`kv topology init`), and the router cluster. Every
+// topology bootstrap (`kv topology init`), and the router cluster; startShard()
+// adds a shard later (registered, not yet in the ring). Every
 // process is registered for cleanup as soon as it exists; stop() tears them
 // down in order (router drains first, then shards, then Redis) and removes
 // the data dirs.
@@ -54,6 +55,8 @@ export interface TopologyOptions {
   readonly verbose: boolean;
   /** Extra node flags for shards and router (e.g. --cpu-prof); cluster workers inherit them. */
   readonly nodeArgs: readonly string[];
+  /** Extra router options as `key=value`, passed with `--set` (e.g. rebalanceBatchKeys=5000). */
+  readonly routerSets?: readonly string[];
 }
 
 /** Cleanup steps, run once, newest first, plus a last-resort kill list. */
@@ -96,7 +99,7 @@ function echo(child: ChildProcess, name: string, verbose: boolean): void {
     if (!stream) continue;
     createInterface({ input: stream }).on('line', (line) => {
       // Startup banners are noise in a results table; warnings and errors are not.
-      if (verbose || /"level":\s*[4-6]\d|error|warn|fail/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
+      if (verbose || /"level":\s*[4-6]\d|error|warn|fail|deprecat/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
     });
   }
 }
@@ -137,6 +140,24 @@ function killIfAlive(pid: number): void {
   } catch { /* already gone */ }
 }
 
+/**
+ * Start one shard process with its data dir under `dir`; resolves once it is
+ * ready (listening and registered in Redis). It is not in the ring until an
+ * admin action puts it there.
+ */
+export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {
+  const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
+    '--data-port', '0', '--admin-port', '0', '--redis-url', redisUrl,
+    ...(o.noSync ? ['--set', 'noSync=true'] : [])], id, o);
+  cleanup.track(s.child);
+  cleanup.add(`shard ${id}`, () => stopChild(s.child, 15_000));
+  const m = await s.ready;
+  return {
+    id: String(m['id']), pid: Number(m['pid']), dataAddr: String(m['dataAddr']), adminAddr: String(m['adminAddr']),
+    adminPort: Number(m['adminPort']), child: s.child,
+  };
+}
+
 export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promise<BenchTopology> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardkv-bench-'));
   cleanup.add('data dirs', () => rmSync(dir, { recursive: true, force: true }));
@@ -147,19 +168,7 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
   cleanup.add('redis', () => redis.stop());
 
   const ids = Array.from({ length: o.shards }, (_, i) => `s${i + 1}`);
-  const started = ids.map((id) => {
-    const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
-      '--data-port', '0', '--admin-port', '0', '--redis-url', redis.url,
-      ...(o.noSync ? ['--set', 'noSync=true'] : [])], id, o);
-    cleanup.track(s.child);
-    cleanup.add(`shard ${id}`, () => stopChild(s.child, 15_000));
-    return s;
-  });
-  const infos = await Promise.all(started.map((s) => s.ready));
-  const shards: ShardProcess[] = infos.map((m, i) => ({
-    id: String(m['id']), pid: Number(m['pid']), dataAddr: String(m['dataAddr']), adminAddr: String(m['adminAddr']),
-    adminPort: Number(m['adminPort']), child: started[i]!.child,
-  }));
+  const shards = await Promise.all(ids.map((id) => startShard(id, dir, redis.url, o, cleanup)));
 
   const admin = createRedis({ redisUrl: redis.url, redisCommandTimeoutMs: 2000 });
   let topology: Topology;
@@ -171,7 +180,7 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
 
   const port = await freePort();
   const r = spawnKv(['router', 'start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(o.routerWorkers),
-    '--redis-url', redis.url], 'router', o);
+    '--redis-url', redis.url, ...(o.routerSets?.length ? ['--set', ...o.routerSets] : [])], 'router', o);
   cleanup.track(r.child);
   let workerPids: number[] = [];
   cleanup.add('router', async () => {

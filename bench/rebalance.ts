@@ -1,0 +1,567 @@
+// Rebalance benchmark: add a fourth shard to a loaded cluster while a
+// fixed-rate foreground load runs, and measure how fast keys move and what
+// the move does to the foreground's latency.
+//
+//   npm run bench:rebalance            # or: node dist/bench/rebalance.js
+//   BENCH_KEYS=200000 BENCH_BATCH_KEYS=5000 BENCH_STREAMS=3 npm run bench:rebalance
+//
+// Method:
+//   1. Start redis-server, shards s1..s3 and the router cluster (each its own
+//      process on 127.0.0.1), load BENCH_KEYS keys through POST /v1/kv/_batch
+//      (1000 puts per batch, BENCH_LOAD_CONCURRENCY batches in flight), then
+//      start shard s4, which registers but holds no data.
+//   2. Max: a closed-loop autocannon run (BENCH_CONNECTIONS connections, 50%
+//      GET / 50% PUT of random loaded keys) gives the router's peak req/s.
+//   3. Foreground: autocannon at a fixed overall rate of BENCH_FG_PCT % of
+//      that peak, same mix. After a warm-up, BENCH_BASELINE_S seconds are the
+//      "before" window; then POST /v1/admin/shards {"id":"s4"} and poll
+//      GET /v1/admin/rebalance until the job is done ("during"), then
+//      BENCH_AFTER_S seconds "after". Latency is taken per response, so one
+//      autocannon instance (same connections) spans all three windows.
+//      autocannon's rate limit is per second: each connection sends its share
+//      back to back at the start of every second and then waits, so the load
+//      comes in bursts of BENCH_FG_CONNECTIONS concurrent requests.
+//   4. CPU per moved key: utime+stime from /proc per tier over the job
+//      (POST to done), divided by keys moved. "net" subtracts what the tier
+//      spent per second on the foreground alone in the "before" window.
+//
+// Settings (env): BENCH_KEYS (1000000), BENCH_VALUE_BYTES (100),
+// BENCH_LOAD_CONCURRENCY (4), ROUTER_WORKERS (2), BENCH_NOSYNC (0),
+// BENCH_MOVE_RATE (0 = no limit; router rebalanceMaxKeysPerSec),
+// BENCH_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS (router
+// rebalanceBatchKeys / rebalanceBatchBytes / rebalanceStreamConcurrency;
+// unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
+// peak run, BENCH_WARMUP_S (2), BENCH_FG_PCT (10), BENCH_FG_CONNECTIONS (10),
+// BENCH_BASELINE_S (10), BENCH_AFTER_S (3), BENCH_MOVE_TIMEOUT_S (600),
+// BENCH_POLL_MS (200), BENCH_TIMEOUT_S (1800, the whole run), BENCH_VERBOSE
+// (0), BENCH_NODE_ARGS (extra node flags for shards and router).
+import autocannon from 'autocannon';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createRedis } from '../src/redis.js';
+import type { Job } from '../src/rebalance.js';
+import { startTopology, startShard, Cleanup, type BenchTopology, type ShardProcess } from './topology.js';
+import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
+import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
+import { envInt, envIntOptional, envBool, machineInfo, RESULTS_DIR } from './settings.js';
+
+const settings = {
+  keys: envInt('BENCH_KEYS', 1_000_000, 1000),
+  valueBytes: envInt('BENCH_VALUE_BYTES', 100, 1),
+  loadConcurrency: envInt('BENCH_LOAD_CONCURRENCY', 4, 1),
+  routerWorkers: envInt('ROUTER_WORKERS', 2, 1),
+  shards: 3,
+  newShard: 's4',
+  noSync: envBool('BENCH_NOSYNC'),
+  moveRate: envInt('BENCH_MOVE_RATE', 0, 0),
+  batchKeys: envIntOptional('BENCH_BATCH_KEYS', 1),
+  batchBytes: envIntOptional('BENCH_BATCH_BYTES', 1),
+  streams: envIntOptional('BENCH_STREAMS', 1),
+  maxConnections: envInt('BENCH_CONNECTIONS', 64, 1),
+  maxS: envInt('BENCH_MAX_S', 5, 1),
+  warmupS: envInt('BENCH_WARMUP_S', 2, 0),
+  fgPct: envInt('BENCH_FG_PCT', 10, 1),
+  fgConnections: envInt('BENCH_FG_CONNECTIONS', 10, 1),
+  baselineS: envInt('BENCH_BASELINE_S', 10, 1),
+  afterS: envInt('BENCH_AFTER_S', 3, 0),
+  moveTimeoutS: envInt('BENCH_MOVE_TIMEOUT_S', 600, 10),
+  pollMs: envInt('BENCH_POLL_MS', 200, 20),
+  timeoutS: envInt('BENCH_TIMEOUT_S', 1800, 60),
+};
+const routerSets = [
+  `rebalanceMaxKeysPerSec=${settings.moveRate}`,
+  ...(settings.batchKeys !== undefined ? [`rebalanceBatchKeys=${settings.batchKeys}`] : []),
+  ...(settings.batchBytes !== undefined ? [`rebalanceBatchBytes=${settings.batchBytes}`] : []),
+  ...(settings.streams !== undefined ? [`rebalanceStreamConcurrency=${settings.streams}`] : []),
+];
+const TARGETS = { keysPerSec: 100_000, p99Ratio: 3 };
+const verbose = envBool('BENCH_VERBOSE');
+const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const json = { 'content-type': 'application/json' };
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+// Printable ASCII without quote or backslash: the same bytes are a JSON string in a batch.
+const VALUE = Buffer.from(Array.from({ length: settings.valueBytes }, (_, i) => 0x21 + ((i * 7) % 94)).map((c) => (c === 0x22 || c === 0x5c ? 0x2e : c)));
+const keyName = (i: number) => `key-${String(i).padStart(7, '0')}`;
+
+// ---------------------------------------------------------------- load
+
+async function bulkLoad(routerUrl: string): Promise<{ seconds: number; keysPerSec: number }> {
+  const t0 = Date.now();
+  const batches = Math.ceil(settings.keys / 1000);
+  const value = VALUE.toString('latin1');
+  let done = 0;
+  let nextReport = 0.1;
+  await forEachLimit(Array.from({ length: batches }, (_, b) => b), settings.loadConcurrency, async (b) => {
+    const from = b * 1000;
+    const ops = Array.from({ length: Math.min(1000, settings.keys - from) }, (_, j) => ({ op: 'put', key: keyName(from + j), value }));
+    const res = await request(`${routerUrl}/v1/kv/_batch`, { method: 'POST', body: JSON.stringify({ ops }), headers: json, timeoutMs: 60_000 });
+    if (res.status !== 200) throw new Error(`load: batch answered ${res.status}: ${res.body.toString('utf8').slice(0, 300)}`);
+    const { results } = JSON.parse(res.body.toString('utf8')) as { results: Array<{ status: number; code?: string }> };
+    const bad = results.filter((x) => x.status !== 204);
+    if (bad.length > 0) throw new Error(`load: ${bad.length} puts failed, e.g. ${JSON.stringify(bad[0])}`);
+    done += ops.length;
+    if (done / settings.keys >= nextReport) {
+      log(`  loaded ${done} keys (${Math.round(done / ((Date.now() - t0) / 1000))} keys/s)`);
+      nextReport += 0.1;
+    }
+  });
+  const seconds = (Date.now() - t0) / 1000;
+  return { seconds: round(seconds, 2), keysPerSec: Math.round(settings.keys / seconds) };
+}
+
+// ---------------------------------------------------------------- foreground
+
+/** 50% GET, 50% PUT of a random loaded key (every PUT writes the loaded value again). */
+function mixedRequest(): autocannon.RequestSpec {
+  return {
+    setupRequest: (req) => {
+      const path = `/v1/kv/${keyName(Math.floor(Math.random() * settings.keys))}`;
+      if (Math.random() < 0.5) return { ...req, method: 'GET', path };
+      return { ...req, method: 'PUT', path, body: VALUE, headers: { ...req.headers, 'content-type': 'application/octet-stream' } };
+    },
+  };
+}
+
+interface LatencyStats {
+  readonly seconds: number;
+  readonly responses: number;
+  readonly reqPerSec: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly statusCodes: Record<string, number>;
+}
+
+class Bucket {
+  readonly lat: number[] = [];
+  non2xx = 0;
+  errors = 0;
+  readonly statuses: Record<string, number> = {};
+  startMs = Date.now();
+  endMs: number | undefined;
+
+  stats(): LatencyStats {
+    const sorted = Float64Array.from(this.lat).sort();
+    const pct = (p: number) => (sorted.length === 0 ? 0 : round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!, 2));
+    const seconds = Math.max(0.001, ((this.endMs ?? Date.now()) - this.startMs) / 1000);
+    return {
+      seconds: round(seconds, 2), responses: this.lat.length + this.non2xx, reqPerSec: Math.round((this.lat.length + this.non2xx) / seconds),
+      p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: sorted.length ? round(sorted[sorted.length - 1]!, 2) : 0,
+      non2xx: this.non2xx, errors: this.errors, statusCodes: { ...this.statuses },
+    };
+  }
+}
+
+/** Foreground latencies, per phase ("before", "during", ...), per job state and per second. */
+class Recorder {
+  readonly #buckets = new Map<string, Bucket>();
+  readonly #seconds = new Map<number, Bucket>();
+  readonly #t0 = Date.now();
+  #phase = 'warmup';
+  #sub: string | undefined;
+
+  /** Phases run in order and never come back, so a bucket ends when its phase does. */
+  phase(name: string, sub?: string): void {
+    const now = Date.now();
+    const end = (key: string | undefined) => {
+      const b = key === undefined ? undefined : this.#buckets.get(key);
+      if (b && b.endMs === undefined) b.endMs = now;
+    };
+    if (name !== this.#phase) end(this.#phase);
+    const oldSub = this.#sub === undefined ? undefined : `${this.#phase}:${this.#sub}`;
+    const newSub = sub === undefined ? undefined : `${name}:${sub}`;
+    if (oldSub !== newSub) end(oldSub);
+    this.#phase = name;
+    this.#sub = sub;
+    this.#bucket(name);
+    if (newSub) this.#bucket(newSub);
+  }
+
+  get(key: string): LatencyStats | undefined {
+    return this.#buckets.get(key)?.stats();
+  }
+
+  keys(): string[] {
+    return [...this.#buckets.keys()];
+  }
+
+  #bucket(key: string): Bucket {
+    let b = this.#buckets.get(key);
+    if (!b) this.#buckets.set(key, (b = new Bucket()));
+    return b;
+  }
+
+  #targets(): Bucket[] {
+    const sec = Math.floor((Date.now() - this.#t0) / 1000);
+    let s = this.#seconds.get(sec);
+    if (!s) {
+      this.#seconds.set(sec, (s = new Bucket()));
+      s.startMs = this.#t0 + sec * 1000;
+      s.endMs = s.startMs + 1000;
+    }
+    const out = [this.#bucket(this.#phase), s];
+    if (this.#sub) out.push(this.#bucket(`${this.#phase}:${this.#sub}`));
+    return out;
+  }
+
+  response(status: number, ms: number): void {
+    for (const b of this.#targets()) {
+      b.statuses[status] = (b.statuses[status] ?? 0) + 1;
+      if (status >= 200 && status < 300) b.lat.push(ms);
+      else b.non2xx++;
+    }
+  }
+
+  error(): void {
+    for (const b of this.#targets()) b.errors++;
+  }
+
+  /** One row per second since the start: [second, responses, p99 ms, non-2xx + errors], plus the phase tags. */
+  perSecond(phaseOf: (startMs: number) => string): Array<[number, number, number, number, string]> {
+    return [...this.#seconds.entries()].sort((a, b) => a[0] - b[0]).map(([sec, b]) => {
+      const s = b.stats();
+      return [sec, s.responses, s.p99, s.non2xx + s.errors, phaseOf(b.startMs)];
+    });
+  }
+}
+
+let current: autocannon.Instance | undefined;
+let aborted = false;
+
+async function measureMax(url: string): Promise<{ reqPerSec: number; p50: number; p99: number; errors: number; non2xx: number }> {
+  const run = async (durationS: number) => {
+    const inst = autocannon({ url, connections: settings.maxConnections, duration: durationS, timeout: 10, requests: [mixedRequest()] });
+    current = inst;
+    try {
+      return await inst;
+    } finally {
+      current = undefined;
+    }
+  };
+  if (settings.warmupS > 0) await run(settings.warmupS);
+  const r = await run(settings.maxS);
+  return { reqPerSec: Math.round(r.requests.total / r.duration), p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx };
+}
+
+// ---------------------------------------------------------------- CPU
+
+interface Snapshot {
+  readonly atMs: number;
+  readonly tiers: Map<string, TierSample>;
+  readonly machine: { busy: number; total: number };
+}
+
+function tiersFor(topo: BenchTopology, s4: ShardProcess): Tier[] {
+  return [
+    { name: 'router-primary', pids: () => [topo.router.pid] },
+    { name: 'router-workers', pids: () => childrenOf(topo.router.pid) },
+    ...[...topo.shards, s4].map((s): Tier => ({ name: s.id, pids: () => [s.pid] })),
+    { name: 'redis', pids: () => [topo.redis.process.pid!] },
+    { name: 'loadgen', pids: () => [process.pid] },
+  ];
+}
+
+const snapshot = (tiers: readonly Tier[]): Snapshot => ({ atMs: Date.now(), tiers: new Map(tiers.map((t) => [t.name, sampleTier(t)])), machine: machineTicks() });
+
+/** CPU µs per tier between two snapshots, plus the whole machine's busy share. */
+function cpuBetween(a: Snapshot, b: Snapshot): { seconds: number; us: Record<string, number>; machineBusyPct: number; otherBusyPct: number } {
+  const us: Record<string, number> = {};
+  let ours = 0;
+  for (const [name, before] of a.tiers) {
+    const u = usageBetween(before, b.tiers.get(name)!);
+    us[name] = u.cpuUs;
+    ours += u.cpuUs;
+  }
+  const total = Math.max(1, b.machine.total - a.machine.total);
+  const busy = b.machine.busy - a.machine.busy;
+  return {
+    seconds: (b.atMs - a.atMs) / 1000, us,
+    machineBusyPct: round((busy / total) * 100),
+    otherBusyPct: Math.max(0, round(((busy * US_PER_TICK - ours) / (total * US_PER_TICK)) * 100)),
+  };
+}
+
+/** µs per moved key per tier over a window; "net" takes off the tier's foreground-only rate from the baseline window. */
+function cpuPerKey(win: ReturnType<typeof cpuBetween>, base: ReturnType<typeof cpuBetween>, keys: number): Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> {
+  const out: Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> = {};
+  for (const [name, us] of Object.entries(win.us)) {
+    const baseline = ((base.us[name] ?? 0) / base.seconds) * win.seconds;
+    out[name] = {
+      raw: keys > 0 ? round(us / keys, 2) : 0,
+      net: keys > 0 ? round(Math.max(0, us - baseline) / keys, 2) : 0,
+      busyPctOfOneCpu: round((us / (win.seconds * 1e6)) * 100),
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the move
+
+interface RebalanceView {
+  job: { id: string; state: string; startedAt?: number; finishedAt?: number; error?: string } | null;
+  progress?: { keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; keysPerSec: number; etaSeconds: number | null };
+  foregroundErrors?: number;
+}
+
+async function readJob(redisUrl: string): Promise<Job> {
+  // The full record (the API's summary leaves out streamingStartedAt).
+  const redis = createRedis({ redisUrl, redisCommandTimeoutMs: 2000 });
+  try {
+    const raw = await redis.get('kv:rebalance:job');
+    if (!raw) throw new Error('no rebalance job in Redis');
+    return JSON.parse(raw) as Job;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function recordsPerShard(shards: readonly ShardProcess[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const s of shards) out[s.id] = (await requestJson<{ records: number }>(`http://${s.adminAddr}/stats`)).records;
+  return out;
+}
+
+// ---------------------------------------------------------------- output
+
+function fmtTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+}
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const startedAt = new Date();
+  const machine = machineInfo();
+  log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.keys} keys of ${settings.valueBytes} B, router ${routerSets.join(' ')}`);
+  const topoOpts = { shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, verbose, nodeArgs, routerSets };
+  const topo = await startTopology(topoOpts, cleanup);
+  cleanup.add('http client', () => closeClient());
+  const url = topo.router.url;
+  log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
+
+  log(`loading ${settings.keys} keys through POST /v1/kv/_batch (1000 per batch, ${settings.loadConcurrency} in flight)`);
+  const load = await bulkLoad(url);
+  const recordsBefore = await recordsPerShard(topo.shards);
+  log(`loaded in ${load.seconds} s (${load.keysPerSec} keys/s); records ${JSON.stringify(recordsBefore)}`);
+
+  const s4 = await startShard(settings.newShard, topo.dir, topo.redis.url, topoOpts, cleanup);
+  const listed = await requestJson<{ shards: Array<{ id: string; state: string }> }>(`${url}/v1/admin/shards`);
+  if (!listed.shards.some((s) => s.id === s4.id && s.state === 'available')) throw new Error(`${s4.id} is not listed as available: ${JSON.stringify(listed)}`);
+  log(`${s4.id} registered (pid ${s4.pid}), not in the ring yet`);
+
+  log(`peak: ${settings.maxConnections} connections, 50% GET / 50% PUT, ${settings.warmupS} s warm-up + ${settings.maxS} s`);
+  const max = await measureMax(url);
+  if (aborted) throw new Error('aborted');
+  const fgRate = Math.max(1, Math.round((max.reqPerSec * settings.fgPct) / 100));
+  log(`peak ${max.reqPerSec} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors}, non-2xx ${max.non2xx}); foreground at ${settings.fgPct}%: ${fgRate} req/s over ${Math.min(settings.fgConnections, fgRate)} connections`);
+
+  const tiers = tiersFor(topo, s4);
+  const rec = new Recorder();
+  const fg = autocannon({
+    url, connections: settings.fgConnections, overallRate: fgRate, timeout: 10,
+    duration: settings.warmupS + settings.baselineS + settings.moveTimeoutS + settings.afterS + 30,
+    requests: [mixedRequest()],
+  });
+  current = fg;
+  fg.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => rec.response(status, ms));
+  fg.on('reqError', () => rec.error());
+  const fgDone = Promise.resolve(fg);
+
+  await sleep(settings.warmupS * 1000);
+  rec.phase('before');
+  const snapBefore = snapshot(tiers);
+  log(`foreground: ${settings.baselineS} s before the move`);
+  await sleep(settings.baselineS * 1000);
+  if (aborted) throw new Error('aborted');
+  const snapMoveStart = snapshot(tiers);
+  rec.phase('during', 'planned');
+
+  // The POST plans the job: it counts the moving keys on every source before it answers.
+  const postT0 = process.hrtime.bigint();
+  const post = await request(`${url}/v1/admin/shards`, { method: 'POST', body: JSON.stringify({ id: s4.id }), headers: json, timeoutMs: 60_000 });
+  const planMs = round(Number(process.hrtime.bigint() - postT0) / 1e6);
+  if (post.status !== 202) throw new Error(`POST /v1/admin/shards: ${post.status} ${post.body.toString('utf8')}`);
+  const { job: created, plan } = JSON.parse(post.body.toString('utf8')) as { job: { id: string }; plan: Record<string, unknown> };
+  log(`job ${created.id} planned in ${planMs} ms: ${JSON.stringify(plan['streams'])}`);
+
+  // Poll the job; snapshot CPU when streaming starts and ends.
+  const timeline: Array<{ tMs: number; state: string; keysDone: number; bytesDone: number }> = [];
+  const snaps: Record<string, Snapshot> = {};
+  let view: RebalanceView | undefined;
+  let state = 'planned';
+  let lastLog = 0;
+  const deadline = Date.now() + settings.moveTimeoutS * 1000;
+  for (;;) {
+    if (aborted) throw new Error('aborted');
+    if (Date.now() > deadline) throw new Error(`the move did not finish within ${settings.moveTimeoutS} s; last: ${JSON.stringify(view)}`);
+    view = await requestJson<RebalanceView>(`${url}/v1/admin/rebalance`).catch(() => view);
+    const job = view?.job;
+    if (job && job.id === created.id) {
+      const p = view!.progress!;
+      timeline.push({ tMs: Date.now() - snapMoveStart.atMs, state: job.state, keysDone: p.keysDone, bytesDone: p.bytesDone });
+      if (job.state !== state) {
+        if (job.state === 'streaming') snaps['streamStart'] = snapshot(tiers);
+        if (state === 'streaming') snaps['streamEnd'] = snapshot(tiers);
+        log(`  ${job.state} at +${((Date.now() - snapMoveStart.atMs) / 1000).toFixed(1)} s, ${p.keysDone}/${p.keysTotal} keys`);
+        state = job.state;
+        rec.phase('during', state);
+      } else if (Date.now() - lastLog > 2000 && state === 'streaming') {
+        log(`  streaming: ${p.keysDone}/${p.keysTotal} keys, ${Math.round(p.keysPerSec)} keys/s`);
+        lastLog = Date.now();
+      }
+      if (job.state === 'failed' || job.state === 'cancelled') throw new Error(`job ${job.id} ended ${job.state}: ${job.error ?? ''}`);
+      if (job.state === 'done') break;
+    }
+    await sleep(settings.pollMs);
+  }
+  const snapMoveEnd = snapshot(tiers);
+  rec.phase('after');
+  await sleep(settings.afterS * 1000);
+  rec.phase('end');
+  fg.stop();
+  const fgTotal = await fgDone;
+  current = undefined;
+
+  // What moved, and how long each part took, from the job record itself.
+  const job = await readJob(topo.redis.url);
+  const keysMoved = job.streams.reduce((n, s) => n + s.keysDone, 0);
+  const bytesMoved = job.streams.reduce((n, s) => n + s.bytesDone, 0);
+  const streamsEnd = Math.max(...job.streams.map((s) => s.finishedAt ?? 0));
+  const jobS = ((job.finishedAt ?? 0) - (job.startedAt ?? 0)) / 1000;
+  const streamingS = (streamsEnd - (job.streamingStartedAt ?? 0)) / 1000;
+  const move = {
+    jobId: job.id,
+    keysMoved, bytesMoved, mbMoved: round(bytesMoved / 1e6, 2),
+    keysPlanned: (plan['keysToMove'] as number | undefined) ?? null,
+    /** How long POST /v1/admin/shards took to answer (planning, with a count of the moving keys on each source). */
+    planMs,
+    /** POST to the coordinator picking the job up (lease tick). */
+    queuedS: round(((job.startedAt ?? 0) - job.createdAt) / 1000, 2),
+    /** startedAt..finishedAt: migrate barrier, streaming, commit, purge. */
+    jobS: round(jobS, 2),
+    migrateBarrierS: round(((job.streamingStartedAt ?? 0) - (job.startedAt ?? 0)) / 1000, 2),
+    streamingS: round(streamingS, 2),
+    commitAndPurgeS: round(((job.finishedAt ?? 0) - streamsEnd) / 1000, 2),
+    keysPerSecStreaming: Math.round(keysMoved / Math.max(0.001, streamingS)),
+    keysPerSecJob: Math.round(keysMoved / Math.max(0.001, jobS)),
+    mbPerSecStreaming: round(bytesMoved / 1e6 / Math.max(0.001, streamingS), 2),
+    mbPerSecJob: round(bytesMoved / 1e6 / Math.max(0.001, jobS), 2),
+    wallS: round((snapMoveEnd.atMs - snapMoveStart.atMs) / 1000, 2),
+    foregroundErrorsCountedByRouter: view?.foregroundErrors ?? null,
+    streams: job.streams.map((s) => ({
+      source: s.source, target: s.target, arcs: s.ranges.length, keys: s.keysDone, bytes: s.bytesDone,
+      seconds: round(((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000, 2),
+      keysPerSec: Math.round(s.keysDone / Math.max(0.001, ((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000)),
+    })),
+  };
+
+  const base = cpuBetween(snapBefore, snapMoveStart);
+  const moveCpu = cpuBetween(snapMoveStart, snapMoveEnd);
+  const streamCpu = snaps['streamStart'] && snaps['streamEnd'] ? cpuBetween(snaps['streamStart'], snaps['streamEnd']) : undefined;
+  const cpu = {
+    baselineBusyPctOfOneCpu: Object.fromEntries(Object.entries(base.us).map(([k, us]) => [k, round((us / (base.seconds * 1e6)) * 100)])),
+    job: { seconds: round(moveCpu.seconds, 2), machineBusyPct: moveCpu.machineBusyPct, otherBusyPct: moveCpu.otherBusyPct, usPerKey: cpuPerKey(moveCpu, base, keysMoved) },
+    streaming: streamCpu && { seconds: round(streamCpu.seconds, 2), machineBusyPct: streamCpu.machineBusyPct, otherBusyPct: streamCpu.otherBusyPct, usPerKey: cpuPerKey(streamCpu, base, keysMoved) },
+    baseline: { seconds: round(base.seconds, 2), machineBusyPct: base.machineBusyPct, otherBusyPct: base.otherBusyPct },
+  };
+
+  // Every key still reads back its value, and the records sit where the new ring puts them.
+  const sample = Array.from({ length: 2000 }, () => keyName(Math.floor(Math.random() * settings.keys)));
+  const bad: string[] = [];
+  await forEachLimit(sample, 16, async (key) => {
+    const res = await request(`${url}/v1/kv/${key}`);
+    if (res.status !== 200 || !res.body.equals(VALUE)) bad.push(`${key}: ${res.status}`);
+  });
+  const recordsAfter = await recordsPerShard([...topo.shards, s4]);
+
+  const before = rec.get('before')!;
+  const during = rec.get('during')!;
+  const streaming = rec.get('during:streaming');
+  const after = rec.get('after');
+  const moveStartMs = snapMoveStart.atMs;
+  const moveEndMs = snapMoveEnd.atMs;
+  const perSecond = rec.perSecond((t) => (t + 1000 <= snapBefore.atMs ? 'warmup' : t < moveStartMs ? 'before' : t < moveEndMs ? 'during' : 'after'));
+  const duringSeconds = perSecond.filter((r) => r[4] === 'during' && r[1] > 0);
+  const worstSecondP99 = duringSeconds.length ? Math.max(...duringSeconds.map((r) => r[2])) : null;
+  const p99Ratio = before.p99 > 0 ? round(during.p99 / before.p99, 2) : null;
+  const targets = {
+    keysPerSec: { target: TARGETS.keysPerSec, measuredStreaming: move.keysPerSecStreaming, measuredJob: move.keysPerSecJob, met: move.keysPerSecStreaming >= TARGETS.keysPerSec },
+    p99Ratio: { target: TARGETS.p99Ratio, measured: p99Ratio, met: p99Ratio !== null && p99Ratio <= TARGETS.p99Ratio },
+  };
+
+  const lat = (name: string, s: LatencyStats | undefined) =>
+    s ? [name, s.seconds.toFixed(1), String(s.reqPerSec), s.p50.toFixed(1), s.p99.toFixed(1), s.max.toFixed(1), String(s.non2xx), String(s.errors)] : [name, '-', '-', '-', '-', '-', '-', '-'];
+  console.log(`\nForeground: ${fgRate} req/s fixed (${settings.fgPct}% of the ${max.reqPerSec} req/s peak), ${Math.min(settings.fgConnections, fgRate)} connections, 50% GET / 50% PUT, ${settings.keys} keys.\n`);
+  console.log(fmtTable(['window', 's', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'non2xx', 'errors'], [
+    lat('before', before), lat('during (job)', during),
+    ...['planned', 'migrating', 'streaming', 'committing', 'purging'].map((st) => lat(`  ${st}`, rec.get(`during:${st}`))),
+    lat('after', after),
+  ]));
+  console.log(`\np99 during / before: ${p99Ratio ?? '-'} (target <= ${TARGETS.p99Ratio}); worst 1-s p99 during the job: ${worstSecondP99 ?? '-'} ms\n`);
+  console.log(fmtTable(['move', 'keys', 'MB', 'job s', 'streaming s', 'keys/s (stream)', 'keys/s (job)', 'MB/s (stream)', 'fg errors'], [[
+    `${s4.id} joins`, String(keysMoved), move.mbMoved.toFixed(1), move.jobS.toFixed(2), move.streamingS.toFixed(2),
+    String(move.keysPerSecStreaming), String(move.keysPerSecJob), move.mbPerSecStreaming.toFixed(1),
+    String((during.non2xx + during.errors)) + (move.foregroundErrorsCountedByRouter !== null ? ` (router ${move.foregroundErrorsCountedByRouter})` : ''),
+  ]]));
+  console.log(`\nstreams: ${move.streams.map((s) => `${s.source}->${s.target} ${s.keys} keys over ${s.arcs} arcs in ${s.seconds} s`).join('; ')}`);
+  console.log(`phases: POST answered in ${planMs} ms, queued ${move.queuedS} s, migrate barrier ${move.migrateBarrierS} s, streaming ${move.streamingS} s, commit+purge ${move.commitAndPurgeS} s\n`);
+  const cpuRows = Object.entries(cpu.job.usPerKey).map(([tier, c]) => [tier, c.raw.toFixed(2), c.net.toFixed(2), c.busyPctOfOneCpu.toFixed(0),
+    cpu.streaming ? cpu.streaming.usPerKey[tier]!.net.toFixed(2) : '-', cpu.streaming ? cpu.streaming.usPerKey[tier]!.busyPctOfOneCpu.toFixed(0) : '-']);
+  console.log(fmtTable(['tier', 'µs/key (job)', 'net of fg', 'busy % (job)', 'net µs/key (streaming)', 'busy % (streaming)'], cpuRows));
+  console.log(`\nmachine busy during the job: ${cpu.job.machineBusyPct}% (other processes: ${cpu.job.otherBusyPct}%); baseline ${cpu.baseline.machineBusyPct}% (other ${cpu.baseline.otherBusyPct}%)`);
+  console.log(`records before ${JSON.stringify(recordsBefore)}, after ${JSON.stringify(recordsAfter)}; read-back check: ${sample.length - bad.length}/${sample.length} ok${bad.length ? `, e.g. ${bad.slice(0, 3).join(', ')}` : ''}`);
+  console.log(`targets: keys/s ${targets.keysPerSec.met ? 'met' : 'NOT met'} (${move.keysPerSecStreaming} vs ${TARGETS.keysPerSec}), p99 ratio ${targets.p99Ratio.met ? 'met' : 'NOT met'} (${p99Ratio} vs ${TARGETS.p99Ratio})`);
+
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `rebalance-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({
+    benchmark: 'rebalance', startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), machine,
+    settings: { ...settings, routerSets, nodeArgs },
+    method: 'Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. The foreground is one autocannon instance at a fixed overall rate spanning the before, during and after windows; latencies are per 2xx response. CPU per moved key is the change in utime+stime from /proc/<pid>/stat over the job (POST to done) divided by keys moved; net subtracts the tier\'s CPU rate in the before window.',
+    load, peak: { connections: settings.maxConnections, durationS: settings.maxS, ...max },
+    foreground: {
+      rate: fgRate, connections: Math.min(settings.fgConnections, fgRate), before, during, duringByState: Object.fromEntries(rec.keys().filter((k) => k.startsWith('during:')).map((k) => [k.slice(7), rec.get(k)])),
+      after, p99Ratio, worstSecondP99During: worstSecondP99, streaming,
+      autocannonTotals: { requests: fgTotal.requests.total, errors: fgTotal.errors, timeouts: fgTotal.timeouts, non2xx: fgTotal.non2xx },
+      perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: perSecond },
+    },
+    move, cpu, targets,
+    check: { sampled: sample.length, bad: bad.length, examples: bad.slice(0, 10), recordsBefore, recordsAfter },
+    timeline,
+  }, null, 2) + '\n');
+  console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
+}
+
+const cleanup = new Cleanup();
+let signals = 0;
+const onSignal = (sig: NodeJS.Signals) => {
+  signals++;
+  aborted = true;
+  current?.stop();
+  if (signals > 1) process.exit(130); // the 'exit' hook below still kills what is left
+  log(`${sig}: stopping everything (again to force)`);
+  void cleanup.run().then(() => process.exit(130));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+process.on('exit', () => cleanup.killNow());
+// A bound on the whole run, whatever hangs.
+setTimeout(() => {
+  log(`no result within BENCH_TIMEOUT_S=${settings.timeoutS} s: stopping`);
+  onSignal('SIGTERM');
+}, settings.timeoutS * 1000).unref();
+
+main(cleanup).then(
+  () => cleanup.run().then(() => process.exit(0)),
+  (err: Error) => {
+    if (!aborted) log(`failed: ${err.stack ?? err.message}`);
+    current?.stop();
+    return cleanup.run().then(() => process.exit(aborted ? 130 : 1));
+  },
+);
