@@ -1,6 +1,6 @@
 // buildRouter() returns the router worker's Fastify app, not listening.
 // main/worker code does listen, cluster and signals; tests build it directly.
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../src/config.js';
 import { kvError } from '../src/errors.js';
@@ -53,7 +53,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
     bodyLimit: config.maxBodyBytes,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: false,
     frameworkErrors,
     // Keys are taken from the raw URL (strict UTF-8, slashes allowed).

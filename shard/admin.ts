@@ -1,7 +1,7 @@
 // The shard's HTTP admin port: health, stats, and a plain /kv/:key that reads
 // and writes this shard's store directly, without ring checks. It is meant for
 // debugging and for the nginx comparison benchmark, not for clients.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { installHttpBasics, bodyBytes, frameworkErrors } from '../src/http.js';
 import { decodeKeyFromPath, validateKey, validateValue, validateContentType, parseTtl, etag } from '../src/validate.js';
 import { kvError } from '../src/errors.js';
@@ -23,7 +23,7 @@ function keyOf(url: string, cfg: ShardConfig): string {
 
 export function buildAdmin(deps: AdminDeps): FastifyInstance {
   const { config: cfg, store } = deps;
-  const app = Fastify({ logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel }, disableRequestLogging: true, bodyLimit: cfg.maxValueBytes + 1024, frameworkErrors });
+  const app = Fastify({ logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel }, logController: new LogController({ disableRequestLogging: true }), bodyLimit: cfg.maxValueBytes + 1024, frameworkErrors });
   installHttpBasics(app, (path) => {
     if (path.startsWith(KV_PREFIX)) return ['GET', 'HEAD', 'PUT', 'DELETE'];
     if (path === '/healthz' || path === '/stats') return ['GET', 'HEAD'];

@@ -42,7 +42,7 @@ export const ROUTER_DEFAULTS = {
   rebalanceBatchKeys: 2000,
   rebalanceBatchBytes: 4 * 1024 * 1024,
   /** Keys moved per second, all streams together: keeps foreground latency bounded. 0 = no limit. */
-  rebalanceMaxKeysPerSec: 200_000,
+  rebalanceMaxKeysPerSec: 30_000,
   rebalanceStreamConcurrency: 2,
   rebalanceCheckpointMs: 250,
   logLevel: 'warn',
