@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ringOf, type Topology } from '../src/topology.js';
-import { startTopology, Cleanup, type BenchTopology } from './topology.js';
+import { startTopology, Cleanup, stopOnSignals, type BenchTopology } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier, type TierSample } from './proc.js';
@@ -301,18 +301,10 @@ async function main(cleanup: Cleanup): Promise<void> {
 }
 
 const cleanup = new Cleanup();
-let signals = 0;
-const onSignal = (sig: NodeJS.Signals) => {
-  signals++;
+stopOnSignals(cleanup, () => {
   aborted = true;
   current?.stop();
-  if (signals > 1) process.exit(130); // the 'exit' hook below still kills what is left
-  log(`${sig}: stopping everything (again to force)`);
-  void cleanup.run().then(() => process.exit(130));
-};
-process.on('SIGINT', onSignal);
-process.on('exit', () => cleanup.killNow());
-process.on('SIGTERM', onSignal);
+}, log);
 
 main(cleanup).then(
   () => cleanup.run().then(() => process.exit(0)),

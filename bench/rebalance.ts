@@ -40,7 +40,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRedis } from '../src/redis.js';
 import type { Job } from '../src/rebalance.js';
-import { startTopology, startShard, Cleanup, type BenchTopology, type ShardProcess } from './topology.js';
+import { startTopology, startShard, Cleanup, stopOnSignals, type BenchTopology, type ShardProcess } from './topology.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
 import { envInt, envIntOptional, envBool, machineInfo, RESULTS_DIR } from './settings.js';
@@ -539,23 +539,10 @@ async function main(cleanup: Cleanup): Promise<void> {
 }
 
 const cleanup = new Cleanup();
-let signals = 0;
-const onSignal = (sig: NodeJS.Signals) => {
-  signals++;
+stopOnSignals(cleanup, () => {
   aborted = true;
   current?.stop();
-  if (signals > 1) process.exit(130); // the 'exit' hook below still kills what is left
-  log(`${sig}: stopping everything (again to force)`);
-  void cleanup.run().then(() => process.exit(130));
-};
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-process.on('exit', () => cleanup.killNow());
-// A bound on the whole run, whatever hangs.
-setTimeout(() => {
-  log(`no result within BENCH_TIMEOUT_S=${settings.timeoutS} s: stopping`);
-  onSignal('SIGTERM');
-}, settings.timeoutS * 1000).unref();
+}, log);
 
 main(cleanup).then(
   () => cleanup.run().then(() => process.exit(0)),

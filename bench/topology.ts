@@ -145,6 +145,25 @@ function killIfAlive(pid: number): void {
  * ready (listening and registered in Redis). It is not in the ring until an
  * admin action puts it there.
  */
+/**
+ * SIGINT/SIGTERM stop the benchmark: `onAbort` stops the load, then every
+ * process is stopped in order; a second signal exits at once (the 'exit'
+ * hook still kills what is left).
+ */
+export function stopOnSignals(cleanup: Cleanup, onAbort: () => void, log: (msg: string) => void): void {
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    onAbort();
+    if (signals > 1) process.exit(130);
+    log(`${sig}: stopping everything (again to force)`);
+    void cleanup.run().then(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', () => cleanup.killNow());
+}
+
 export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {
   const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
     '--data-port', '0', '--admin-port', '0', '--redis-url', redisUrl,

@@ -34,6 +34,8 @@ export interface Registration {
 export class TopologyStore {
   readonly #redis: Redis;
   readonly #k: ReturnType<typeof keys>;
+  #lastRaw: string | undefined;
+  #last: Topology | undefined;
 
   constructor(redis: Redis, prefix: string) {
     this.#redis = redis;
@@ -47,7 +49,13 @@ export class TopologyStore {
   async get(): Promise<Topology> {
     const raw = await this.#redis.get(this.#k.topology);
     if (raw === null) return EMPTY_TOPOLOGY;
-    return validateTopology(JSON.parse(raw));
+    // Every watcher polls; validating builds a ring, so only do it when the
+    // record changed.
+    if (raw === this.#lastRaw && this.#last) return this.#last;
+    const t = validateTopology(JSON.parse(raw));
+    this.#lastRaw = raw;
+    this.#last = t;
+    return t;
   }
 
   /** One compare-and-set attempt. Returns false when the epoch moved under us. */

@@ -2,20 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseBatch, type BatchOp } from '../../router/batch.js';
 import { LIMIT_DEFAULTS, type Limits } from '../../src/config.js';
 import { KvError } from '../../src/errors.js';
+import { thrownKvError } from '../helpers/errors.js';
 
 const LIMITS: Limits = { ...LIMIT_DEFAULTS };
 const enc = new TextEncoder();
 const body = (doc: unknown): Uint8Array => enc.encode(JSON.stringify(doc));
 
-function thrown(fn: () => unknown): KvError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KvError);
-    return err as KvError;
-  }
-  throw new Error('expected a KvError, nothing was thrown');
-}
+const thrown = thrownKvError;
 
 describe('parseBatch: well-formed batches', () => {
   it('parses get, put and del', () => {

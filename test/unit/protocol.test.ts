@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/errors.js';
 import { FRAME_HEADER_BYTES, FrameDecoder, OPS, encodeFrame, encodedSize, type Request } from '../../src/protocol.js';
+import { thrownKvError } from '../helpers/errors.js';
 
 const MAX = 1024 * 1024;
 
@@ -19,15 +20,7 @@ function bytesOf(v: unknown): number[] {
   return [...(v as Uint8Array)];
 }
 
-function thrownCode(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KvError);
-    return (err as KvError).code;
-  }
-  throw new Error('expected a KvError, nothing was thrown');
-}
+const thrownCode = (fn: () => unknown): string => thrownKvError(fn).code;
 
 /** The frame for an arbitrary body: 4-byte big-endian length + bytes. */
 function rawFrame(body: number[] | Buffer): Buffer {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/errors.js';
 import { POINTS_PER_VNODE, Ring, VNODES_PER_SHARD, keyPoint, validateMembers, type RingMember } from '../../src/ring.js';
+import { thrownKvError } from '../helpers/errors.js';
 
 interface Golden {
   keys: number;
@@ -14,15 +15,7 @@ const golden = JSON.parse(readFileSync(new URL('../fixtures/ring-golden.json', i
 const EQUAL3: RingMember[] = [{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }];
 const keys = (n: number, prefix = 'k'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KvError);
-    return (err as KvError).code;
-  }
-  throw new Error('expected a KvError, nothing was thrown');
-}
+const codeOf = (fn: () => unknown): string => thrownKvError(fn).code;
 
 describe('golden key -> shard mapping', () => {
   it('covers the expected keys and topologies', () => {

@@ -4,19 +4,16 @@ import { KvError } from '../../src/errors.js';
 import {
   decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue,
 } from '../../src/validate.js';
+import { thrownKvError } from '../helpers/errors.js';
 
 const LIMITS: Limits = { ...LIMIT_DEFAULTS };
 
+/** The KvError thrown, which must be a client error (4xx). */
 function thrown(fn: () => unknown): KvError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KvError);
-    expect((err as KvError).statusCode).toBeGreaterThanOrEqual(400);
-    expect((err as KvError).statusCode).toBeLessThan(500);
-    return err as KvError;
-  }
-  throw new Error('expected a KvError, nothing was thrown');
+  const err = thrownKvError(fn);
+  expect(err.statusCode).toBeGreaterThanOrEqual(400);
+  expect(err.statusCode).toBeLessThan(500);
+  return err;
 }
 const codeOf = (fn: () => unknown): string => thrown(fn).code;
 
