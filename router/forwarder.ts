@@ -134,10 +134,10 @@ export class Forwarder {
     const m = t.migration;
     const prevOwner = this.#prevRing?.ownerOf(key);
     if (!m || prevOwner === undefined || prevOwner === owner) return;
-    const rec = await this.#conn(t, prevOwner).request({ o: OPS.FETCH, e: t.epoch, k: key });
-    if (rec === null) return;
+    const packed = await this.#conn(t, prevOwner).request({ o: OPS.FETCH, e: t.epoch, k: key });
+    if (!(packed instanceof Uint8Array)) return;
     this.counters.pulledAhead++;
-    await this.#conn(t, owner).request({ o: OPS.IMPORT, e: t.epoch, me: m.epoch, recs: [rec as never] });
+    await this.#conn(t, owner).request({ o: OPS.IMPORT, e: t.epoch, me: m.epoch, packed });
   }
 
   /** Wait for a topology newer than `epoch`; nothing was sent, so a timeout is a clean 503. */

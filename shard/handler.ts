@@ -8,12 +8,13 @@
 // unless the new owner's record was written at or after the migration epoch,
 // and keeps the newer by write epoch, then version).
 import { kvError, kvErrorWith, toWire, KvError } from '../src/errors.js';
-import { OPS, packRecords, unpackRecords, type Request, type Response } from '../src/protocol.js';
+import { OPS, type Request, type Response } from '../src/protocol.js';
 import type { Limits } from '../src/config.js';
 import { validateKey, validateValue, validateContentType } from '../src/validate.js';
-import { keyPoint, type Ring } from '../src/ring.js';
+import type { Ring } from '../src/ring.js';
 import type { PointRange } from '../src/migration.js';
-import type { Store, MovedRecord } from './store.js';
+import type { Store } from './store.js';
+import { pointOf, readMoved } from './record.js';
 
 export interface OwnershipView {
   readonly epoch: number;
@@ -134,7 +135,7 @@ export class FrameHandler {
         if (req.o === OPS.GET) {
           out.push({ i: id, r: this.#d.store.lookup(req.k!, now) });
         } else if (req.o === OPS.FETCH) {
-          out.push({ i: id, r: this.#d.store.fetchRaw(req.k!, now) });
+          out.push({ i: id, r: this.#d.store.fetchPacked(req.k!, now) });
         } else {
           writes.push(req);
         }
@@ -193,15 +194,7 @@ export class FrameHandler {
         const limit = Math.min(Math.max(1, req.limit ?? 1000), SCAN_MAX_LIMIT);
         const maxBytes = Math.min(Math.max(1, req.maxBytes ?? 4 * 1024 * 1024), SCAN_MAX_BYTES);
         const after = Array.isArray(req.after) && typeof req.after[0] === 'number' && typeof req.after[1] === 'string' ? req.after : undefined;
-        const { records, next } = store.scan(r!.lo, r!.hi, after, limit, maxBytes);
-        let live = 0;
-        let bytes = 0;
-        for (const m of records) {
-          if (m.r.d === 1) continue;
-          live++;
-          bytes += m.r.v?.byteLength ?? 0;
-        }
-        return { packed: packRecords(records), n: records.length, live, bytes, next };
+        return store.scan(r!.lo, r!.hi, after, limit, maxBytes);
       }
       case OPS.COUNT: {
         let keys = 0;
@@ -215,21 +208,16 @@ export class FrameHandler {
       }
       case OPS.IMPORT: {
         const view = this.#d.view();
-        const recs = (req.packed instanceof Uint8Array ? unpackRecords(req.packed) : req.recs) as MovedRecord[];
-        if (typeof req.me !== 'number' || !Array.isArray(recs)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and recs (or packed)');
+        if (typeof req.me !== 'number' || !(req.packed instanceof Uint8Array)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and packed records');
         if (view.epoch < req.me) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: view.epoch }, req.me, view.epoch);
-        for (const m of recs) {
-          if (!Array.isArray(m?.k) || typeof m.k[0] !== 'number' || typeof m.k[1] !== 'string' || typeof m.r !== 'object' || m.r === null) {
-            throw kvError('KV_ERR_BAD_FRAME', 'bad moved record');
-          }
-          if (keyPoint(m.k[1]) !== m.k[0]) throw kvError('KV_ERR_BAD_FRAME', 'moved record point does not match its key');
-          // Only keys this shard owns now may come in.
-          if (view.ring.ownerOfPoint(m.k[0]) !== me) throw this.#notOwner(view);
-        }
+        const recs = readMoved(req.packed, this.#d.limits.maxKeyBytes);
+        // Only keys this shard owns now may come in. The point is the one the
+        // source computed when the key was written; it is not re-hashed here.
+        for (const m of recs) if (view.ring.ownerOfPoint(pointOf(m.key)) !== me) throw this.#notOwner(view);
         const written = await store.transaction(() => {
           const now = Date.now();
           let n = 0;
-          for (const m of recs) if (store.importInTxn(m, req.me!, now)) n++;
+          for (const m of recs) if (store.importInTxn(m.key, m.value, req.me!, now)) n++;
           return n;
         });
         return { written, received: recs.length };

@@ -1,7 +1,8 @@
-// The shard's LMDB store. Records are keyed [ringPoint, key] so that an arc of
-// the ring is one range scan (rebalancing streams arcs). A second database
-// indexes [expiry, ringPoint, key] so the sweeper finds expired records and old
-// tombstones without scanning everything.
+// The shard's LMDB store. Records are keyed by (ring point, key) so that an
+// arc of the ring is one range scan (rebalancing streams arcs); record.ts has
+// the byte layout. A second database indexes (expiry, record key) so the
+// sweeper finds expired records and old tombstones without scanning
+// everything.
 //
 // Durability: every write is acknowledged only after its LMDB transaction has
 // committed (the write promise resolves after commit). A committed transaction
@@ -15,6 +16,12 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { kvError } from '../src/errors.js';
 import { keyPoint } from '../src/ring.js';
 import type { StoredValue } from '../src/protocol.js';
+import {
+  FORMAT_VERSION, MovedWriter, cursorOf, decodeRecord, encodeRecord, epochOf, expiryBound, expiryKey, expiryKeyParts,
+  expiryOf, isExpired, isTombstone, pointBytes, recordKey, successor, valueLength, versionOf, type StoredRecord,
+} from './record.js';
+
+export type { StoredRecord } from './record.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -23,33 +30,17 @@ export interface StoreOptions {
   readonly tombstoneGraceMs: number;
 }
 
-/** What LMDB holds per key. A tombstone keeps `ver` so older writes cannot come back. */
-export interface StoredRecord {
-  v: Uint8Array | null;
-  ct: string;
-  ver: number;
-  /** Absolute expiry (ms); for a tombstone, when it may be dropped. 0 = none. */
-  x: number;
-  /** 1 = tombstone. */
-  d?: 1;
-  /**
-   * Topology epoch the write was accepted at (0 for admin-port writes).
-   * Imports during a migration at epoch E overwrite only records with e < E:
-   * anything written at E or later is newer than every copy a source can send,
-   * whatever the clocks say.
-   */
-  e?: number;
+/** One SCAN answer: moved records as one blob, with counts and the cursor to continue from. */
+export interface ScanResult {
+  packed: Buffer;
+  /** Records in `packed` (tombstones included). */
+  n: number;
+  /** Live values among them, and their value bytes. */
+  live: number;
+  bytes: number;
+  /** Last [point, key] returned, when the range may hold more. */
+  next: [number, string] | undefined;
 }
-
-/** A record as streamed between shards during rebalancing. */
-export interface MovedRecord {
-  /** [point, key] */
-  k: RecordKey;
-  r: StoredRecord;
-}
-
-type RecordKey = [number, string];
-type ExpiryKey = [number, number, string];
 
 export interface PutArgs {
   value: Uint8Array;
@@ -68,10 +59,14 @@ export interface StoreStats {
   ops: { get: number; put: number; del: number; expired: number; tombstonesDropped: number };
 }
 
+const ONE = Buffer.from([1]);
+
 export class Store {
   readonly #root: RootDatabase;
-  readonly #records: Database<StoredRecord, RecordKey>;
-  readonly #expiry: Database<1, ExpiryKey>;
+  /** Record key (see record.ts) -> encoded record. */
+  readonly #records: Database<Buffer, Buffer>;
+  /** [8-byte expiry, record key] -> 1. */
+  readonly #expiry: Database<Buffer, Buffer>;
   readonly #graceMs: number;
   #lastVersion = 0;
   readonly ops = { get: 0, put: 0, del: 0, expired: 0, tombstonesDropped: 0 };
@@ -79,10 +74,19 @@ export class Store {
   constructor(opts: StoreOptions) {
     mkdirSync(opts.path, { recursive: true });
     this.#root = open({ path: opts.path, mapSize: opts.mapSizeBytes, noSync: opts.noSync, maxDbs: 8 });
-    // Plain msgpack maps: without shared structures msgpackr would prefix
-    // every value with its own record definition and re-parse it on read.
-    this.#records = this.#root.openDB<StoredRecord, RecordKey>({ name: 'records', encoder: { useRecords: false } } as never);
-    this.#expiry = this.#root.openDB<1, ExpiryKey>({ name: 'expiry' });
+    const meta = this.#root.openDB<number, string>({ name: 'meta' });
+    this.#records = this.#root.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
+    this.#expiry = this.#root.openDB<Buffer, Buffer>({ name: 'expiry', keyEncoding: 'binary', encoding: 'binary' });
+    const format = meta.get('format');
+    if (format === undefined && this.#records.getCount() > 0) {
+      void this.#root.close();
+      throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`);
+    }
+    if (format !== undefined && format !== FORMAT_VERSION) {
+      void this.#root.close();
+      throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} has storage format ${format}; this version reads format ${FORMAT_VERSION}`);
+    }
+    if (format === undefined) meta.putSync('format', FORMAT_VERSION);
     this.#graceMs = opts.tombstoneGraceMs;
   }
 
@@ -111,79 +115,87 @@ export class Store {
    */
   lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;
-    const rec = this.#records.get([keyPoint(key), key]);
-    if (!rec) return null;
-    const e = rec.e ?? 0;
-    if (rec.d === 1 || rec.v === null) return { deleted: true, ver: rec.ver, e };
-    if (rec.x !== 0 && rec.x <= now) return { deleted: true, ver: rec.ver, e };
-    return { v: rec.v, ct: rec.ct, ver: rec.ver, x: rec.x, e };
+    const b = this.#records.get(recordKey(keyPoint(key), key));
+    if (!b) return null;
+    if (isTombstone(b) || isExpired(b, now)) return { deleted: true, ver: versionOf(b), e: epochOf(b) };
+    const r = decodeRecord(b);
+    return { v: r.v!, ct: r.ct, ver: r.ver, x: r.x, e: r.e };
   }
 
-  /** The stored record of a key as a moved record (null if absent or expired). */
-  fetchRaw(key: string, now = Date.now()): MovedRecord | null {
-    const k: RecordKey = [keyPoint(key), key];
-    const r = this.#records.get(k);
-    if (!r || (r.d !== 1 && r.x !== 0 && r.x <= now)) return null;
-    return { k, r };
+  /** The stored record of a key as a moved-records blob (null if absent or expired), for pulling one key ahead of a move. */
+  fetchPacked(key: string, now = Date.now()): Buffer | null {
+    const rk = recordKey(keyPoint(key), key);
+    const b = this.#records.get(rk);
+    if (!b || isExpired(b, now)) return null;
+    const w = new MovedWriter();
+    w.add(rk, b);
+    return w.finish();
   }
 
   /**
    * Records with points in [lo, hi], in key order, after `after` (exclusive),
-   * at most `limit` of them and about `maxBytes` of values. Expired values are
-   * left out (they must not be copied); tombstones are included.
+   * at most `limit` of them and about `maxBytes` of values, packed as they
+   * are stored. Expired values are left out (they must not be copied);
+   * tombstones are included.
    */
-  scan(lo: number, hi: number, after: RecordKey | undefined, limit: number, maxBytes: number, now = Date.now()): { records: MovedRecord[]; next: RecordKey | undefined } {
-    const records: MovedRecord[] = [];
+  scan(lo: number, hi: number, after: [number, string] | undefined, limit: number, maxBytes: number, now = Date.now()): ScanResult {
+    const w = new MovedWriter();
+    let live = 0;
     let bytes = 0;
-    let last: RecordKey | undefined;
-    const start: RecordKey = after ?? [lo, ''];
-    for (const { key, value } of this.#records.getRange({ start, end: [hi + 1, ''] })) {
-      if (after && key[0] === after[0] && key[1] === after[1]) continue;
-      last = key;
-      if (value.d !== 1 && value.x !== 0 && value.x <= now) continue;
-      records.push({ k: key, r: value });
-      bytes += (value.v?.byteLength ?? 0) + key[1].length + 32;
-      if (records.length >= limit || bytes >= maxBytes) return { records, next: key };
+    const start = after ? successor(recordKey(after[0], after[1])) : pointBytes(lo);
+    for (const { key, value } of this.#records.getRange(this.#range(start, hi))) {
+      if (isExpired(value, now)) continue;
+      w.add(key, value);
+      if (!isTombstone(value)) {
+        live++;
+        bytes += valueLength(value);
+      }
+      if (w.count >= limit || w.bytes >= maxBytes) return { packed: w.finish(), n: w.count, live, bytes, next: cursorOf(key) };
     }
-    // `last` may be an expired record we skipped; the range is done either way.
-    void last;
-    return { records, next: undefined };
+    return { packed: w.finish(), n: w.count, live, bytes, next: undefined };
+  }
+
+  /** A getRange option object for keys from `start` to point `hi` inclusive (lmdb-js may annotate it: a fresh one per call). */
+  #range(start: Buffer, hi: number): { start: Buffer; end?: Buffer } {
+    return hi >= 0xffffffff ? { start } : { start, end: pointBytes(hi + 1) };
   }
 
   /**
-   * Estimated records and value bytes with points in [lo, hi]. It walks keys
-   * only; bytes come from a small sample. Decoding every value here would
-   * stall the shard's event loop several times longer.
+   * Records (tombstones and unswept expired values included) and estimated
+   * value bytes with points in [lo, hi]. LMDB counts natively; bytes come
+   * from a small sample.
    */
   countRange(lo: number, hi: number): { keys: number; bytes: number } {
-    // lmdb-js may annotate the options object it is given: a fresh one per call.
-    const range = () => ({ start: [lo, ''] as RecordKey, end: [hi + 1, ''] as RecordKey });
-    let keys = 0;
-    // Keys only: no value is decoded.
-    for (const _k of this.#records.getKeys(range())) keys++;
+    const keys = this.#records.getCount(this.#range(pointBytes(lo), hi));
     if (keys === 0) return { keys: 0, bytes: 0 };
     let sampled = 0;
     let sampleBytes = 0;
-    for (const { value } of this.#records.getRange({ ...range(), limit: 64 })) {
+    for (const { value } of this.#records.getRange({ ...this.#range(pointBytes(lo), hi), limit: 64 })) {
       sampled++;
-      sampleBytes += value.v?.byteLength ?? 0;
+      sampleBytes += valueLength(value);
     }
     return { keys, bytes: Math.round((sampleBytes / Math.max(1, sampled)) * keys) };
   }
 
   /**
    * Must run inside transaction(). Put-if-newer for rebalancing: writes the
-   * record unless this shard holds one written at `migrationEpoch` or later.
-   * Returns whether it was written.
+   * moved record (as its source stored it) unless it has expired or this
+   * shard holds one written at `migrationEpoch` or later. Returns whether it
+   * was written.
    */
-  importInTxn(m: MovedRecord, migrationEpoch: number, now = Date.now()): boolean {
-    const rk: RecordKey = [m.k[0], m.k[1]];
-    if (m.r.d !== 1 && m.r.x !== 0 && m.r.x <= now) return false;
-    const old = this.#records.get(rk);
-    if (old && (old.e ?? 0) >= migrationEpoch) return false;
+  importInTxn(rk: Buffer, rv: Buffer, migrationEpoch: number, now = Date.now()): boolean {
+    if (isExpired(rv, now)) return false;
+    // getBinaryFast: a view valid until the next read; only numbers are taken from it.
+    const old = this.#records.getBinaryFast(rk);
+    let oldX = 0;
+    if (old) {
+      if (epochOf(old) >= migrationEpoch) return false;
+      oldX = expiryOf(old);
+    }
     // Keep the moved version; later local writes build on it.
-    if (m.r.ver > this.#lastVersion) this.#lastVersion = m.r.ver;
-    this.#write(rk, old, m.r);
+    const ver = versionOf(rv);
+    if (ver > this.#lastVersion) this.#lastVersion = ver;
+    this.#writeRaw(rk, oldX, rv);
     return true;
   }
 
@@ -191,13 +203,13 @@ export class Store {
   async purgeRange(lo: number, hi: number, batch = 5000): Promise<number> {
     let total = 0;
     for (;;) {
-      const keys: RecordKey[] = [];
-      for (const k of this.#records.getKeys({ start: [lo, ''], end: [hi + 1, ''], limit: batch })) keys.push(k);
+      const keys: Buffer[] = [];
+      for (const k of this.#records.getKeys({ ...this.#range(pointBytes(lo), hi), limit: batch })) keys.push(k);
       if (keys.length === 0) return total;
       await this.#root.transaction(() => {
         for (const k of keys) {
-          const rec = this.#records.get(k);
-          if (rec && rec.x !== 0) this.#expiry.remove([rec.x, k[0], k[1]]);
+          const old = this.#records.getBinaryFast(k);
+          if (old && expiryOf(old) !== 0) this.#expiry.remove(expiryKey(expiryOf(old), k));
           this.#records.remove(k);
         }
       });
@@ -216,10 +228,11 @@ export class Store {
     return this.#root.transaction(fn);
   }
 
-  #live(rk: RecordKey, now: number): { rec: StoredRecord | undefined; live: boolean } {
-    const rec = this.#records.get(rk);
-    const live = !!rec && rec.d !== 1 && (rec.x === 0 || rec.x > now);
-    return { rec, live };
+  #live(rk: Buffer, now: number): { rec: StoredRecord | undefined; live: boolean } {
+    const b = this.#records.get(rk);
+    if (!b) return { rec: undefined, live: false };
+    const rec = decodeRecord(b);
+    return { rec, live: rec.d !== 1 && (rec.x === 0 || rec.x > now) };
   }
 
   #checkPrecondition(live: boolean, rec: StoredRecord | undefined, ifMatch: number | '*' | undefined, ifNoneMatch: boolean | undefined): void {
@@ -229,20 +242,21 @@ export class Store {
     if (ifMatch !== '*' && rec!.ver !== ifMatch) throw kvError('KV_ERR_PRECONDITION_FAILED', ifMatch, rec!.ver);
   }
 
-  #write(rk: RecordKey, old: StoredRecord | undefined, rec: StoredRecord): void {
-    if (old && old.x !== 0) this.#expiry.remove([old.x, rk[0], rk[1]]);
-    this.#records.put(rk, rec);
-    if (rec.x !== 0) this.#expiry.put([rec.x, rk[0], rk[1]], 1);
+  #writeRaw(rk: Buffer, oldX: number, rv: Buffer): void {
+    const x = expiryOf(rv);
+    if (oldX !== 0 && oldX !== x) this.#expiry.remove(expiryKey(oldX, rk));
+    this.#records.put(rk, rv);
+    if (x !== 0 && x !== oldX) this.#expiry.put(expiryKey(x, rk), ONE);
   }
 
   /** Must run inside transaction(). Returns the new version. */
   putInTxn(key: string, args: PutArgs, now = Date.now()): number {
     this.ops.put++;
-    const rk: RecordKey = [keyPoint(key), key];
+    const rk = recordKey(keyPoint(key), key);
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#write(rk, old, { v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 });
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 }));
     return ver;
   }
 
@@ -253,32 +267,32 @@ export class Store {
    */
   delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now(), epoch = 0): { deleted: boolean; ver: number } {
     this.ops.del++;
-    const rk: RecordKey = [keyPoint(key), key];
+    const rk = recordKey(keyPoint(key), key);
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, ifMatch, undefined);
     // A tombstone from an older epoch is renewed so a migration at a newer
     // epoch treats this delete as newer than any copy it streams.
-    if (old?.d === 1 && (old.e ?? 0) >= epoch) return { deleted: false, ver: old.ver };
+    if (old?.d === 1 && old.e >= epoch) return { deleted: false, ver: old.ver };
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#write(rk, old, { v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch });
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch }));
     return { deleted: live, ver };
   }
 
   /** Drop expired records and tombstones past their grace period; returns how many. */
   async sweep(limit: number, now = Date.now()): Promise<number> {
-    const due: ExpiryKey[] = [];
-    for (const k of this.#expiry.getKeys({ end: [now, Number.MAX_SAFE_INTEGER, '\uffff'], limit })) due.push(k);
+    const due: Buffer[] = [];
+    for (const k of this.#expiry.getKeys({ end: expiryBound(now), limit })) due.push(k);
     if (due.length === 0) return 0;
     await this.#root.transaction(() => {
       for (const ek of due) {
-        const [x, point, key] = ek;
+        const { x, rk } = expiryKeyParts(ek);
         this.#expiry.remove(ek);
-        const rk: RecordKey = [point, key];
-        const rec = this.#records.get(rk);
+        const rec = this.#records.getBinaryFast(rk);
         // Only drop the record if it is still the one this index entry was for.
-        if (rec && rec.x === x) {
+        if (rec && expiryOf(rec) === x) {
+          const tomb = isTombstone(rec);
           this.#records.remove(rk);
-          if (rec.d === 1) this.ops.tombstonesDropped++;
+          if (tomb) this.ops.tombstonesDropped++;
           else this.ops.expired++;
         }
       }
@@ -301,7 +315,7 @@ export class Store {
   countLive(now = Date.now()): number {
     let n = 0;
     for (const { value } of this.#records.getRange({})) {
-      if (value.d !== 1 && (value.x === 0 || value.x > now)) n++;
+      if (!isTombstone(value) && !isExpired(value, now)) n++;
     }
     return n;
   }

@@ -11,7 +11,7 @@ export const OPS = {
   PUT: 'put',
   DEL: 'del',
   PING: 'ping',
-  /** The raw record of one key (tombstones included), for pulling a moving key ahead of the stream. */
+  /** The stored record of one key (tombstones included) as a moved-records blob, for pulling a moving key ahead of the stream. */
   FETCH: 'fetch',
   // Rebalancing (coordinator -> shard); not keyed, not ring-checked per key.
   /** Wait until every write accepted so far has committed; answers the shard's epoch. */
@@ -54,10 +54,9 @@ export interface Request {
   /** Scan: most records / value bytes in one answer. */
   limit?: number;
   maxBytes?: number;
-  /** Import: records and the epoch of the migration they belong to. */
-  recs?: Array<{ k: [number, string]; r: unknown }>;
-  /** Import: records packed by packRecords (what SCAN returns). */
+  /** Import: moved records as one blob (what SCAN and FETCH answer; layout in shard/record.ts). */
   packed?: Uint8Array;
+  /** Import: epoch of the migration the records belong to. */
   me?: number;
 }
 
@@ -84,23 +83,6 @@ export const FRAME_HEADER_BYTES = 4;
 
 // Records off: each frame must decode on its own in any peer process.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
-
-/**
- * Moved records travel source -> coordinator -> target as one packed blob:
- * the coordinator forwards it without decoding, which halves the CPU a move
- * costs in the coordinator.
- */
-export function packRecords(records: unknown[]): Uint8Array {
-  return packr.pack(records);
-}
-
-export function unpackRecords(blob: Uint8Array): unknown {
-  try {
-    return packr.unpack(blob);
-  } catch (err) {
-    throw kvError('KV_ERR_BAD_FRAME', `moved records: ${(err as Error).message}`);
-  }
-}
 
 export function encodeFrame(body: unknown): Buffer {
   const payload = packr.pack(body);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { planMoves, inRanges, newer, live, POINT_MAX } from '../../src/migration.js';
 import { Ring, keyPoint, type RingMember } from '../../src/ring.js';
 import { Store } from '../../shard/store.js';
+import { encodeRecord, recordKey } from '../../shard/record.js';
 
 const three: RingMember[] = [{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }];
 
@@ -84,18 +85,19 @@ describe('import rule', () => {
   it('overwrites only records written before the migration epoch; skips expired ones', async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'shardkv-import-'));
     const st = new Store({ path: dir, mapSizeBytes: 1 << 28, noSync: true, tombstoneGraceMs: 60_000 });
-    const rec = (key: string, val: string, e: number, x = 0) => ({ k: [keyPoint(key), key] as [number, string], r: { v: Buffer.from(val), ct: 'text/plain', ver: 1, x, e } });
+    const imp = (key: string, val: string, e: number, x = 0) =>
+      st.importInTxn(recordKey(keyPoint(key), key), encodeRecord({ v: Buffer.from(val), ct: 'text/plain', ver: 1, x, e }), 10);
     await st.transaction(() => {
       st.putInTxn('new', { value: Buffer.from('written at 10'), contentType: 'text/plain', expiresAt: 0, epoch: 10 });
       st.putInTxn('old', { value: Buffer.from('written at 3'), contentType: 'text/plain', expiresAt: 0, epoch: 3 });
       st.delInTxn('gone', undefined, Date.now(), 10);
     });
     const written = await st.transaction(() => [
-      st.importInTxn(rec('new', 'copy', 7), 10),
-      st.importInTxn(rec('old', 'copy', 7), 10),
-      st.importInTxn(rec('gone', 'copy', 7), 10),
-      st.importInTxn(rec('fresh', 'copy', 7), 10),
-      st.importInTxn(rec('expired', 'copy', 7, Date.now() - 1), 10),
+      imp('new', 'copy', 7),
+      imp('old', 'copy', 7),
+      imp('gone', 'copy', 7),
+      imp('fresh', 'copy', 7),
+      imp('expired', 'copy', 7, Date.now() - 1),
     ]);
     expect(written).toEqual([false, true, false, true, false]);
     expect(Buffer.from(st.get('new')!.v).toString()).toBe('written at 10');

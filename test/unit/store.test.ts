@@ -4,6 +4,9 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvError } from '../../src/errors.js';
 import { Store, type PutArgs } from '../../shard/store.js';
+import { FORMAT_VERSION, cursorOf, readMoved } from '../../shard/record.js';
+import { keyPoint } from '../../src/ring.js';
+import { thrownKvError } from '../helpers/errors.js';
 
 const GRACE_MS = 60_000;
 const enc = new TextEncoder();
@@ -361,5 +364,87 @@ describe('Store persistence', () => {
     // The expiry index survived too.
     expect(await store.sweep(100, now + 60_000)).toBe(1);
     expect(store.get('ttl', now)).toBeNull();
+  });
+});
+
+describe('Store rebalancing reads and writes', () => {
+  const keys = Array.from({ length: 300 }, (_, i) => `k${i}`);
+  const pointOfKey = (k: string) => keyPoint(k);
+
+  it('scan pages through a range in ring order with a cursor, skips expired values, keeps tombstones', async () => {
+    const now = Date.now();
+    await store.transaction(() => {
+      for (const k of keys) store.putInTxn(k, args(`v-${k}`), now);
+      store.putInTxn('short-lived', args('x', { expiresAt: now + 50 }), now);
+      store.delInTxn('k7', undefined, now);
+    });
+    const later = now + 100;
+    const seen: string[] = [];
+    let after: [number, string] | undefined;
+    let live = 0;
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(100);
+      const r = store.scan(0, 0xffffffff, after, 7, 1 << 20, later);
+      expect(r.n).toBe(readMoved(r.packed, 1024).length);
+      for (const m of readMoved(r.packed, 1024)) seen.push(cursorOf(m.key)[1]);
+      live += r.live;
+      if (!r.next) break;
+      after = r.next;
+    }
+    const expected = [...keys].sort((a, b) => pointOfKey(a) - pointOfKey(b) || (a < b ? -1 : 1));
+    expect(seen).toEqual(expected); // k7 as a tombstone, short-lived left out
+    expect(live).toBe(keys.length - 1);
+    // A sub-range holds exactly the keys whose points fall in it.
+    const mid = pointOfKey(expected[150]!);
+    const part = store.scan(0, mid, undefined, 10_000, 1 << 20, later);
+    expect(part.next).toBeUndefined();
+    expect(part.n).toBe(151);
+    expect(store.countRange(0, mid).keys).toBe(151);
+    expect(store.countRange(mid + 1, 0xffffffff).keys).toBe(keys.length - 151 + 1); // + the unswept expired record
+  });
+
+  it('scan stops at maxBytes', () => {
+    return store.transaction(() => { for (const k of keys) store.putInTxn(k, args('x'.repeat(1000))); }).then(() => {
+      const r = store.scan(0, 0xffffffff, undefined, 10_000, 10_000);
+      expect(r.n).toBeGreaterThan(5);
+      expect(r.n).toBeLessThan(15);
+      expect(r.next).toBeDefined();
+    });
+  });
+
+  it('fetchPacked + importInTxn copy one record with its version and expiry; purgeRange removes records and their index entries', async () => {
+    const x = Date.now() + 60_000;
+    const ver = await put('ttl-key', args('payload', { expiresAt: x, epoch: 3 }));
+    const packed = store.fetchPacked('ttl-key')!;
+    expect(store.fetchPacked('never')).toBeNull();
+    const other = path.join(dir, 'other');
+    const dst = new Store({ path: other, mapSizeBytes: 64 * 1024 * 1024, noSync: true, tombstoneGraceMs: GRACE_MS });
+    try {
+      const [m] = readMoved(packed, 1024);
+      expect(await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5))).toBe(true);
+      expect(dst.get('ttl-key')).toEqual({ v: Buffer.from('payload'), ct: 'text/plain', ver, x });
+      // Importing again over a record written before the migration epoch is harmless.
+      expect(await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5))).toBe(true);
+      const p = keyPoint('ttl-key');
+      expect(await dst.purgeRange(p, p)).toBe(1);
+      expect(dst.lookup('ttl-key')).toBeNull();
+      // The expiry index entry went with the record: nothing left to sweep.
+      expect(await dst.sweep(100, x + 1)).toBe(0);
+    } finally {
+      await dst.close();
+    }
+  });
+
+  it('refuses to open a directory written by another storage format', async () => {
+    await store.close();
+    const { open: openLmdb } = await import('lmdb');
+    const root = openLmdb({ path: dir, maxDbs: 8 });
+    await root.openDB<number, string>({ name: 'meta' }).put('format', 1);
+    await root.close();
+    expect(thrownKvError(() => open()).code).toBe('KV_ERR_CONFIG');
+    const root2 = openLmdb({ path: dir, maxDbs: 8 });
+    await root2.openDB<number, string>({ name: 'meta' }).put('format', FORMAT_VERSION);
+    await root2.close();
+    store = open();
   });
 });
