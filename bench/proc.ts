@@ -38,8 +38,18 @@ export function readStat(pid: number): ProcStat | undefined {
   return { ppid, ticks: utime + stime, sysTicks: stime };
 }
 
-/** Live child pids of a process (a scan of /proc; fine for a handful of calls). */
+/**
+ * Live child pids of a process: the kernel's children list when it has one
+ * (one small read), else a scan of /proc. Benchmarks call this while the load
+ * generator runs in the same process, so it must not stall the event loop.
+ */
 export function childrenOf(pid: number): number[] {
+  try {
+    const raw = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return raw === '' ? [] : raw.split(/\s+/).map(Number).sort((a, b) => a - b);
+  } catch {
+    // No children file on this kernel: scan.
+  }
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;

@@ -210,7 +210,15 @@ class Recorder {
     return out;
   }
 
+  /** Every response of the job window: [ms since the window opened, latency ms, job state]. */
+  readonly during: Array<[number, number, string]> = [];
+  #duringT0 = 0;
+
   response(status: number, ms: number): void {
+    if (this.#phase === 'during') {
+      if (this.#duringT0 === 0) this.#duringT0 = Date.now();
+      this.during.push([Date.now() - this.#duringT0, Math.round(ms * 10) / 10, this.#sub ?? '']);
+    }
     for (const b of this.#targets()) {
       b.statuses[status] = (b.statuses[status] ?? 0) + 1;
       if (status >= 200 && status < 300) b.lat.push(ms);
@@ -530,6 +538,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       after, p99Ratio, worstSecondP99During: worstSecondP99, streaming,
       autocannonTotals: { requests: fgTotal.requests.total, errors: fgTotal.errors, timeouts: fgTotal.timeouts, non2xx: fgTotal.non2xx },
       perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: perSecond },
+      slowestDuring: { columns: ['msSinceJobStart', 'latencyMs', 'state'], rows: [...rec.during].sort((a, b) => b[1] - a[1]).slice(0, 30) },
     },
     move, cpu, targets,
     check: { sampled: sample.length, bad: bad.length, examples: bad.slice(0, 10), recordsBefore, recordsAfter },

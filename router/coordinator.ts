@@ -31,23 +31,32 @@ const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
 /** Lost the lease or asked to stop: unwind without touching anything. */
 class Abandon extends Error {}
 
-class RateLimiter {
+/**
+ * Token bucket over every stream of a job. The bucket holds a tenth of a
+ * second of moves, so even a short job keeps to the rate instead of moving
+ * a whole second's worth at once; a batch bigger than that may borrow, and
+ * the debt delays the next one.
+ */
+export class RateLimiter {
+  readonly #burst: number;
   #tokens: number;
   #last = Date.now();
   constructor(readonly perSec: number) {
-    this.#tokens = perSec;
+    this.#burst = Math.max(1, perSec / 10);
+    this.#tokens = this.#burst;
   }
   async take(n: number): Promise<void> {
     if (this.perSec <= 0) return;
+    const need = Math.min(n, this.#burst);
     for (;;) {
       const now = Date.now();
-      this.#tokens = Math.min(this.perSec, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
+      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
       this.#last = now;
-      if (this.#tokens >= n || this.#tokens >= this.perSec) {
+      if (this.#tokens >= need) {
         this.#tokens -= n;
         return;
       }
-      await sleep(Math.max(5, ((n - this.#tokens) / this.perSec) * 1000));
+      await sleep(Math.max(5, ((need - this.#tokens) / this.perSec) * 1000));
     }
   }
 }

@@ -25,6 +25,9 @@ export class Forwarder {
   /** During a migration: the ring before it (reads fall back to its owner). */
   #prevRing: Ring | undefined;
   readonly counters = { retries: 0, fallbackReads: 0, pulledAhead: 0 };
+  /** Requests held until the topology passes an epoch (moving-key writes during a freeze). */
+  readonly #epochWaiters = new Set<{ epoch: number; wake: () => void }>();
+  #waitPoll: NodeJS.Timeout | undefined;
 
   constructor(watcher: TopologyWatcher, opts: ForwarderOptions) {
     this.#watcher = watcher;
@@ -41,6 +44,12 @@ export class Forwarder {
     this.#topology = t;
     this.#ring = ringOf(t);
     this.#prevRing = t.migration ? new Ring(t.migration.prev) : undefined;
+    for (const w of this.#epochWaiters) {
+      if (t.epoch > w.epoch) {
+        this.#epochWaiters.delete(w);
+        w.wake();
+      }
+    }
     // Drop connections to shards that left or moved to new addresses.
     for (const [id, conn] of this.#conns) {
       const s = shardById(t, id);
@@ -89,19 +98,23 @@ export class Forwarder {
       }
       try {
         if (req.o === OPS.DEL || (req.o === OPS.PUT && (req.m !== undefined || req.n))) await this.#pullAhead(t, req.k!, owner);
+        const m = t.migration;
+        const prevOwner = req.o === OPS.GET && m ? this.#prevRing?.ownerOf(req.k!) : undefined;
+        // A moving key during a migration: the old owner is asked at the same
+        // time as the new one, so the fallback below costs no extra round trip.
+        const fromOld = prevOwner !== undefined && prevOwner !== owner ? this.#conn(t, prevOwner).request({ ...req, e: t.epoch }) : undefined;
+        fromOld?.catch(() => undefined);
         const res = (await this.#conn(t, owner).request({ ...req, e: t.epoch })) as GetResult;
         if (req.o !== OPS.GET) return res;
-        const prevOwner = this.#prevRing?.ownerOf(req.k!);
-        const m = t.migration;
         // Outside a migration, or a key that does not move, or a record
         // written at or after the migration began: the new owner has the
         // newest state (the old owner refuses writes for moving keys).
-        if (!m || prevOwner === undefined || prevOwner === owner || (res !== null && (res.e ?? 0) >= m.epoch)) return live(res);
+        if (!m || !fromOld || (res !== null && (res.e ?? 0) >= m.epoch)) return live(res);
         // Otherwise the key may not have been streamed yet (or, when a move is
-        // being cancelled, the new owner's copy may be the stale one): ask the
-        // old owner too and keep the newer record, tombstones included.
+        // being cancelled, the new owner's copy may be the stale one): keep
+        // the newer of both records, tombstones included.
         this.counters.fallbackReads++;
-        const old = (await this.#conn(t, prevOwner).request({ ...req, e: t.epoch })) as GetResult;
+        const old = (await fromOld) as GetResult;
         return live(newer(res, old));
       } catch (err) {
         if (!(err instanceof KvError)) throw err;
@@ -140,14 +153,33 @@ export class Forwarder {
     await this.#conn(t, owner).request({ o: OPS.IMPORT, e: t.epoch, me: m.epoch, packed });
   }
 
-  /** Wait for a topology newer than `epoch`; nothing was sent, so a timeout is a clean 503. */
-  async #waitPastEpoch(epoch: number, deadline: number): Promise<void> {
-    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-      if ((this.#topology?.epoch ?? 0) > epoch) return;
-      if (Date.now() >= deadline) throw kvError('KV_ERR_MIGRATION_FREEZE', this.#opts.requestTimeoutMs);
-      await new Promise((r) => setTimeout(r, delay));
-      await this.#watcher.refresh().catch(() => undefined);
-    }
+  /**
+   * Wait for a topology newer than `epoch`; nothing was sent, so a timeout is
+   * a clean 503. Waiters wake as soon as the watcher applies the new epoch
+   * (normally the pub/sub message); while any wait, one shared refresh runs
+   * every 25 ms in case that message is late.
+   */
+  #waitPastEpoch(epoch: number, deadline: number): Promise<void> {
+    if ((this.#topology?.epoch ?? 0) > epoch) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const w = { epoch, wake: () => { clearTimeout(timer); resolve(); } };
+      const timer = setTimeout(() => {
+        this.#epochWaiters.delete(w);
+        reject(kvError('KV_ERR_MIGRATION_FREEZE', this.#opts.requestTimeoutMs));
+      }, Math.max(0, deadline - Date.now()));
+      this.#epochWaiters.add(w);
+      this.#pollForWaiters();
+    });
+  }
+
+  #pollForWaiters(): void {
+    if (this.#waitPoll || this.#epochWaiters.size === 0) return;
+    this.#waitPoll = setTimeout(() => {
+      this.#watcher.refresh().catch(() => undefined).finally(() => {
+        this.#waitPoll = undefined;
+        this.#pollForWaiters();
+      });
+    }, 25);
   }
 
   async #refreshAtLeast(epoch: number): Promise<void> {
@@ -168,6 +200,8 @@ export class Forwarder {
   }
 
   close(): void {
+    if (this.#waitPoll) clearTimeout(this.#waitPoll);
+    this.#epochWaiters.clear();
     for (const c of this.#conns.values()) c.close();
     this.#conns.clear();
   }

@@ -161,16 +161,16 @@ export class Store {
   }
 
   /**
-   * Records (tombstones and unswept expired values included) and estimated
-   * value bytes with points in [lo, hi]. LMDB counts natively; bytes come
-   * from a small sample.
+   * Records (tombstones and unswept expired values included) with points in
+   * [lo, hi], counted natively by LMDB, and their value bytes estimated from
+   * the first `sample` records.
    */
-  countRange(lo: number, hi: number): { keys: number; bytes: number } {
+  countRange(lo: number, hi: number, sample = 64): { keys: number; bytes: number } {
     const keys = this.#records.getCount(this.#range(pointBytes(lo), hi));
     if (keys === 0) return { keys: 0, bytes: 0 };
     let sampled = 0;
     let sampleBytes = 0;
-    for (const { value } of this.#records.getRange({ ...this.#range(pointBytes(lo), hi), limit: 64 })) {
+    for (const { value } of this.#records.getRange({ ...this.#range(pointBytes(lo), hi), limit: sample })) {
       sampled++;
       sampleBytes += valueLength(value);
     }
