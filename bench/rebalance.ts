@@ -27,7 +27,8 @@
 //
 // Settings (env): BENCH_KEYS (1000000), BENCH_VALUE_BYTES (100),
 // BENCH_LOAD_CONCURRENCY (4), ROUTER_WORKERS (2), BENCH_NOSYNC (0),
-// BENCH_MOVE_RATE (0 = no limit; router rebalanceMaxKeysPerSec),
+// BENCH_MOVE_RATE (router rebalanceMaxKeysPerSec, 0 = no limit; unset =
+// router default),
 // BENCH_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS (router
 // rebalanceBatchKeys / rebalanceBatchBytes / rebalanceStreamConcurrency;
 // unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
@@ -53,7 +54,7 @@ const settings = {
   shards: 3,
   newShard: 's4',
   noSync: envBool('BENCH_NOSYNC'),
-  moveRate: envInt('BENCH_MOVE_RATE', 0, 0),
+  moveRate: envIntOptional('BENCH_MOVE_RATE', 0),
   batchKeys: envIntOptional('BENCH_BATCH_KEYS', 1),
   batchBytes: envIntOptional('BENCH_BATCH_BYTES', 1),
   streams: envIntOptional('BENCH_STREAMS', 1),
@@ -69,7 +70,7 @@ const settings = {
   timeoutS: envInt('BENCH_TIMEOUT_S', 1800, 60),
 };
 const routerSets = [
-  `rebalanceMaxKeysPerSec=${settings.moveRate}`,
+  ...(settings.moveRate !== undefined ? [`rebalanceMaxKeysPerSec=${settings.moveRate}`] : []),
   ...(settings.batchKeys !== undefined ? [`rebalanceBatchKeys=${settings.batchKeys}`] : []),
   ...(settings.batchBytes !== undefined ? [`rebalanceBatchBytes=${settings.batchBytes}`] : []),
   ...(settings.streams !== undefined ? [`rebalanceStreamConcurrency=${settings.streams}`] : []),

@@ -24,6 +24,13 @@ export interface CoordinatorDeps {
   readonly log: (msg: string) => void;
 }
 
+/**
+ * How often a primary renews or tries to take the lease, and looks for a new
+ * job: a job starts at most this long after it was planned. The lease lasts
+ * at least 1000 ms (config), so several renewals fit in it.
+ */
+const TICK_MS = 250;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
   JSON.stringify([...a].sort((x, y) => (x.id < y.id ? -1 : 1))) === JSON.stringify([...b].sort((x, y) => (x.id < y.id ? -1 : 1)));
@@ -81,7 +88,7 @@ export class Coordinator {
     const tick = () => {
       if (this.#stopped) return;
       this.#tick().catch((err: Error) => this.#d.log(`coordinator: ${err.message}`)).finally(() => {
-        if (!this.#stopped) this.#timer = setTimeout(tick, Math.max(200, this.#d.config.rebalanceLeaseMs / 5));
+        if (!this.#stopped) this.#timer = setTimeout(tick, TICK_MS);
       });
     };
     tick();

@@ -118,7 +118,8 @@ export class FrameHandler {
     const out: Response[] = [];
     let maxEpoch = 0;
     for (const r of reqs) {
-      const e = typeof r?.e === 'number' ? r.e : typeof r?.me === 'number' ? r.me : 0;
+      // Rebalancing requests carry the epoch they need in `me`.
+      const e = Math.max(typeof r?.e === 'number' ? r.e : 0, typeof r?.me === 'number' ? r.me : 0);
       if (e > maxEpoch) maxEpoch = e;
     }
     if (maxEpoch > this.#d.view().epoch) await this.#d.refresh().catch(() => undefined);
