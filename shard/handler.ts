@@ -65,6 +65,8 @@ function ownsNoneOf(ring: Ring, id: string, r: PointRange): boolean {
 
 export class FrameHandler {
   readonly #d: HandlerDeps;
+  /** Settles when the last write transaction queued so far has committed (or failed). */
+  #lastWrite: Promise<void> = Promise.resolve();
 
   constructor(deps: HandlerDeps) {
     this.#d = deps;
@@ -149,7 +151,7 @@ export class FrameHandler {
       }
     }
     if (writes.length > 0) {
-      const results = await this.#d.store.transaction(() => {
+      const txn = this.#d.store.transaction(() => {
         // Ownership is checked again inside the transaction: the topology may
         // have moved on between the read above and the commit slot.
         const v = this.#d.view();
@@ -171,7 +173,8 @@ export class FrameHandler {
           }
         });
       });
-      out.push(...results);
+      this.#lastWrite = txn.then(() => undefined, () => undefined);
+      out.push(...(await txn));
     }
     for (const req of admin) {
       try {
@@ -188,10 +191,12 @@ export class FrameHandler {
     const me = this.#d.shardId;
     switch (req.o) {
       case OPS.SYNC: {
-        // Transactions commit in order: once this empty one has, every write
-        // accepted under an older view (queued before it) has too.
+        // Transactions commit in order: once the last one queued has, every
+        // write accepted under an older view has too.
+        // Waiting for the last write transaction queued is enough (and
+        // cheaper than committing an empty one while writes are held).
         const epoch = this.#d.view().epoch;
-        await store.transaction(() => undefined);
+        await this.#lastWrite;
         return { epoch };
       }
       case OPS.SCAN: {
