@@ -206,11 +206,20 @@ export class Coordinator {
       job.finishedAt = Date.now();
       return this.#save(job);
     }
-    job.migrateEpoch = t.epoch;
+    // After a crash between this update and the save below, the topology
+    // already carries the migration: its epoch is the one to keep.
+    job.migrateEpoch = t.migration?.jobId === job.id ? t.migration.epoch : t.epoch;
     job.startedAt ??= Date.now();
     job.state = JOB_STATES.MIGRATING;
-    await this.#save(job);
+    // Writes of moving keys are held from now until the barrier opens the
+    // move, so the barrier starts at once; it waits for this save before it
+    // publishes the next epoch.
+    this.#migrateSave = this.#save(job);
+    this.#migrateSave.catch(() => undefined);
   }
+
+  /** The save of the migrating state, while the barrier that follows runs. */
+  #migrateSave: Promise<void> | undefined;
 
   /**
    * Wait until every shard involved runs at `epoch` and has committed every
@@ -224,6 +233,9 @@ export class Coordinator {
       const r = (await this.#shardCall(id, { o: OPS.SYNC, me: epoch })) as { epoch: number };
       if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
     })));
+    const saving = this.#migrateSave;
+    this.#migrateSave = undefined;
+    await saving;
     if (next === JOB_STATES.STREAMING) {
       // Every shard has seen the migration: open writes on the new owners.
       const moved = await this.#retry('topology update', () => this.#d.topology.update((cur) => {

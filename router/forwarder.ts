@@ -43,7 +43,7 @@ export class Forwarder {
   #apply(t: Topology): void {
     this.#topology = t;
     this.#ring = ringOf(t);
-    this.#prevRing = t.migration ? new Ring(t.migration.prev) : undefined;
+    this.#prevRing = t.migration ? Ring.of(t.migration.prev) : undefined;
     for (const w of this.#epochWaiters) {
       if (t.epoch > w.epoch) {
         this.#epochWaiters.delete(w);

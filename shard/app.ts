@@ -52,7 +52,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
   let topology: Topology = EMPTY_TOPOLOGY;
   watcher.on('change', (t: Topology) => {
     topology = t;
-    view = { epoch: t.epoch, ring: ringOf(t), prevRing: t.migration ? new Ring(t.migration.prev) : undefined, frozen: t.migration?.phase === 'freeze' };
+    view = { epoch: t.epoch, ring: ringOf(t), prevRing: t.migration ? Ring.of(t.migration.prev) : undefined, frozen: t.migration?.phase === 'freeze' };
   });
 
   const handler = new FrameHandler({

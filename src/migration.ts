@@ -31,8 +31,8 @@ function owners(ring: Ring): (p: number) => string | undefined {
 
 /** Arcs whose owner differs between `prev` and `next`, grouped by (source, target). */
 export function planMoves(prev: readonly RingMember[], next: readonly RingMember[]): StreamPlan[] {
-  const a = new Ring(prev);
-  const b = new Ring(next);
+  const a = Ring.of(prev);
+  const b = Ring.of(next);
   if (a.empty || b.empty) return [];
   const pts = [...new Set([...a.points().map((p) => p.point), ...b.points().map((p) => p.point)])].sort((x, y) => x - y);
   const ownA = owners(a);

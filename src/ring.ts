@@ -71,9 +71,32 @@ export function validateMembers(members: readonly RingMember[]): void {
   }
 }
 
+/** Rings built lately, by member list: a topology change rebuilds only rings that changed. */
+const RING_CACHE = new Map<string, Ring>();
+const RING_CACHE_MAX = 16;
+
 export class Ring {
   readonly members: readonly RingMember[];
   readonly #ring: HashRingInstance | undefined;
+
+  /**
+   * The ring of these members, shared with earlier calls for the same list.
+   * Every process rebuilds its rings on each topology change (three or four
+   * in a row during a rebalance); reusing them keeps that off the event loop.
+   */
+  static of(members: readonly RingMember[]): Ring {
+    const key = JSON.stringify([...members].map((m) => [m.id, m.weight]).sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0)));
+    let r = RING_CACHE.get(key);
+    if (r) {
+      // Most recently used last.
+      RING_CACHE.delete(key);
+    } else {
+      r = new Ring(members);
+      if (RING_CACHE.size >= RING_CACHE_MAX) RING_CACHE.delete(RING_CACHE.keys().next().value!);
+    }
+    RING_CACHE.set(key, r);
+    return r;
+  }
 
   constructor(members: readonly RingMember[]) {
     validateMembers(members);

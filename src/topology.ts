@@ -69,12 +69,12 @@ export function validateTopology(t: unknown): Topology {
 /** Members of the ring that owns keys at this epoch (outside a migration). */
 export function ringMembers(t: Topology): RingMember[] {
   const members = t.shards.filter((s) => s.state !== SHARD_STATES.JOINING).map((s) => ({ id: s.id, weight: s.weight }));
-  new Ring(members); // validation only
+  Ring.of(members); // validation only (cached)
   return members;
 }
 
 export function ringOf(t: Topology): Ring {
-  return new Ring(t.migration ? t.migration.next : ringMembers(t));
+  return Ring.of(t.migration ? t.migration.next : ringMembers(t));
 }
 
 export function shardById(t: Topology, id: string): TopologyShard | undefined {
