@@ -39,7 +39,7 @@ export const ROUTER_DEFAULTS = {
   /** Run the rebalance coordinator in this router primary (one per cluster holds the lease). */
   rebalanceCoordinator: true,
   rebalanceLeaseMs: 5000,
-  rebalanceBatchKeys: 1000,
+  rebalanceBatchKeys: 500,
   rebalanceBatchBytes: 4 * 1024 * 1024,
   /** Keys moved per second, all streams together: keeps foreground latency bounded. 0 = no limit. */
   rebalanceMaxKeysPerSec: 120_000,
