@@ -39,7 +39,7 @@ export class AdminClient {
 }
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
-const fmtSecs = (s: number | null) => (s === null ? '?' : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`);
+const fmtSecs = (s: number | null) => (s === null ? '?' : s < 10 ? `${s.toFixed(1)}s` : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`);
 
 export function printPlan(plan: Record<string, unknown>): void {
   const p = plan as { kind: string; shard: string; sharesBefore: Record<string, number>; sharesAfter: Record<string, number>; streams: Array<{ source: string; target: string; arcs: number; keys: number; bytes: number }>; keysToMove: number; bytesToMove: number };
