@@ -3,7 +3,7 @@
 // move rate is kept low so the crashes land mid-stream.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, startRouter } from '../helpers/procs.js';
-import { History, runWorkload, finalReads } from '../helpers/history.js';
+import { History, runWorkload, finalReads, startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, checkPlacement, rebalanceState } from '../helpers/rebalance.js';
 import { request, get } from '../helpers/http.js';
 import { ringOf } from '../../src/topology.js';
@@ -93,8 +93,14 @@ describe('TTLs across a move', () => {
       for (const k of long.slice(0, 300)) expiry.set(k, String((await get(`${t.url}/v1/kv/${k}`)).headers['x-kv-expires-at']));
       await sleep(1500); // the short keys are expired now, but not swept
       t.shards.push(await t.startShard('s3'));
+      // Reads only, so the target's record count below stays exact.
+      const w = startCheckedWorkload(t.url, long.slice(300), loadedValue, { putRatio: 0, delRatio: 0, concurrency: 4 });
       expect((await addShard(t.url, 's3')).status).toBe(202);
       const job = await waitForJob(t.url, ['done'], 60_000);
+      // The workload really read while the job ran (final reads come later).
+      expect(w.history.ops.filter((o) => o.kind === 'get').length).toBeGreaterThan(20);
+      const h = await w.finish();
+      expect(h.check()).toEqual([]);
       const moved = job.streams.reduce((n, s) => n + s.keysDone, 0);
       expect(moved).toBeGreaterThan(300);
       const s3 = t.shards.find((s) => s.id === 's3')!;
@@ -182,6 +188,7 @@ describe('conditional writes during a move', () => {
 describe('refused requests', () => {
   it('a second change while a job runs is refused with 409 KV_ERR_REBALANCE_IN_PROGRESS', async () => {
     c.shards.push(await c.startShard('s6'));
+    const w = startCheckedWorkload(c.url, keys.slice(6000, 7000), loadedValue, { concurrency: 6, pauseMs: 2 });
     const first = await addShard(c.url, 's6');
     expect(first.status, first.text).toBe(202);
     const second = await removeShard(c.url, 's1');
@@ -190,10 +197,15 @@ describe('refused requests', () => {
     const third = await addShard(c.url, 's6');
     expect(third.status).toBe(409);
     await waitForJob(c.url, ['done'], 120_000);
+    const h = await w.finish();
+    expect(h.check()).toEqual([]);
+    for (const k of h.absentAtEnd()) deleted.add(k);
+    expect(await checkPlacement(c, keys, deleted)).toEqual([]);
   }, 180_000);
 
   it('bad shard changes get clear 4xx codes and change nothing', async () => {
     const epoch = (await c.store.get()).epoch;
+    const w = startCheckedWorkload(c.url, keys.slice(7000, 8000), loadedValue, { concurrency: 6, pauseMs: 2 });
     const cases: Array<[Promise<{ status: number; json: () => Record<string, unknown> }>, number, string]> = [
       [addShard(c.url, 'nope'), 400, 'KV_ERR_SHARD_NOT_REGISTERED'],
       [addShard(c.url, 's1'), 409, 'KV_ERR_SHARD_IN_RING'],
@@ -209,6 +221,9 @@ describe('refused requests', () => {
       expect(res.json()['code']).toBe(code);
     }
     expect((await c.store.get()).epoch).toBe(epoch);
+    const h = await w.finish();
+    expect(h.check()).toEqual([]);
+    for (const k of h.absentAtEnd()) deleted.add(k);
   });
 
   it('removing the last shard is refused', async () => {
