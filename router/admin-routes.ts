@@ -1,5 +1,6 @@
-// Admin API on every router worker: shards (list, add, remove, weight), the
-// rebalance job (state, cancel, live server-sent events) and /metrics.
+// Admin API on every router worker: shards (list, add, remove, weight, forget
+// a lost one), the rebalance job (state, cancel, live server-sent events) and
+// /metrics.
 // Changes only create a job in Redis; the coordinator (in a router primary)
 // drives it, so any worker can take the request.
 import { timingSafeEqual } from 'node:crypto';
@@ -11,7 +12,7 @@ import { kvError } from '../src/errors.js';
 import { OPS } from '../src/protocol.js';
 import type { RouterConfig } from '../src/config.js';
 import { createSubscriber } from '../src/redis.js';
-import { ringOf } from '../src/topology.js';
+import { nextEpoch, ringMembers, ringOf } from '../src/topology.js';
 import type { TopologyStore } from '../src/topology-store.js';
 import { isActive, progress, RebalanceStore, type Job, type JobKind } from '../src/rebalance.js';
 import type { PointRange } from '../src/migration.js';
@@ -59,11 +60,52 @@ export function registerAdminRoutes(app: FastifyInstance, d: AdminDeps): { fgErr
   const count = (id: string, ranges: PointRange[]) =>
     d.forwarder.connection(id).request({ o: OPS.COUNT, e: 0, ranges } as never) as Promise<{ keys: number; bytes: number }>;
 
+  /**
+   * A joining shard must hold nothing: records left from an earlier
+   * membership (a shard that was forgotten while down, then restarted) would
+   * be older than what the ring holds now, and the streams only overwrite
+   * what they bring.
+   */
+  async function mustBeEmpty(id: string, adminAddr: string): Promise<void> {
+    let records: number;
+    try {
+      const res = await fetch(`http://${adminAddr}/stats`, { signal: AbortSignal.timeout(d.config.requestTimeoutMs) });
+      records = Number(((await res.json()) as { records?: number }).records);
+    } catch (err) {
+      throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, (err as Error).message);
+    }
+    if (!Number.isFinite(records)) throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'its /stats gave no record count');
+    if (records > 0) throw kvError('KV_ERR_SHARD_NOT_EMPTY', id, records);
+  }
+
+  /**
+   * Drop a lost shard from the ring without moving anything: its keys are
+   * gone, the others take over its arcs (empty), reads of those keys answer
+   * 404 and writes work again. Only for a shard that is down for good.
+   */
+  async function forget(id: string) {
+    const active = await jobs.get();
+    if (isActive(active)) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', active.id, `${active.kind} ${active.shardId}`, active.state);
+    if ((await d.topology.registrations()).some((r) => r.id === id)) throw kvError('KV_ERR_SHARD_ALIVE', id, id);
+    let share = 0;
+    const t = await d.topology.update((cur) => {
+      if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
+      if (!cur.shards.some((s) => s.id === id)) throw kvError('KV_ERR_SHARD_NOT_IN_RING', id);
+      const rest = cur.shards.filter((s) => s.id !== id);
+      if (ringMembers({ ...cur, shards: rest }).length === 0) throw kvError('KV_ERR_LAST_SHARD', id);
+      share = ringOf(cur).shares()[id] ?? 0;
+      return nextEpoch(cur, { shards: rest });
+    });
+    app.log.warn(`shard ${id} forgotten at epoch ${t.epoch}: its keys (${(share * 100).toFixed(1)}% of the ring) are lost`);
+    return { forgotten: id, epoch: t.epoch, shareLost: Math.round(share * 10_000) / 10_000, shards: t.shards.map((s) => s.id) };
+  }
+
   async function change(kind: JobKind, shardId: string, weight: number | undefined, dryRun: boolean, reply: FastifyReply) {
     const active = await jobs.get();
     if (isActive(active)) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', active.id, `${active.kind} ${active.shardId}`, active.state);
     const [topology, registrations] = await Promise.all([d.topology.get(), d.topology.registrations()]);
     const job = await planJob({ kind, shardId, weight }, { topology, registrations, count });
+    if (kind === 'add') await mustBeEmpty(shardId, registrations.find((r) => r.id === shardId)!.adminAddr);
     const plan = describePlan(job);
     if (dryRun) return reply.send({ dryRun: true, plan });
     await jobs.create(job);
@@ -101,7 +143,9 @@ export function registerAdminRoutes(app: FastifyInstance, d: AdminDeps): { fgErr
 
   app.delete('/v1/admin/shards/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
-    return change('remove', id, undefined, truthy((req.query as Record<string, unknown>)['dryRun']), reply);
+    const q = req.query as Record<string, unknown>;
+    if (truthy(q['lost'])) return forget(id);
+    return change('remove', id, undefined, truthy(q['dryRun']), reply);
   });
 
   app.put('/v1/admin/shards/:id/weight', async (req, reply) => {

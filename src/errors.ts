@@ -43,6 +43,8 @@ export const ERRORS = {
   KV_ERR_SHARD_IN_RING: { status: 409, message: 'shard %s is already in the ring' },
   KV_ERR_SHARD_NOT_IN_RING: { status: 404, message: 'shard %s is not in the ring' },
   KV_ERR_LAST_SHARD: { status: 400, message: 'shard %s is the last one in the ring; the data would have nowhere to go' },
+  KV_ERR_SHARD_NOT_EMPTY: { status: 409, message: 'shard %s already holds %s records (from an earlier membership?); a joining shard must start on an empty data directory, or old values could come back' },
+  KV_ERR_SHARD_ALIVE: { status: 409, message: 'shard %s is alive (registered); drain it with `kv shards remove %s`, or stop it first if it really is lost' },
   KV_ERR_UNAUTHORIZED: { status: 401, message: 'admin endpoints need the admin token: %s' },
   // Wire-level refusals from a shard. The router handles these by refreshing
   // its topology and retrying; they reach a client only inside other codes.

@@ -177,6 +177,13 @@ adminOpts(shards.command('add').description('put a registered shard into the rin
 adminOpts(shards.command('remove').description('move all keys off a shard and take it out of the ring').argument('<id>')
   .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
   .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'DELETE', `/v1/admin/shards/${encodeURIComponent(id)}`, undefined).catch(fail); });
+adminOpts(shards.command('forget').description('drop a shard that is lost for good from the ring WITHOUT moving its keys (they are lost)').argument('<id>')
+  .option('--yes', 'confirm that the shard\'s keys are lost'))
+  .action(async (id: string, o: Record<string, unknown>) => {
+    if (o['yes'] !== true) fail(new Error(`forgetting ${id} loses every key it holds; use \`kv shards remove ${id}\` to drain a running shard, or pass --yes if ${id} is gone for good`));
+    const res = await admin(o).call<{ epoch: number; shareLost: number; shards: string[] }>('DELETE', `/v1/admin/shards/${encodeURIComponent(id)}?lost=1`).catch(fail);
+    console.log(`forgot ${id} at epoch ${res.body.epoch}; its ${(res.body.shareLost * 100).toFixed(1)}% of the ring now belongs to ${res.body.shards.join(', ')} (those keys are gone)`);
+  });
 adminOpts(shards.command('weight').description('change a shard\'s weight (moves keys to match)').argument('<id>').argument('<weight>')
   .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
   .action(async (id: string, w: string, o: Record<string, unknown>) => {

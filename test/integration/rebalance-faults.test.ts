@@ -226,6 +226,23 @@ describe('refused requests', () => {
     for (const k of h.absentAtEnd()) deleted.add(k);
   });
 
+  it('a joining shard that already holds records is refused, and nothing changes', async () => {
+    const s9 = await c.startShard('s9');
+    try {
+      // A record written straight to its admin port, as if left from an earlier membership.
+      expect((await request('PUT', `${s9.adminUrl}/kv/left-over`, { body: 'old' })).status).toBe(204);
+      const epoch = (await c.store.get()).epoch;
+      const res = await addShard(c.url, 's9');
+      expect(res.status).toBe(409);
+      expect(res.json()['code']).toBe('KV_ERR_SHARD_NOT_EMPTY');
+      expect(String(res.json()['message'])).toMatch(/s9 already holds 1 records/);
+      expect((await c.store.get()).epoch).toBe(epoch);
+      expect(await rebalanceState(c.url).then((r) => r.job?.shardId)).not.toBe('s9');
+    } finally {
+      await s9.stop();
+    }
+  });
+
   it('removing the last shard is refused', async () => {
     const one = await TestCluster.start({ shards: 1, workers: 1 });
     try {
@@ -238,3 +255,46 @@ describe('refused requests', () => {
   });
 });
 
+describe('a lost shard', () => {
+  it('forget drops a dead shard from the ring: its keys are gone, every other key and every write work', async () => {
+    const t = await TestCluster.start({ shards: 3, workers: 2, shardSet: { heartbeatMs: 200, heartbeatTtlMs: 600 } });
+    try {
+      const ks = await bulkLoad(t.url, 'lost-', 600);
+      const before = ringOf(await t.store.get());
+      const onS3 = ks.filter((k) => before.ownerOf(k) === 's3');
+      expect(onS3.length).toBeGreaterThan(100);
+      // A live shard is not forgotten: it must be drained.
+      const alive = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+      expect(alive.status).toBe(409);
+      expect(alive.json()['code']).toBe('KV_ERR_SHARD_ALIVE');
+      const s3 = t.shards.find((s) => s.id === 's3')!;
+      s3.kill('SIGKILL');
+      await s3.exited();
+      t.shards = t.shards.filter((s) => s.id !== 's3');
+      // Until it is forgotten, its keys answer 503 and nothing else breaks.
+      expect((await get(`${t.url}/v1/kv/${onS3[0]}`)).status).toBe(503);
+      await sleep(1000); // its registry entry expires
+      const epoch = (await t.store.get()).epoch;
+      const res = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+      expect(res.status, res.text).toBe(200);
+      expect(res.json()).toMatchObject({ forgotten: 's3', epoch: epoch + 1, shards: ['s1', 's2'] });
+      const after = await t.store.get();
+      expect(after.epoch).toBe(epoch + 1);
+      expect(after.shards.map((s) => s.id)).toEqual(['s1', 's2']);
+      for (const k of ks) {
+        const r = await get(`${t.url}/v1/kv/${k}`);
+        if (before.ownerOf(k) === 's3') expect(r.status).toBe(404);
+        else expect(r.text).toBe(loadedValue(k));
+      }
+      for (const k of onS3.slice(0, 50)) {
+        expect((await request('PUT', `${t.url}/v1/kv/${k}`, { body: 'again' })).status).toBe(204);
+        expect((await get(`${t.url}/v1/kv/${k}`)).text).toBe('again');
+      }
+      const twice = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+      expect(twice.status).toBe(404);
+      expect(twice.json()['code']).toBe('KV_ERR_SHARD_NOT_IN_RING');
+    } finally {
+      await t.stop();
+    }
+  }, 120_000);
+});
