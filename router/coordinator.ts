@@ -39,10 +39,10 @@ const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
 class Abandon extends Error {}
 
 /**
- * Token bucket over every stream of a job. The bucket holds a tenth of a
- * second of moves, so even a short job keeps to the rate instead of moving
- * a whole second's worth at once; a batch bigger than that may borrow, and
- * the debt delays the next one.
+ * Token bucket over every stream of a job. It starts empty, so a job ramps
+ * up at its rate instead of opening with a burst while every process is
+ * still busy switching topologies, and it holds at most a tenth of a second
+ * of moves. A batch bigger than that may borrow; the debt delays the next.
  */
 export class RateLimiter {
   readonly #burst: number;
@@ -50,7 +50,7 @@ export class RateLimiter {
   #last = Date.now();
   constructor(readonly perSec: number) {
     this.#burst = Math.max(1, perSec / 10);
-    this.#tokens = this.#burst;
+    this.#tokens = 0;
   }
   async take(n: number): Promise<void> {
     if (this.perSec <= 0) return;

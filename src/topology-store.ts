@@ -1,7 +1,8 @@
 // Topology and shard registry in Redis. The topology record changes only
 // through a compare-and-set (Lua) that bumps the epoch by exactly one and
-// publishes the new epoch. Pub/sub is only a hint: watchers also re-read on
-// reconnect and poll.
+// publishes the new record. Watchers apply a published record at once (no
+// read back); pub/sub is still only a hint: they also re-read on reconnect
+// and poll.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { kvError } from './errors.js';
@@ -19,7 +20,7 @@ if curEpoch ~= tonumber(ARGV[1]) then return {0, curEpoch} end
 local nextEpoch = tonumber(cjson.decode(ARGV[2])['epoch'])
 if nextEpoch ~= curEpoch + 1 then return {-1, curEpoch} end
 redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], tostring(nextEpoch))
+redis.call('PUBLISH', KEYS[2], ARGV[2])
 return {1, nextEpoch}
 `;
 
@@ -53,6 +54,26 @@ export class TopologyStore {
     // record changed.
     if (raw === this.#lastRaw && this.#last) return this.#last;
     const t = validateTopology(JSON.parse(raw));
+    this.#lastRaw = raw;
+    this.#last = t;
+    return t;
+  }
+
+  /**
+   * The topology a pub/sub message carries (the record the compare-and-set
+   * wrote), validated; undefined when the message is not a record (an older
+   * publisher sent only the epoch), so the caller re-reads instead.
+   */
+  fromMessage(raw: string): Topology | undefined {
+    if (raw === this.#lastRaw && this.#last) return this.#last;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(raw);
+    } catch {
+      return undefined;
+    }
+    if (typeof doc !== 'object' || doc === null) return undefined;
+    const t = validateTopology(doc);
     this.#lastRaw = raw;
     this.#last = t;
     return t;
@@ -131,8 +152,16 @@ export class TopologyWatcher extends EventEmitter {
   }
 
   async start(): Promise<Topology> {
-    this.#sub.on('message', (channel: string) => {
-      if (channel === this.#store.channel) this.refresh().catch(() => {});
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#store.channel) return;
+      let t: Topology | undefined;
+      try {
+        t = this.#store.fromMessage(message);
+      } catch {
+        t = undefined; // not a valid record: read what Redis holds
+      }
+      if (t) this.#apply(t);
+      else this.refresh().catch(() => {});
     });
     this.#sub.on('ready', () => { this.refresh().catch(() => {}); });
     await this.#sub.subscribe(this.#store.channel);
