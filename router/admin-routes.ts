@@ -15,7 +15,8 @@ import { createSubscriber } from '../src/redis.js';
 import { nextEpoch, ringMembers, ringOf } from '../src/topology.js';
 import type { TopologyStore } from '../src/topology-store.js';
 import { isActive, progress, RebalanceStore, type Job, type JobKind } from '../src/rebalance.js';
-import type { PointRange } from '../src/migration.js';
+import { POINT_MAX, type PointRange } from '../src/migration.js';
+import { ShardConnection } from '../src/shard-client.js';
 import { planJob, describePlan } from './rebalance-plan.js';
 import type { Forwarder } from './forwarder.js';
 
@@ -64,17 +65,21 @@ export function registerAdminRoutes(app: FastifyInstance, d: AdminDeps): { fgErr
    * A joining shard must hold nothing: records left from an earlier
    * membership (a shard that was forgotten while down, then restarted) would
    * be older than what the ring holds now, and the streams only overwrite
-   * what they bring.
+   * what they bring. A shard outside the ring counts its records exactly.
    */
-  async function mustBeEmpty(id: string, adminAddr: string): Promise<void> {
+  async function mustBeEmpty(id: string, dataAddr: string): Promise<void> {
+    // Over the shard's data port: cheap for this worker, which keeps serving
+    // traffic while it plans.
+    const conn = new ShardConnection(id, dataAddr, d.config);
     let records: number;
     try {
-      const res = await fetch(`http://${adminAddr}/stats`, { signal: AbortSignal.timeout(d.config.requestTimeoutMs) });
-      records = Number(((await res.json()) as { records?: number }).records);
+      const c = (await conn.request({ o: OPS.COUNT, e: 0, ranges: [{ lo: 0, hi: POINT_MAX }] } as never)) as { keys: number };
+      records = c.keys;
     } catch (err) {
       throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, (err as Error).message);
+    } finally {
+      conn.close();
     }
-    if (!Number.isFinite(records)) throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'its /stats gave no record count');
     if (records > 0) throw kvError('KV_ERR_SHARD_NOT_EMPTY', id, records);
   }
 
@@ -105,7 +110,7 @@ export function registerAdminRoutes(app: FastifyInstance, d: AdminDeps): { fgErr
     if (isActive(active)) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', active.id, `${active.kind} ${active.shardId}`, active.state);
     const [topology, registrations] = await Promise.all([d.topology.get(), d.topology.registrations()]);
     const job = await planJob({ kind, shardId, weight }, { topology, registrations, count });
-    if (kind === 'add') await mustBeEmpty(shardId, registrations.find((r) => r.id === shardId)!.adminAddr);
+    if (kind === 'add') await mustBeEmpty(shardId, registrations.find((r) => r.id === shardId)!.dataAddr);
     const plan = describePlan(job);
     if (dryRun) return reply.send({ dryRun: true, plan });
     await jobs.create(job);
