@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ringOf, type Topology } from '../src/topology.js';
-import { startTopology, Cleanup, stopOnSignals, type BenchTopology } from './topology.js';
+import { startTopology, Cleanup, runBench, type BenchTopology } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier, type TierSample } from './proc.js';
@@ -300,16 +300,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
 }
 
-const cleanup = new Cleanup();
-stopOnSignals(cleanup, () => {
+runBench(main, () => {
   aborted = true;
   current?.stop();
 }, log);
-
-main(cleanup).then(
-  () => cleanup.run().then(() => process.exit(0)),
-  (err: Error) => {
-    if (!aborted) log(`failed: ${err.stack ?? err.message}`);
-    return cleanup.run().then(() => process.exit(aborted ? 130 : 1));
-  },
-);

@@ -41,7 +41,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRedis } from '../src/redis.js';
 import type { Job } from '../src/rebalance.js';
-import { startTopology, startShard, Cleanup, stopOnSignals, type BenchTopology, type ShardProcess } from './topology.js';
+import { startTopology, startShard, Cleanup, runBench, type BenchTopology, type ShardProcess } from './topology.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
 import { envInt, envIntOptional, envBool, machineInfo, RESULTS_DIR } from './settings.js';
@@ -548,17 +548,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
 }
 
-const cleanup = new Cleanup();
-stopOnSignals(cleanup, () => {
+runBench(main, () => {
   aborted = true;
   current?.stop();
 }, log);
-
-main(cleanup).then(
-  () => cleanup.run().then(() => process.exit(0)),
-  (err: Error) => {
-    if (!aborted) log(`failed: ${err.stack ?? err.message}`);
-    current?.stop();
-    return cleanup.run().then(() => process.exit(aborted ? 130 : 1));
-  },
-);

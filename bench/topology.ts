@@ -150,11 +150,20 @@ function killIfAlive(pid: number): void {
  * process is stopped in order; a second signal exits at once (the 'exit'
  * hook still kills what is left).
  */
-export function stopOnSignals(cleanup: Cleanup, onAbort: () => void, log: (msg: string) => void): void {
+/**
+ * Run a benchmark's main with its own cleanup: the first SIGINT/SIGTERM calls
+ * `abort` and stops everything (a second one forces exit); success exits 0,
+ * failure logs (unless aborted) and exits 1, an abort 130, always after the
+ * cleanup ran.
+ */
+export function runBench(main: (cleanup: Cleanup) => Promise<void>, abort: () => void, log: (msg: string) => void): void {
+  const cleanup = new Cleanup();
+  let aborted = false;
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
-    onAbort();
+    aborted = true;
+    abort();
     if (signals > 1) process.exit(130);
     log(`${sig}: stopping everything (again to force)`);
     void cleanup.run().then(() => process.exit(130));
@@ -162,6 +171,14 @@ export function stopOnSignals(cleanup: Cleanup, onAbort: () => void, log: (msg: 
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('exit', () => cleanup.killNow());
+  main(cleanup).then(
+    () => cleanup.run().then(() => process.exit(0)),
+    (err: Error) => {
+      if (!aborted) log(`failed: ${err.stack ?? err.message}`);
+      abort();
+      return cleanup.run().then(() => process.exit(aborted ? 130 : 1));
+    },
+  );
 }
 
 export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {

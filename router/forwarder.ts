@@ -7,7 +7,7 @@ import { OPS, type GetResult } from '../src/protocol.js';
 import { live, newer } from '../src/migration.js';
 import { ShardConnection, type OutgoingRequest, type ShardConnectionOptions } from '../src/shard-client.js';
 import { ringOf, shardById, type Topology } from '../src/topology.js';
-import { Ring } from '../src/ring.js';
+import { Ring, keyPoint } from '../src/ring.js';
 import type { TopologyWatcher } from '../src/topology-store.js';
 
 export interface ForwarderOptions extends ShardConnectionOptions {
@@ -83,13 +83,15 @@ export class Forwarder {
   async exec(req: Omit<OutgoingRequest, 'e'>): Promise<unknown> {
     let readRetried = false;
     const deadline = Date.now() + this.#opts.requestTimeoutMs;
+    // One hash per request, whatever the retries and rings.
+    const point = keyPoint(req.k!);
     for (let attempt = 0; attempt <= this.#opts.maxRetries; attempt++) {
       const t = this.#topology;
       const ring = this.#ring;
       if (!t || !ring) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
-      const owner = ring.ownerOf(req.k!);
+      const owner = ring.ownerOfPoint(point);
       if (owner === undefined) throw kvError('KV_ERR_NO_SHARDS');
-      if (req.o !== OPS.GET && t.migration?.phase === 'freeze' && this.#prevRing?.ownerOf(req.k!) !== owner) {
+      if (req.o !== OPS.GET && t.migration?.phase === 'freeze' && this.#prevRing?.ownerOfPoint(point) !== owner) {
         // A moving key in the freeze phase: hold the write until the
         // coordinator opens the move (normally milliseconds).
         await this.#waitPastEpoch(t.epoch, deadline);
@@ -99,7 +101,7 @@ export class Forwarder {
       try {
         if (req.o === OPS.DEL || (req.o === OPS.PUT && (req.m !== undefined || req.n))) await this.#pullAhead(t, req.k!, owner);
         const m = t.migration;
-        const prevOwner = req.o === OPS.GET && m ? this.#prevRing?.ownerOf(req.k!) : undefined;
+        const prevOwner = req.o === OPS.GET && m ? this.#prevRing?.ownerOfPoint(point) : undefined;
         // A moving key during a migration: the old owner is asked at the same
         // time as the new one, so the fallback below costs no extra round trip.
         const fromOld = prevOwner !== undefined && prevOwner !== owner ? this.#conn(t, prevOwner).request({ ...req, e: t.epoch }) : undefined;

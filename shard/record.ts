@@ -92,14 +92,13 @@ export function encodeRecord(r: StoredRecord): Buffer {
 }
 
 export const isTombstone = (b: Uint8Array): boolean => (b[0]! & TOMBSTONE) !== 0;
-const view = (b: Uint8Array) => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-export const epochOf = (b: Uint8Array): number => view(b).readUInt32LE(OFF_E);
-export const versionOf = (b: Uint8Array): number => view(b).readDoubleLE(OFF_VER);
-export const expiryOf = (b: Uint8Array): number => view(b).readDoubleLE(OFF_X);
+export const epochOf = (b: Buffer): number => b.readUInt32LE(OFF_E);
+export const versionOf = (b: Buffer): number => b.readDoubleLE(OFF_VER);
+export const expiryOf = (b: Buffer): number => b.readDoubleLE(OFF_X);
 /** Bytes of the value (0 for a tombstone). */
-export const valueLength = (b: Uint8Array): number => (isTombstone(b) ? 0 : b.byteLength - HEADER_BYTES - view(b).readUInt16LE(OFF_CT_LEN));
+export const valueLength = (b: Buffer): number => (isTombstone(b) ? 0 : b.byteLength - HEADER_BYTES - b.readUInt16LE(OFF_CT_LEN));
 /** A value whose expiry has passed (tombstones never count as expired here). */
-export const isExpired = (b: Uint8Array, now: number): boolean => {
+export const isExpired = (b: Buffer, now: number): boolean => {
   if (isTombstone(b)) return false;
   const x = expiryOf(b);
   return x !== 0 && x <= now;
@@ -138,20 +137,20 @@ export function expiryKeyParts(ek: Buffer): { x: number; rk: Buffer } {
   return { x: ek.readUInt32BE(0) * 0x100000000 + ek.readUInt32BE(4), rk: ek.subarray(8) };
 }
 
-/** Moved records: entries appended into one blob. */
+/** Moved records: entries collected, then written into one blob. */
 export class MovedWriter {
-  readonly #parts: Buffer[] = [];
+  readonly #keys: Uint8Array[] = [];
+  readonly #values: Uint8Array[] = [];
   #bytes = 0;
-  count = 0;
 
   add(rk: Uint8Array, rv: Uint8Array): void {
-    const head = Buffer.allocUnsafe(2);
-    head.writeUInt16LE(rk.byteLength, 0);
-    const len = Buffer.allocUnsafe(4);
-    len.writeUInt32LE(rv.byteLength, 0);
-    this.#parts.push(head, rk as Buffer, len, rv as Buffer);
+    this.#keys.push(rk);
+    this.#values.push(rv);
     this.#bytes += 6 + rk.byteLength + rv.byteLength;
-    this.count++;
+  }
+
+  get count(): number {
+    return this.#keys.length;
   }
 
   get bytes(): number {
@@ -159,7 +158,19 @@ export class MovedWriter {
   }
 
   finish(): Buffer {
-    return Buffer.concat(this.#parts, this.#bytes);
+    const b = Buffer.allocUnsafe(this.#bytes);
+    let off = 0;
+    for (let i = 0; i < this.#keys.length; i++) {
+      const rk = this.#keys[i]!;
+      const rv = this.#values[i]!;
+      off = b.writeUInt16LE(rk.byteLength, off);
+      b.set(rk, off);
+      off += rk.byteLength;
+      off = b.writeUInt32LE(rv.byteLength, off);
+      b.set(rv, off);
+      off += rv.byteLength;
+    }
+    return b;
   }
 }
 
@@ -174,7 +185,8 @@ export interface MovedEntry {
  * fits) before anything is imported: a bad blob writes nothing.
  */
 export function readMoved(blob: Uint8Array, maxKeyBytes: number): MovedEntry[] {
-  const b = view(blob);
+  // A Buffer view of the blob (msgpack may hand over a plain Uint8Array).
+  const b = Buffer.isBuffer(blob) ? blob : Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const out: MovedEntry[] = [];
   let off = 0;
   const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', `moved record ${out.length}: ${why}`);

@@ -50,10 +50,13 @@ export class TopologyStore {
   async get(): Promise<Topology> {
     const raw = await this.#redis.get(this.#k.topology);
     if (raw === null) return EMPTY_TOPOLOGY;
-    // Every watcher polls; validating builds a ring, so only do it when the
-    // record changed.
+    return this.#validated(raw, JSON.parse(raw));
+  }
+
+  /** Every watcher polls and hears every change; validate only records not seen last. */
+  #validated(raw: string, doc: unknown): Topology {
     if (raw === this.#lastRaw && this.#last) return this.#last;
-    const t = validateTopology(JSON.parse(raw));
+    const t = validateTopology(doc);
     this.#lastRaw = raw;
     this.#last = t;
     return t;
@@ -65,7 +68,6 @@ export class TopologyStore {
    * publisher sent only the epoch), so the caller re-reads instead.
    */
   fromMessage(raw: string): Topology | undefined {
-    if (raw === this.#lastRaw && this.#last) return this.#last;
     let doc: unknown;
     try {
       doc = JSON.parse(raw);
@@ -73,10 +75,7 @@ export class TopologyStore {
       return undefined;
     }
     if (typeof doc !== 'object' || doc === null) return undefined;
-    const t = validateTopology(doc);
-    this.#lastRaw = raw;
-    this.#last = t;
-    return t;
+    return this.#validated(raw, doc);
   }
 
   /** One compare-and-set attempt. Returns false when the epoch moved under us. */
