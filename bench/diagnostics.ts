@@ -1,7 +1,7 @@
 // Counters read around each run to explain the numbers: how well the router
 // batches (requests per frame on its shard connections, retries) and how many
 // Redis commands the data path costs.
-import { createRedis } from '../src/redis.js';
+import { createRedis } from '../src/infra/redis.js';
 import { request } from './http-client.js';
 
 export interface RouterCounters {

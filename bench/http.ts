@@ -1,7 +1,7 @@
 // HTTP throughput benchmark: the router tier against the shards' own HTTP
 // port and (when installed) nginx, with the CPU each tier spends per request.
 //
-//   npm run bench                      # or: node dist/bench/http.js
+//   npm run bench                      # or: npx tsx bench/http.ts (after npm run build)
 //   BENCH_DURATION_S=30 ROUTER_WORKERS=4 npm run bench
 //
 // Method: start a private topology (redis-server, 3 shards, router cluster,
@@ -20,7 +20,7 @@
 import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ringOf, type Topology } from '../src/topology.js';
+import { ringOf, type Topology } from '../src/core/topology.js';
 import { startTopology, Cleanup, runBench, type BenchTopology } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';

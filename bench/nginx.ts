@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort } from '../src/local-redis.js';
+import { freePort } from '../src/local/redis-server.js';
 import type { Cleanup } from './topology.js';
 import { childrenOf } from './proc.js';
 

@@ -2,7 +2,7 @@
 // fixed-rate foreground load runs, and measure how fast keys move and what
 // the move does to the foreground's latency.
 //
-//   npm run bench:rebalance            # or: node dist/bench/rebalance.js
+//   npm run bench:rebalance            # or: npx tsx bench/rebalance.ts (after npm run build)
 //   BENCH_KEYS=200000 BENCH_BATCH_KEYS=5000 BENCH_STREAMS=3 npm run bench:rebalance
 //
 // Method:
@@ -39,8 +39,8 @@
 import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRedis } from '../src/redis.js';
-import type { Job } from '../src/rebalance.js';
+import { createRedis } from '../src/infra/redis.js';
+import type { Job } from '../src/rebalance/job.js';
 import { startTopology, startShard, Cleanup, runBench, type BenchTopology, type ShardProcess } from './topology.js';
 import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';

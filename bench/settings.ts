@@ -37,5 +37,5 @@ export function machineInfo(): Record<string, unknown> {
   };
 }
 
-/** Where results files go: bench/results in the source tree (this file runs from dist/bench). */
-export const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
+/** Where results files go: bench/results. */
+export const RESULTS_DIR = process.env['BENCH_RESULTS_DIR'] || path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'results');

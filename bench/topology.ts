@@ -11,13 +11,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { startRedis, freePort, type LocalRedis } from '../src/local-redis.js';
-import { createRedis } from '../src/redis.js';
-import { TopologyStore, initTopology } from '../src/topology-store.js';
-import type { Topology } from '../src/topology.js';
+import { startRedis, freePort, type LocalRedis } from '../src/local/redis-server.js';
+import { createRedis } from '../src/infra/redis.js';
+import { TopologyStore, initTopology } from '../src/infra/topology-store.js';
+import type { Topology } from '../src/core/topology.js';
 import { request } from './http-client.js';
 
-const KV_BIN = fileURLToPath(new URL('../src/cli/kv.js', import.meta.url));
+/** The built CLI (`npm run build`); BENCH_KV_BIN runs another build, e.g. an earlier commit's. */
+const KV_BIN = process.env['BENCH_KV_BIN'] || fileURLToPath(new URL('../dist/cli/kv.js', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
 
 export interface ShardProcess {

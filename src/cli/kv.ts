@@ -3,14 +3,14 @@
 // the topology, and talk to the API.
 import cluster from 'node:cluster';
 import { Command } from 'commander';
-import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../config.js';
-import { KvError } from '../errors.js';
-import { createRedis } from '../redis.js';
-import { TopologyStore, initTopology } from '../topology-store.js';
-import { ringOf } from '../topology.js';
+import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../core/config.js';
+import { KvError } from '../core/errors.js';
+import { createRedis } from '../infra/redis.js';
+import { TopologyStore, initTopology } from '../infra/topology-store.js';
+import { ringOf } from '../core/topology.js';
 import { runUp } from './up.js';
-import { localRedisUrl, localRouterUrl } from './local.js';
-import { AdminClient, listShards, printPlan, watch } from './admin.js';
+import { localRedisUrl, localRouterUrl } from './local-file.js';
+import { AdminClient, listShards, printPlan, watch } from './router-client.js';
 
 const program = new Command();
 program.name('kv').description('shardkv: a sharded key-value service').showHelpAfterError();
@@ -45,7 +45,7 @@ shard.command('start')
       }), ...parseSets(o['set']) };
       if (!input['dataDir'] && typeof input['id'] === 'string') input['dataDir'] = `./data/${input['id']}`;
       if (input['redisUrl'] === undefined && localRedisUrl()) input['redisUrl'] = localRedisUrl();
-      const { startShardProcess } = await import('../../shard/main.js');
+      const { startShardProcess } = await import('../shard/main.js');
       await startShardProcess(parseShardConfig(input));
     } catch (err) { fail(err); }
   });
@@ -66,10 +66,10 @@ router.command('start')
         port: o['port'], host: o['host'], workers: o['workers'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
       }), ...parseSets(o['set']) });
       if (cluster.isPrimary) {
-        const { runPrimary } = await import('../../router/primary.js');
+        const { runPrimary } = await import('../router/primary.js');
         await runPrimary(config);
       } else {
-        const { runWorker } = await import('../../router/worker.js');
+        const { runWorker } = await import('../router/worker.js');
         await runWorker(config);
       }
     } catch (err) { fail(err); }

@@ -6,13 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { writeFileSync, unlinkSync } from 'node:fs';
-import { LOCAL_FILE } from './local.js';
+import { LOCAL_FILE } from './local-file.js';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { startRedis, findRedisServer, type LocalRedis } from '../local-redis.js';
-import { createRedis } from '../redis.js';
-import { TopologyStore, initTopology } from '../topology-store.js';
-import { defaultRedisPrefix } from '../config.js';
+import { startRedis, findRedisServer, type LocalRedis } from '../local/redis-server.js';
+import { createRedis } from '../infra/redis.js';
+import { TopologyStore, initTopology } from '../infra/topology-store.js';
+import { defaultRedisPrefix } from '../core/config.js';
 
 export interface UpOptions {
   dataDir: string;

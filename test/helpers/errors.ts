@@ -1,6 +1,6 @@
 // The KvError a call throws; fails the test when it throws nothing or something else.
 import { expect } from 'vitest';
-import { KvError } from '../../src/errors.js';
+import { KvError } from '../../src/core/errors.js';
 
 export function thrownKvError(fn: () => unknown): KvError {
   try {

@@ -2,7 +2,7 @@
 // demand: it speaks the frame protocol and can hang, hang up or answer with an
 // error code.
 import net from 'node:net';
-import { encodeFrame, FrameDecoder, type Request } from '../../src/protocol.js';
+import { encodeFrame, FrameDecoder, type Request } from '../../src/core/protocol.js';
 
 export type FakeMode =
   | { kind: 'hang' }

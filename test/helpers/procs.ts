@@ -7,11 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { startRedis, freePort, type LocalRedis } from '../../src/local-redis.js';
-import { TopologyStore, initTopology } from '../../src/topology-store.js';
+import { startRedis, freePort, type LocalRedis } from '../../src/local/redis-server.js';
+import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const KV_BIN = path.join(ROOT, 'dist/src/cli/kv.js');
+export const KV_BIN = path.join(ROOT, 'dist/cli/kv.js');
 
 export interface Proc {
   readonly child: ChildProcess;

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import { request } from './http.js';
 import type { TestCluster } from './procs.js';
-import { ringOf } from '../../src/topology.js';
+import { ringOf } from '../../src/core/topology.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -32,6 +32,7 @@ export async function bulkLoad(url: string, prefix: string, n: number, opts: { t
 
 export interface JobView {
   id: string;
+  shardId: string;
   state: string;
   direction: string;
   error?: string;

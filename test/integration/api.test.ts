@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { TestCluster } from '../helpers/procs.js';
 import { request, get, put, del, onEveryWorker } from '../helpers/http.js';
-import { nextEpoch, ringOf } from '../../src/topology.js';
+import { nextEpoch, ringOf } from '../../src/core/topology.js';
 
 const WORKERS = 3;
 let c: TestCluster;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { TestCluster } from '../helpers/procs.js';
 import { request, get, put } from '../helpers/http.js';
-import { encodeFrame, FrameDecoder } from '../../src/protocol.js';
+import { encodeFrame, FrameDecoder } from '../../src/core/protocol.js';
 
 let c: TestCluster;
 const MAX_VALUE = 64 * 1024;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/procs.js';
 import { get, put } from '../helpers/http.js';
 import { runLoad, checkFinal, type OpRecord } from '../helpers/load.js';
-import { ringOf } from '../../src/topology.js';
+import { ringOf } from '../../src/core/topology.js';
 
 let c: TestCluster;
 

@@ -6,7 +6,7 @@ import { TestCluster, startRouter } from '../helpers/procs.js';
 import { History, runWorkload, finalReads, startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, checkPlacement, rebalanceState } from '../helpers/rebalance.js';
 import { request, get } from '../helpers/http.js';
-import { ringOf } from '../../src/topology.js';
+import { ringOf } from '../../src/core/topology.js';
 
 const N = 20_000;
 const RATE = 2500;

@@ -108,7 +108,7 @@ describe('remove a shard under load', () => {
     expect(t.shards.map((s) => s.id)).toEqual(['s1', 's3', 's4']);
     expect(t.migration).toBeUndefined();
     // Its data dir holds no records any more (reopen it read-only).
-    const { Store } = await import('../../shard/store.js');
+    const { Store } = await import('../../src/shard/store.js');
     const st = new Store({ path: s2.dataDir, mapSizeBytes: 1 << 30, noSync: true, tombstoneGraceMs: 1000 });
     expect(st.stats().records).toBe(0);
     await st.close();

@@ -4,9 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { startRedis, type LocalRedis } from '../../src/local-redis.js';
-import { TopologyStore, TopologyWatcher, initTopology } from '../../src/topology-store.js';
-import { nextEpoch, EMPTY_TOPOLOGY, type Topology } from '../../src/topology.js';
+import { startRedis, type LocalRedis } from '../../src/local/redis-server.js';
+import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
+import { TopologyWatcher } from '../../src/infra/topology-watcher.js';
+import { nextEpoch, EMPTY_TOPOLOGY, type Topology } from '../../src/core/topology.js';
 import { startShard } from '../helpers/procs.js';
 
 let redis: LocalRedis;

@@ -3,9 +3,9 @@
 // A scriptable fake shard produces the faults a real shard cannot on demand.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { startRedis, type LocalRedis } from '../../src/local-redis.js';
-import { TopologyStore } from '../../src/topology-store.js';
-import { nextEpoch, EMPTY_TOPOLOGY } from '../../src/topology.js';
+import { startRedis, type LocalRedis } from '../../src/local/redis-server.js';
+import { TopologyStore } from '../../src/infra/topology-store.js';
+import { nextEpoch, EMPTY_TOPOLOGY } from '../../src/core/topology.js';
 import { startRouter, type RouterProc } from '../helpers/procs.js';
 import { FakeShard } from '../helpers/fake-shard.js';
 import { get, put } from '../helpers/http.js';

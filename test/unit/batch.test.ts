@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseBatch, type BatchOp } from '../../router/batch.js';
-import { LIMIT_DEFAULTS, type Limits } from '../../src/config.js';
-import { KvError } from '../../src/errors.js';
+import { parseBatch, type BatchOp } from '../../src/router/batch.js';
+import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
+import { KvError } from '../../src/core/errors.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const LIMITS: Limits = { ...LIMIT_DEFAULTS };

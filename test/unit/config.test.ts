@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   LIMIT_DEFAULTS, ROUTER_DEFAULTS, SHARD_DEFAULTS,
   configFromEnv, isValidShardId, parseConfig, parseRouterConfig, parseShardConfig,
-} from '../../src/config.js';
-import { KvError } from '../../src/errors.js';
+} from '../../src/core/config.js';
+import { KvError } from '../../src/core/errors.js';
 
 const SHARD_REQUIRED = { id: 's1', dataDir: '/var/lib/shardkv/s1' };
 

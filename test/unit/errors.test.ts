@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ERRORS, KvError, fromWire, isErrorCode, kvError, kvErrorWith, toWire, type ErrorCode } from '../../src/errors.js';
+import { ERRORS, KvError, fromWire, isErrorCode, kvError, kvErrorWith, toWire, type ErrorCode } from '../../src/core/errors.js';
 
 const CODES = Object.keys(ERRORS) as ErrorCode[];
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));

@@ -3,10 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { planMoves, inRanges, newer, live, POINT_MAX } from '../../src/migration.js';
-import { Ring, keyPoint, type RingMember } from '../../src/ring.js';
-import { Store } from '../../shard/store.js';
-import { encodeRecord, recordKey } from '../../shard/record.js';
+import { planMoves } from '../../src/rebalance/moves.js';
+import { newer, live } from '../../src/rebalance/read-merge.js';
+import { POINT_MAX, Ring, keyPoint, type PointRange, type RingMember } from '../../src/core/ring.js';
+import { Store } from '../../src/shard/store.js';
+import { encodeRecord, recordKey } from '../../src/shard/record.js';
+
+const inRanges = (point: number, ranges: readonly PointRange[]) => ranges.some((r) => point >= r.lo && point <= r.hi);
 
 const three: RingMember[] = [{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }];
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { KvError } from '../../src/errors.js';
-import { FRAME_HEADER_BYTES, FrameDecoder, OPS, encodeFrame, encodedSize, type Request } from '../../src/protocol.js';
+import { KvError } from '../../src/core/errors.js';
+import { FRAME_HEADER_BYTES, FrameDecoder, OPS, encodeFrame, encodedSize, type Request, type RequestOf } from '../../src/core/protocol.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const MAX = 1024 * 1024;
@@ -45,16 +45,17 @@ describe('FrameDecoder', () => {
     const [decoded, ...rest] = new FrameDecoder(MAX).push(encodeFrame(reqs));
     expect(rest).toEqual([]);
     const got = decoded as Request[];
+    const [, put1, put2, del] = decoded as [RequestOf<'get'>, RequestOf<'put'>, RequestOf<'put'>, RequestOf<'del'>];
     expect(got).toHaveLength(reqs.length);
     expect(got.map((r) => r.i)).toEqual([1, 2, 3, 4, 5]);
     expect(got[0]).toEqual({ i: 1, o: 'get', e: 3, k: 'user:1' });
-    expect(bytesOf(got[1]!.v)).toEqual([0, 1, 2, 127, 128, 254, 255]);
-    expect(got[1]!.m).toBe(42);
-    expect(got[1]!.x).toBe(1_700_000_000_000);
-    expect(got[2]!.k).toBe('ключ 😀');
-    expect(new TextDecoder().decode(got[2]!.v)).toBe('héllo');
-    expect(got[2]!.n).toBe(true);
-    expect(got[3]!.m).toBe('*');
+    expect(bytesOf(put1.v)).toEqual([0, 1, 2, 127, 128, 254, 255]);
+    expect(put1.m).toBe(42);
+    expect(put1.x).toBe(1_700_000_000_000);
+    expect(put2.k).toBe('ключ 😀');
+    expect(new TextDecoder().decode(put2.v)).toBe('héllo');
+    expect(put2.n).toBe(true);
+    expect(del.m).toBe('*');
     expect(got[4]).toEqual({ i: 5, o: 'ping', e: 0 });
   });
 
@@ -91,7 +92,7 @@ describe('FrameDecoder', () => {
       expect(a.length + b.length, `cut at ${cut}`).toBe(1);
       const got = [...a, ...b][0] as Request[];
       expect(got.map((r) => r.i)).toEqual([1, 2, 3, 4, 5]);
-      expect(bytesOf(got[1]!.v)).toEqual([0, 1, 2, 127, 128, 254, 255]);
+      expect(bytesOf((got[1] as RequestOf<'put'>).v)).toEqual([0, 1, 2, 127, 128, 254, 255]);
     }
   });
 
@@ -105,7 +106,7 @@ describe('FrameDecoder', () => {
       out.push(...got);
     }
     expect(out).toHaveLength(1);
-    expect((out[0] as Request[])[3]!.k).toBe('gone');
+    expect((out[0] as [unknown, unknown, unknown, RequestOf<'del'>])[3].k).toBe('gone');
   });
 
   it('decodes several frames in one chunk, in order', () => {

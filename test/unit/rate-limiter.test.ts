@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateLimiter } from '../../router/coordinator.js';
+import { RateLimiter } from '../../src/rebalance/rate-limiter.js';
 
 describe('rebalance rate limiter', () => {
   it('starts empty and holds a job to its rate', async () => {

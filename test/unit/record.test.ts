@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   HEADER_BYTES, MovedWriter, cursorOf, decodeRecord, encodeRecord, epochOf, expiryBound, expiryKey, expiryKeyParts,
   expiryOf, isExpired, isTombstone, pointOf, readMoved, recordKey, successor, valueLength, versionOf,
-} from '../../shard/record.js';
+} from '../../src/shard/record.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const cmp = (a: Buffer, b: Buffer) => Buffer.compare(a, b);

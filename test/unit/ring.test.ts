@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { KvError } from '../../src/errors.js';
-import { POINTS_PER_VNODE, Ring, VNODES_PER_SHARD, keyPoint, validateMembers, type RingMember } from '../../src/ring.js';
+import { KvError } from '../../src/core/errors.js';
+import { POINTS_PER_VNODE, Ring, VNODES_PER_SHARD, keyPoint, validateMembers, type RingMember } from '../../src/core/ring.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 interface Golden {

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KvError } from '../../src/errors.js';
-import { Store, type PutArgs } from '../../shard/store.js';
-import { FORMAT_VERSION, cursorOf, readMoved } from '../../shard/record.js';
-import { keyPoint } from '../../src/ring.js';
+import { KvError } from '../../src/core/errors.js';
+import { Store, type PutArgs } from '../../src/shard/store.js';
+import { FORMAT_VERSION, cursorOf, readMoved } from '../../src/shard/record.js';
+import { keyPoint } from '../../src/core/ring.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const GRACE_MS = 60_000;

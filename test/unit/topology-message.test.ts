@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { TopologyStore } from '../../src/topology-store.js';
+import { TopologyStore } from '../../src/infra/topology-store.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 // fromMessage never touches Redis.

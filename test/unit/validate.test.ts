@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { LIMIT_DEFAULTS, type Limits } from '../../src/config.js';
-import { KvError } from '../../src/errors.js';
+import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
+import { KvError } from '../../src/core/errors.js';
 import {
   decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue,
-} from '../../src/validate.js';
+} from '../../src/core/validate.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const LIMITS: Limits = { ...LIMIT_DEFAULTS };

@@ -1,0 +1,50 @@
+// Redis connections for shared router/shard state. Redis is never the data
+// store. Commands fail fast: while Redis is away a command waits in the
+// offline queue at most `redisCommandTimeoutMs`, then rejects, so an outage
+// shows up as a clear 503 instead of piling up requests.
+import { Redis, type RedisOptions } from 'ioredis';
+import { backoffMs } from '../core/backoff.js';
+
+export interface RedisSettings {
+  readonly redisUrl: string;
+  readonly redisCommandTimeoutMs: number;
+}
+
+const ERROR_LOG_INTERVAL_MS = 10_000;
+
+export function createRedis(cfg: RedisSettings, extra: RedisOptions = {}): Redis {
+  const client = new Redis(cfg.redisUrl, {
+    commandTimeout: cfg.redisCommandTimeoutMs,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    connectTimeout: 2000,
+    // Reconnect after 50 ms doubling up to 2 s.
+    retryStrategy: (times) => backoffMs(times, 50, 2000),
+    lazyConnect: false,
+    ...extra,
+  });
+  // Callers see failures as rejected commands; here we only keep a reconnect
+  // storm from flooding the log (one line per outage window).
+  let lastLog = 0;
+  client.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - lastLog < ERROR_LOG_INTERVAL_MS) return;
+    lastLog = now;
+    console.error(`redis ${cfg.redisUrl}: ${err.message} (retrying)`);
+  });
+  return client;
+}
+
+/** A connection for SUBSCRIBE: no command timeout (it blocks by design). */
+export function createSubscriber(cfg: RedisSettings): Redis {
+  return createRedis(cfg, { commandTimeout: undefined, maxRetriesPerRequest: null });
+}
+
+export function keys(prefix: string) {
+  return {
+    topology: `${prefix}topology`,
+    topologyChannel: `${prefix}topology:events`,
+    shard: (id: string) => `${prefix}shard:${id}`,
+    shardPattern: `${prefix}shard:*`,
+  } as const;
+}

@@ -1,0 +1,200 @@
+// One persistent connection from a router worker to one shard. Requests queued
+// in the same event-loop turn go out together as one frame (the design's main
+// throughput lever); responses are matched by id. Every request has a
+// deadline; a lost connection fails the requests it carried as "outcome
+// unknown" and the requests it never sent as "unavailable, nothing written".
+import net from 'node:net';
+import { backoffMs } from '../core/backoff.js';
+import { encodeFrame, FrameDecoder, type Op, type Outgoing, type Request, type Response, type ResultOf } from '../core/protocol.js';
+import { fromWire, kvError, KvError } from '../core/errors.js';
+import { parseAddr } from '../core/topology.js';
+
+/** Backoff after failed connects: 50 ms doubling up to 1 s. */
+const CONNECT_BACKOFF_BASE_MS = 50;
+const CONNECT_BACKOFF_MAX_MS = 1000;
+
+export interface ShardConnectionOptions {
+  readonly requestTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxInFlightPerShard: number;
+  readonly maxFrameBytes: number;
+}
+
+interface Pending {
+  readonly req: Request;
+  readonly resolve: (r: unknown) => void;
+  readonly reject: (e: KvError) => void;
+  readonly deadline: number;
+  sent: boolean;
+}
+
+export class ShardConnection {
+  readonly id: string;
+  readonly addr: string;
+  readonly #opts: ShardConnectionOptions;
+  #socket: net.Socket | undefined;
+  #connected = false;
+  #closed = false;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #queue: Pending[] = [];
+  #flushScheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  /** After a failed connect, requests fail fast until this time (backoff). */
+  #retryAt = 0;
+  #connectFailures = 0;
+  #lastConnectError = '';
+  /** Frames and requests sent, for stats. */
+  readonly counters = { frames: 0, requests: 0 };
+
+  constructor(id: string, addr: string, opts: ShardConnectionOptions) {
+    this.id = id;
+    this.addr = addr;
+    this.#opts = opts;
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Send one request; it travels in the next frame. Resolves with what the shard answers for its op. */
+  request<O extends Op>(req: Outgoing<O>): Promise<ResultOf<O>> {
+    if (this.#closed) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
+    if (!this.#socket && Date.now() < this.#retryAt) {
+      return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
+    }
+    if (this.#pending.size >= this.#opts.maxInFlightPerShard) {
+      return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard));
+    }
+    return new Promise<ResultOf<O>>((resolve, reject) => {
+      // Every op's request is one member of the Request union.
+      const full = { ...req, i: this.#nextId++ } as unknown as Request;
+      if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+      // The shard answers each op with that op's result (the wire is trusted here).
+      const p: Pending = { req: full, resolve: resolve as (r: unknown) => void, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false };
+      this.#pending.set(full.i, p);
+      this.#queue.push(p);
+      this.#ensureTimer();
+      if (!this.#socket) this.#connect();
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #connect(): void {
+    const { host, port } = parseAddr(this.addr);
+    const socket = net.connect({ host, port });
+    this.#socket = socket;
+    this.#connected = false;
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder(this.#opts.maxFrameBytes);
+    const connectTimer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
+    let lastError = 'connection refused';
+    socket.once('connect', () => {
+      clearTimeout(connectTimer);
+      this.#connected = true;
+      this.#connectFailures = 0;
+      this.#retryAt = 0;
+      this.#flush();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      let frames: unknown[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        socket.destroy(err as Error);
+        return;
+      }
+      for (const frame of frames) {
+        for (const res of frame as Response[]) this.#settle(res);
+      }
+    });
+    socket.on('error', (err: Error) => { lastError = err.message; });
+    socket.once('close', () => {
+      clearTimeout(connectTimer);
+      const wasConnected = this.#connected;
+      if (this.#socket === socket) {
+        this.#socket = undefined;
+        this.#connected = false;
+      }
+      if (!wasConnected) {
+        // Back off so a dead shard costs one connect attempt per window,
+        // not one per request.
+        this.#connectFailures++;
+        this.#lastConnectError = `${lastError}; next attempt after a short backoff`;
+        this.#retryAt = Date.now() + backoffMs(this.#connectFailures - 1, CONNECT_BACKOFF_BASE_MS, CONNECT_BACKOFF_MAX_MS);
+      }
+      this.#failAll(wasConnected ? 'connection lost' : lastError);
+    });
+  }
+
+  #settle(res: Response): void {
+    const p = this.#pending.get(res.i);
+    if (!p) return; // already timed out
+    this.#pending.delete(res.i);
+    if ('err' in res) p.reject(fromWire(res.err));
+    else p.resolve(res.r);
+  }
+
+  #failAll(why: string): void {
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      p.reject(p.sent ? kvError('KV_ERR_OUTCOME_UNKNOWN', this.id) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, why));
+    }
+    this.#queue = [];
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
+    const batch = this.#queue.filter((p) => this.#pending.has(p.req.i));
+    this.#queue = [];
+    this.#writeFrames(batch);
+  }
+
+  #writeFrames(batch: Pending[]): void {
+    if (batch.length === 0) return;
+    const frame = encodeFrame(batch.map((p) => p.req));
+    if (frame.length - 4 > this.#opts.maxFrameBytes && batch.length > 1) {
+      const mid = batch.length >> 1;
+      this.#writeFrames(batch.slice(0, mid));
+      this.#writeFrames(batch.slice(mid));
+      return;
+    }
+    for (const p of batch) p.sent = true;
+    this.counters.frames++;
+    this.counters.requests += batch.length;
+    this.#socket!.write(frame);
+  }
+
+  #ensureTimer(): void {
+    if (this.#timer) return;
+    const tick = Math.max(5, Math.min(100, this.#opts.requestTimeoutMs >> 2));
+    this.#timer = setInterval(() => this.#expire(), tick);
+    this.#timer.unref();
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    // Map order is send order and every request gets the same timeout, so
+    // the first unexpired entry ends the scan.
+    for (const [id, p] of this.#pending) {
+      if (p.deadline > now) break;
+      this.#pending.delete(id);
+      p.reject(p.sent ? kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'));
+    }
+    if (this.#pending.size === 0 && this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#socket?.destroy();
+    this.#failAll('connection closed');
+    if (this.#timer) clearInterval(this.#timer);
+  }
+}

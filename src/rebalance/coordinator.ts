@@ -1,0 +1,369 @@
+// The rebalance coordinator. Every router primary runs one; the one holding
+// the Redis lease drives the active job, persisting after every step and every
+// few batches, so a successor resumes from the checkpoints. Sources are read
+// with SCAN and targets written with IMPORT (put-if-newer by write epoch), so
+// replaying a batch after a crash is harmless.
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../core/backoff.js';
+import { kvError, KvError } from '../core/errors.js';
+import { OPS, type Body, type Op, type ResultOf, type ScanResult } from '../core/protocol.js';
+import { nextEpoch, ringMembers, shardById, type Topology, type TopologyShard } from '../core/topology.js';
+import { ShardConnection, type ShardConnectionOptions } from '../infra/shard-client.js';
+import type { TopologyStore } from '../infra/topology-store.js';
+import type { TopologyWatcher } from '../infra/topology-watcher.js';
+import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState } from './job.js';
+import type { RebalanceStore } from './job-store.js';
+import { RateLimiter } from './rate-limiter.js';
+import type { RouterConfig } from '../core/config.js';
+import type { RingMember } from '../core/ring.js';
+
+/** Connections to the shards of the current topology (the router's Forwarder is one). */
+export interface ShardLinks {
+  readonly topology: Topology | undefined;
+  connection(id: string): ShardConnection;
+}
+
+export type CoordinatorConfig = Pick<RouterConfig, 'rebalanceLeaseMs' | 'rebalanceBatchKeys' | 'rebalanceBatchBytes' | 'rebalanceMaxKeysPerSec'
+  | 'rebalanceStreamConcurrency' | 'rebalanceCheckpointMs'> & ShardConnectionOptions;
+
+export interface CoordinatorDeps {
+  readonly config: CoordinatorConfig;
+  readonly topology: TopologyStore;
+  readonly watcher: TopologyWatcher;
+  readonly shards: ShardLinks;
+  readonly jobs: RebalanceStore;
+  readonly log: (msg: string) => void;
+}
+
+/**
+ * How often a primary renews or tries to take the lease, and looks for a new
+ * job: a job starts at most this long after it was planned. The lease lasts
+ * at least 1000 ms (config), so several renewals fit in it.
+ */
+const TICK_MS = 250;
+/** Retries of a failing step: 100 ms doubling up to 2 s; one log line every this many attempts. */
+const RETRY_BASE_MS = 100;
+const RETRY_MAX_MS = 2000;
+const RETRY_LOG_EVERY = 10;
+
+const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
+  JSON.stringify([...a].sort((x, y) => (x.id < y.id ? -1 : 1))) === JSON.stringify([...b].sort((x, y) => (x.id < y.id ? -1 : 1)));
+
+/** Lost the lease or asked to stop: unwind without touching anything. */
+class Abandon extends Error {}
+
+export class Coordinator {
+  readonly #d: CoordinatorDeps;
+  readonly id = `${os.hostname()}:${process.pid}`;
+  #leader = false;
+  #running: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(deps: CoordinatorDeps) {
+    this.#d = deps;
+  }
+
+  get leader(): boolean {
+    return this.#leader;
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.#stopped) return;
+      this.#tick().catch((err: Error) => this.#d.log(`coordinator: ${err.message}`)).finally(() => {
+        if (!this.#stopped) this.#timer = setTimeout(tick, TICK_MS);
+      });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running?.catch(() => undefined);
+    for (const c of this.#outside.values()) c.close();
+    if (this.#leader) await this.#d.jobs.releaseLease(this.id).catch(() => undefined);
+  }
+
+  async #tick(): Promise<void> {
+    const was = this.#leader;
+    this.#leader = await this.#d.jobs.lease(this.id, this.#d.config.rebalanceLeaseMs).catch(() => false);
+    if (this.#leader && !was) this.#d.log(`coordinator: ${this.id} holds the rebalance lease`);
+    if (!this.#leader || this.#running) return;
+    const job = await this.#d.jobs.get();
+    if (!isActive(job)) return;
+    this.#running = this.#drive(job).catch((err: unknown) => {
+      if (!(err instanceof Abandon)) this.#d.log(`coordinator: job ${job.id}: ${(err as Error).message}`);
+    }).finally(() => { this.#running = undefined; });
+  }
+
+  #check(): void {
+    if (this.#stopped || !this.#leader) throw new Abandon('lease lost');
+  }
+
+  async #save(job: Job): Promise<void> {
+    job.coordinator = this.id;
+    if (!(await this.#d.jobs.save(job, this.id))) {
+      this.#leader = false;
+      throw new Abandon('lease lost');
+    }
+  }
+
+  /** Retry an operation until it works (shards restart, Redis blips), while we lead. */
+  async #retry<T>(what: string, fn: () => Promise<T>, onError?: (msg: string) => void): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.#check();
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof Abandon) throw err;
+        const msg = `${what}: ${(err as Error).message}`;
+        onError?.(msg);
+        if (attempt % RETRY_LOG_EVERY === 0) this.#d.log(`coordinator: ${msg} (retrying)`);
+        await sleep(backoffMs(attempt, RETRY_BASE_MS, RETRY_MAX_MS));
+      }
+    }
+  }
+
+  /** Connections to shards that left the topology (a drained shard still needs purge and retire). */
+  readonly #outside = new Map<string, ShardConnection>();
+  #job: Job | undefined;
+
+  /** One rebalancing request to a shard (epoch 0: these ops name the epoch they need in `me`). */
+  #shardCall<O extends Op>(id: string, body: Body<O>): Promise<ResultOf<O>> {
+    const req = { ...body, e: 0 };
+    const t = this.#d.shards.topology;
+    if (t && shardById(t, id)) return this.#d.shards.connection(id).request(req);
+    const known = [...(this.#job?.migrateShards ?? []), ...(this.#job?.originalShards ?? [])].find((s) => s.id === id);
+    if (!known) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'not in the topology or the job'));
+    let c = this.#outside.get(id);
+    if (!c || c.addr !== known.dataAddr) {
+      c?.close();
+      c = new ShardConnection(id, known.dataAddr, this.#d.config);
+      this.#outside.set(id, c);
+    }
+    return c.request(req);
+  }
+
+  async #drive(job: Job): Promise<void> {
+    this.#job = job;
+    this.#d.log(`coordinator: driving job ${job.id} (${job.kind} ${job.shardId}) from state ${job.state}`);
+    while (!FINAL_STATES.has(job.state)) {
+      this.#check();
+      switch (job.state) {
+        case JOB_STATES.PLANNED: await this.#migrate(job); break;
+        case JOB_STATES.MIGRATING:
+          if (job.direction === 'forward' && await this.#cancelRequested(job)) await this.#reverse(job);
+          else await this.#barrier(job, job.migrateEpoch!, JOB_STATES.STREAMING);
+          break;
+        case JOB_STATES.STREAMING: await this.#stream(job); break;
+        case JOB_STATES.COMMITTING: await this.#commit(job); break;
+        case JOB_STATES.PURGING: await this.#purge(job); break;
+        default: throw kvError('KV_ERR_INTERNAL', `unknown job state ${String(job.state)}`);
+      }
+    }
+    this.#d.log(`coordinator: job ${job.id} ${job.state}`);
+  }
+
+  async #cancelRequested(job: Job): Promise<boolean> {
+    return this.#d.jobs.cancelRequested(job.id).catch(() => false);
+  }
+
+  /** planned -> migrating: topology epoch e+1 with {prev, next}. */
+  async #migrate(job: Job): Promise<void> {
+    if (await this.#cancelRequested(job)) {
+      job.state = JOB_STATES.CANCELLED;
+      job.finishedAt = Date.now();
+      return this.#save(job);
+    }
+    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId === job.id) return null; // done before a crash
+      if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
+      if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
+      return nextEpoch(cur, { shards: withCurrentAddrs(job.migrateShards, cur), migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.from, next: job.to } });
+    })).catch((err: unknown) => {
+      if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
+      throw err;
+    });
+    if (t instanceof Error) {
+      job.state = JOB_STATES.FAILED;
+      job.error = t instanceof TopologyMoved ? 'the ring changed after this job was planned; plan again' : t.message;
+      job.finishedAt = Date.now();
+      return this.#save(job);
+    }
+    // After a crash between this update and the save below, the topology
+    // already carries the migration: its epoch is the one to keep.
+    job.migrateEpoch = t.migration?.jobId === job.id ? t.migration.epoch : t.epoch;
+    job.startedAt ??= Date.now();
+    job.state = JOB_STATES.MIGRATING;
+    // Writes of moving keys are held from now until the barrier opens the
+    // move, so the barrier starts at once; it waits for this save before it
+    // publishes the next epoch.
+    this.#migrateSave = this.#save(job);
+    this.#migrateSave.catch(() => undefined);
+  }
+
+  /** The save of the migrating state, while the barrier that follows runs. */
+  #migrateSave: Promise<void> | undefined;
+
+  /**
+   * Wait until every shard involved runs at `epoch` and has committed every
+   * write it accepted before (SYNC). After that no old-epoch write can land
+   * on a source behind the stream's back.
+   */
+  async #barrier(job: Job, epoch: number, next: Job['state']): Promise<void> {
+    const ids = [...new Set([...job.from, ...job.to].map((m) => m.id))];
+    await Promise.all(ids.map((id) => this.#retry(`sync ${id}`, async () => {
+      await this.#d.watcher.refresh();
+      const r = await this.#shardCall(id, { o: OPS.SYNC, me: epoch });
+      if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
+    })));
+    const saving = this.#migrateSave;
+    this.#migrateSave = undefined;
+    await saving;
+    if (next === JOB_STATES.STREAMING) {
+      // Every shard has seen the migration: open writes on the new owners.
+      const moved = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+        const m = cur.migration;
+        if (m?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+        if (m.phase === 'move') return null;
+        return nextEpoch(cur, { migration: { ...m, phase: 'move' } });
+      }));
+      job.moveEpoch = moved.epoch;
+      // Fresh estimates now that the sources take no more writes for moving keys.
+      await Promise.all(job.streams.filter((s) => !s.done && s.keysDone === 0).map(async (s) => {
+        const c = await this.#retry(`count ${s.source}`, () => this.#shardCall(s.source, { o: OPS.COUNT, ranges: s.ranges }));
+        s.keysTotal = c.keys;
+        s.bytesTotal = c.bytes;
+      }));
+      job.streamingStartedAt ??= Date.now();
+    }
+    job.state = next;
+    await this.#save(job);
+  }
+
+  async #stream(job: Job): Promise<void> {
+    const cfg = this.#d.config;
+    const limiter = new RateLimiter(cfg.rebalanceMaxKeysPerSec);
+    let lastSave = Date.now();
+    let cancel = false;
+    let saving: Promise<void> | undefined;
+    const checkpoint = async (force = false) => {
+      if (!force && Date.now() - lastSave < cfg.rebalanceCheckpointMs) return;
+      lastSave = Date.now();
+      if (job.direction === 'forward' && await this.#cancelRequested(job)) cancel = true;
+      saving = this.#save(job);
+      await saving;
+    };
+    const pending = job.streams.filter((s) => !s.done);
+    let next = 0;
+    const worker = async () => {
+      while (next < pending.length && !cancel) {
+        const st = pending[next++]!;
+        await this.#runStream(job, st, limiter, checkpoint, () => cancel);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(cfg.rebalanceStreamConcurrency, Math.max(1, pending.length)) }, worker));
+    await saving;
+    if (cancel) return this.#reverse(job);
+    job.state = JOB_STATES.COMMITTING;
+    await this.#save(job);
+  }
+
+  async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {
+    const cfg = this.#d.config;
+    st.startedAt ??= Date.now();
+    const scan = (rangeIndex: number, after: [number, string] | undefined): Promise<ScanResult> => this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
+      o: OPS.SCAN, ranges: [st.ranges[rangeIndex]!], after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
+    }), (m) => { st.lastError = m; });
+    // Read ahead: the next batch is scanned on the source while this one is
+    // imported on the target. The checkpoint moves only after an import.
+    let ahead: Promise<ScanResult> | undefined = st.rangeIndex < st.ranges.length ? scan(st.rangeIndex, st.after) : undefined;
+    while (ahead) {
+      this.#check();
+      if (cancelled()) {
+        await ahead.catch(() => undefined);
+        return;
+      }
+      const res = await ahead;
+      const nextIndex = res.next ? st.rangeIndex : st.rangeIndex + 1;
+      const nextAfter = res.next ?? undefined;
+      ahead = nextIndex < st.ranges.length ? scan(nextIndex, nextAfter) : undefined;
+      // Keep the prefetch from failing unobserved if this import throws.
+      ahead?.catch(() => undefined);
+      if (res.n > 0) {
+        await limiter.take(res.n);
+        // The target re-reads the topology by itself if `me` is newer than its epoch.
+        await this.#retry(`import ${st.target}`, () => this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch!, packed: res.packed }),
+          (m) => { st.lastError = m; });
+      }
+      st.keysDone += res.live;
+      st.bytesDone += res.bytes;
+      st.lastError = undefined;
+      st.rangeIndex = nextIndex;
+      st.after = nextAfter;
+      await checkpoint();
+    }
+    st.done = true;
+    st.finishedAt = Date.now();
+    await checkpoint();
+  }
+
+  /** Cancel while moving: run the streams back so nothing written meanwhile is lost. */
+  async #reverse(job: Job): Promise<void> {
+    this.#d.log(`coordinator: cancelling job ${job.id}: streaming back to the original ring`);
+    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+      return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.to, next: job.from } });
+    }));
+    const from = job.from;
+    job.from = job.to;
+    job.to = from;
+    job.direction = 'reverse';
+    job.finalShards = job.originalShards;
+    job.migrateEpoch = t.epoch;
+    job.streamingStartedAt = undefined;
+    job.streams = job.streams.map((s) => ({
+      source: s.target, target: s.source, ranges: s.ranges,
+      keysTotal: 0, bytesTotal: 0, keysDone: 0, bytesDone: 0, rangeIndex: 0, done: false,
+    }));
+    job.state = JOB_STATES.MIGRATING;
+    await this.#save(job);
+  }
+
+  /** streaming -> committing -> purging: epoch e+2 without the migration. */
+  async #commit(job: Job): Promise<void> {
+    const t: Topology = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
+      if (cur.migration?.jobId !== job.id) return null; // committed before a crash
+      return nextEpoch(cur, { shards: withCurrentAddrs(job.finalShards, cur), migration: undefined });
+    }));
+    job.commitEpoch = t.epoch;
+    await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
+  }
+
+  async #purge(job: Job): Promise<void> {
+    for (const s of job.streams) {
+      await this.#retry(`purge ${s.source}`, () => this.#shardCall(s.source, { o: OPS.PURGE, ranges: s.ranges }));
+    }
+    if (job.kind === 'remove' && job.direction === 'forward') {
+      // Best effort: a shard that is down drops out of the registry when its
+      // heartbeat key expires.
+      await this.#shardCall(job.shardId, { o: OPS.RETIRE }).catch((err: Error) => this.#d.log(`coordinator: retire ${job.shardId}: ${err.message}`));
+    }
+    job.state = job.direction === 'forward' ? JOB_STATES.DONE : JOB_STATES.CANCELLED;
+    job.finishedAt = Date.now();
+    await this.#save(job);
+  }
+}
+
+class TopologyMoved extends Error {}
+
+/** A shard that restarted on new addresses during the job keeps them. */
+function withCurrentAddrs(shards: readonly TopologyShard[], cur: Topology): TopologyShard[] {
+  return shards.map((s) => {
+    const now = shardById(cur, s.id);
+    return now ? { ...s, dataAddr: now.dataAddr, adminAddr: now.adminAddr } : s;
+  });
+}

@@ -1,0 +1,35 @@
+// Pacing of a rebalance job's moves, so foreground latency stays bounded.
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Shortest wait while the bucket refills. */
+const MIN_WAIT_MS = 5;
+
+/**
+ * Token bucket over every stream of a job. It starts empty, so a job ramps
+ * up at its rate instead of opening with a burst while every process is
+ * still busy switching topologies, and it holds at most a tenth of a second
+ * of moves. A batch bigger than that may borrow; the debt delays the next.
+ */
+export class RateLimiter {
+  readonly #burst: number;
+  #tokens: number;
+  #last = Date.now();
+  constructor(readonly perSec: number) {
+    this.#burst = Math.max(1, perSec / 10);
+    this.#tokens = 0;
+  }
+  async take(n: number): Promise<void> {
+    if (this.perSec <= 0) return;
+    const need = Math.min(n, this.#burst);
+    for (;;) {
+      const now = Date.now();
+      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
+      this.#last = now;
+      if (this.#tokens >= need) {
+        this.#tokens -= n;
+        return;
+      }
+      await sleep(Math.max(MIN_WAIT_MS, ((need - this.#tokens) / this.perSec) * 1000));
+    }
+  }
+}

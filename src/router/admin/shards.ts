@@ -1,0 +1,123 @@
+// /v1/admin/shards: list the shards, add one, remove one, change a weight,
+// forget a lost one. A change only plans a job and stores it in Redis; the
+// coordinator (in a router primary) drives it, so any worker can take the
+// request.
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { kvError } from '../../core/errors.js';
+import { OPS } from '../../core/protocol.js';
+import { POINT_MAX, type PointRange } from '../../core/ring.js';
+import { nextEpoch, ringMembers, ringOf } from '../../core/topology.js';
+import { ShardConnection } from '../../infra/shard-client.js';
+import { isActive, type JobKind } from '../../rebalance/job.js';
+import { describePlan, planJob } from '../../rebalance/planner.js';
+import { jobSummary } from './job-summary.js';
+import { jsonBody, truthy } from './json-body.js';
+import type { AdminApiDeps } from './deps.js';
+
+/** How long the shard list waits for one shard's /stats. */
+const STATS_TIMEOUT_MS = 1000;
+
+export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
+  const count = (id: string, ranges: PointRange[]) => d.forwarder.connection(id).request({ o: OPS.COUNT, e: 0, ranges });
+
+  /**
+   * A joining shard must hold nothing: records left from an earlier
+   * membership (a shard that was forgotten while down, then restarted) would
+   * be older than what the ring holds now, and the streams only overwrite
+   * what they bring. A shard outside the ring counts its records exactly.
+   */
+  async function mustBeEmpty(id: string, dataAddr: string): Promise<void> {
+    // Over the shard's data port: cheap for this worker, which keeps serving
+    // traffic while it plans.
+    const conn = new ShardConnection(id, dataAddr, d.config);
+    let records: number;
+    try {
+      records = (await conn.request({ o: OPS.COUNT, e: 0, ranges: [{ lo: 0, hi: POINT_MAX }] })).keys;
+    } catch (err) {
+      throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, (err as Error).message);
+    } finally {
+      conn.close();
+    }
+    if (records > 0) throw kvError('KV_ERR_SHARD_NOT_EMPTY', id, records);
+  }
+
+  async function refuseWhileActive(): Promise<void> {
+    const active = await d.jobs.get();
+    if (isActive(active)) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', active.id, `${active.kind} ${active.shardId}`, active.state);
+  }
+
+  /**
+   * Drop a lost shard from the ring without moving anything: its keys are
+   * gone, the others take over its arcs (empty), reads of those keys answer
+   * 404 and writes work again. Only for a shard that is down for good.
+   */
+  async function forget(id: string) {
+    await refuseWhileActive();
+    if ((await d.topology.registrations()).some((r) => r.id === id)) throw kvError('KV_ERR_SHARD_ALIVE', id, id);
+    let share = 0;
+    const t = await d.topology.update((cur) => {
+      if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
+      if (!cur.shards.some((s) => s.id === id)) throw kvError('KV_ERR_SHARD_NOT_IN_RING', id);
+      const rest = cur.shards.filter((s) => s.id !== id);
+      if (ringMembers({ ...cur, shards: rest }).length === 0) throw kvError('KV_ERR_LAST_SHARD', id);
+      share = ringOf(cur).shares()[id] ?? 0;
+      return nextEpoch(cur, { shards: rest });
+    });
+    app.log.warn(`shard ${id} forgotten at epoch ${t.epoch}: its keys (${(share * 100).toFixed(1)}% of the ring) are lost`);
+    return { forgotten: id, epoch: t.epoch, shareLost: Math.round(share * 10_000) / 10_000, shards: t.shards.map((s) => s.id) };
+  }
+
+  async function change(kind: JobKind, shardId: string, weight: number | undefined, dryRun: boolean, reply: FastifyReply) {
+    await refuseWhileActive();
+    const [topology, registrations] = await Promise.all([d.topology.get(), d.topology.registrations()]);
+    const job = await planJob({ kind, shardId, weight }, { topology, registrations, count });
+    if (kind === 'add') await mustBeEmpty(shardId, registrations.find((r) => r.id === shardId)!.dataAddr);
+    const plan = describePlan(job);
+    if (dryRun) return reply.send({ dryRun: true, plan });
+    await d.jobs.create(job);
+    return reply.code(202).send({ job: jobSummary(job), plan });
+  }
+
+  async function stats(adminAddr: string): Promise<{ keys: number | null; bytes: number | null }> {
+    try {
+      const res = await fetch(`http://${adminAddr}/stats`, { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
+      const s = (await res.json()) as { records?: number; bytes?: number };
+      return { keys: s.records ?? null, bytes: s.bytes ?? null };
+    } catch {
+      return { keys: null, bytes: null };
+    }
+  }
+
+  app.get('/shards', async () => {
+    const [t, regs] = await Promise.all([d.topology.get(), d.topology.registrations()]);
+    const shares = ringOf(t).shares();
+    const inRing = await Promise.all(t.shards.map(async (s) => ({
+      id: s.id, state: s.state, weight: s.weight, share: shares[s.id] ?? 0,
+      registered: regs.some((r) => r.id === s.id), dataAddr: s.dataAddr, adminAddr: s.adminAddr, ...(await stats(s.adminAddr)),
+    })));
+    const available = await Promise.all(regs.filter((r) => !t.shards.some((s) => s.id === r.id)).map(async (r) => ({
+      id: r.id, state: 'available', weight: null, share: 0, registered: true, dataAddr: r.dataAddr, adminAddr: r.adminAddr, ...(await stats(r.adminAddr)),
+    })));
+    return { epoch: t.epoch, migration: t.migration ? { jobId: t.migration.jobId } : null, shards: [...inRing, ...available] };
+  });
+
+  app.post('/shards', async (req, reply) => {
+    const b = jsonBody(req.body);
+    if (typeof b['id'] !== 'string') throw kvError('KV_ERR_BAD_REQUEST', 'body needs "id": the shard id');
+    const q = req.query as Record<string, unknown>;
+    return change('add', b['id'], b['weight'] as number | undefined, truthy(q['dryRun']) || b['dryRun'] === true, reply);
+  });
+
+  app.delete('/shards/:id', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const q = req.query as Record<string, unknown>;
+    if (truthy(q['lost'])) return forget(id);
+    return change('remove', id, undefined, truthy(q['dryRun']), reply);
+  });
+
+  app.put('/shards/:id/weight', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const b = jsonBody(req.body);
+    return change('weight', id, b['weight'] as number, truthy((req.query as Record<string, unknown>)['dryRun']) || b['dryRun'] === true, reply);
+  });
+};

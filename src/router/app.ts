@@ -1,0 +1,100 @@
+// buildRouter() returns the router worker's Fastify app, not listening;
+// worker.ts does listen and drain, primary.ts the cluster and signals.
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { RouterConfig } from '../core/config.js';
+import { createRedis, createSubscriber } from '../infra/redis.js';
+import { installHttpBasics, frameworkErrors } from '../infra/http.js';
+import { TopologyStore } from '../infra/topology-store.js';
+import { TopologyWatcher } from '../infra/topology-watcher.js';
+import { RebalanceStore } from '../rebalance/job-store.js';
+import { Forwarder } from './forwarder.js';
+import { BATCH_PATH, KV_PREFIX, kvRoutes } from './kv-routes.js';
+import { healthRoutes } from './health-routes.js';
+import { adminApi } from './admin/index.js';
+import { metricsRoutes } from './metrics.js';
+
+export interface RouterDeps {
+  /** Shared Redis connection (one is created when absent). */
+  redis?: Redis;
+  /** True while the worker drains: responses then carry `Connection: close`. */
+  draining?: () => boolean;
+}
+
+export interface Router {
+  readonly app: FastifyInstance;
+  readonly forwarder: Forwarder;
+  readonly watcher: TopologyWatcher;
+  /** Load the topology and subscribe to changes; call before listen. */
+  start(): Promise<void>;
+}
+
+/** Server errors while a rebalance runs are counted for its summary this long. */
+const FG_ERRORS_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/** The methods each known path allows: 405 with `Allow` for the others, 404 for unknown paths. */
+function methodsFor(path: string): readonly string[] | undefined {
+  if (path === BATCH_PATH) return ['POST'];
+  if (path.startsWith(KV_PREFIX)) return ['GET', 'HEAD', 'PUT', 'DELETE'];
+  if (path === '/healthz' || path === '/readyz' || path === '/v1/topology' || path === '/v1/stats' || path === '/metrics') return ['GET', 'HEAD'];
+  if (path === '/v1/admin/shards') return ['GET', 'HEAD', 'POST'];
+  if (/^\/v1\/admin\/shards\/[^/]+$/.test(path)) return ['DELETE'];
+  if (/^\/v1\/admin\/shards\/[^/]+\/weight$/.test(path)) return ['PUT'];
+  if (path === '/v1/admin/rebalance' || path === '/v1/admin/rebalance/events' || path === '/v1/admin/rebalance/history') return ['GET', 'HEAD'];
+  if (path === '/v1/admin/rebalance/cancel') return ['POST'];
+  return undefined;
+}
+
+export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router {
+  const redis = deps.redis ?? createRedis(config);
+  const topology = new TopologyStore(redis, config.redisPrefix);
+  const watcher = new TopologyWatcher(topology, createSubscriber(config), config.topologyPollMs);
+  const forwarder = new Forwarder(watcher, config);
+  const jobs = new RebalanceStore(redis, config.redisPrefix);
+  const workerId = process.env['KV_WORKER_ID'] ?? '0';
+  const draining = deps.draining ?? (() => false);
+
+  const app = Fastify({
+    logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+    bodyLimit: config.maxBodyBytes,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: false,
+    frameworkErrors,
+    // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
+    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.maxKeyBytes * 3 + 16 },
+  });
+  installHttpBasics(app, methodsFor);
+
+  // One callback-style hook (no promise per request): the worker id for
+  // debugging and tests, and `Connection: close` while draining.
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    void reply.header('x-kv-worker', workerId);
+    if (draining()) void reply.header('connection', 'close');
+    // Server errors while a rebalance runs are counted for its summary.
+    const jobId = reply.statusCode >= 500 ? forwarder.topology?.migration?.jobId : undefined;
+    if (jobId) {
+      const key = jobs.foregroundErrorsKey(jobId);
+      redis.multi().incr(key).pexpire(key, FG_ERRORS_TTL_MS).exec().catch(() => undefined);
+    }
+    done(null, payload);
+  });
+
+  void app.register(healthRoutes, { redis, forwarder, workerId });
+  void app.register(kvRoutes, { config, forwarder });
+  void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder });
+  void app.register(metricsRoutes, { forwarder, jobs });
+
+  app.addHook('onClose', async () => {
+    forwarder.close();
+    await watcher.close();
+    if (!deps.redis) redis.disconnect();
+  });
+
+  return {
+    app, forwarder, watcher,
+    async start() {
+      await watcher.start();
+    },
+  };
+}

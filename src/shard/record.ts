@@ -1,0 +1,211 @@
+// On-disk and on-the-wire layout of a shard's records. Pure: no I/O.
+//
+// LMDB key of a record: the key's ring point as 4 big-endian bytes, then the
+// key as UTF-8. Byte order is ring order, so an arc of the ring is one range
+// scan, and a scan cursor's successor is the cursor with a 0 byte appended.
+//
+// LMDB value of a record (little-endian numbers):
+//   0  u8   flags (bit 0: tombstone)
+//   1  u32  e    topology epoch the write was accepted at
+//   5  f64  ver  version
+//   13 f64  x    absolute expiry in ms (tombstone: when it may be dropped), 0 = none
+//   21 u16  length of the content type
+//   23      content type (UTF-8), then the value bytes
+//
+// Fixed offsets let a rebalancing source skip expired records and a target
+// compare write epochs without decoding anything, and moved records travel as
+// the very bytes LMDB holds.
+//
+// Moved records (SCAN answers, IMPORT requests) are one blob of entries:
+//   u16 key length, LMDB key, u32 value length, LMDB value
+import { kvError } from '../core/errors.js';
+
+export const FORMAT_VERSION = 2;
+export const HEADER_BYTES = 23;
+const TOMBSTONE = 1;
+const OFF_E = 1;
+const OFF_VER = 5;
+const OFF_X = 13;
+const OFF_CT_LEN = 21;
+const MAX_EPOCH = 0xffffffff;
+
+/** What LMDB holds per key. A tombstone keeps `ver` so older writes cannot come back. */
+export interface StoredRecord {
+  v: Uint8Array | null;
+  ct: string;
+  ver: number;
+  /** Absolute expiry (ms); for a tombstone, when it may be dropped. 0 = none. */
+  x: number;
+  /** 1 = tombstone. */
+  d?: 1;
+  /**
+   * Topology epoch the write was accepted at (0 for admin-port writes).
+   * Imports during a migration at epoch E overwrite only records with e < E:
+   * anything written at E or later is newer than every copy a source can send,
+   * whatever the clocks say.
+   */
+  e: number;
+}
+
+export function recordKey(point: number, key: string): Buffer {
+  const len = Buffer.byteLength(key, 'utf8');
+  const b = Buffer.allocUnsafe(4 + len);
+  b.writeUInt32BE(point, 0);
+  b.write(key, 4, 'utf8');
+  return b;
+}
+
+export const pointOf = (rk: Uint8Array): number => ((rk[0]! << 24) >>> 0) + (rk[1]! << 16) + (rk[2]! << 8) + rk[3]!;
+
+/** [point, key] of an LMDB record key: the JSON-friendly form of a scan cursor. */
+export function cursorOf(rk: Buffer): [number, string] {
+  return [pointOf(rk), rk.toString('utf8', 4)];
+}
+
+/** The first LMDB key after `rk`, in byte order. */
+export function successor(rk: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(rk.length + 1);
+  rk.copy(b, 0);
+  b[rk.length] = 0;
+  return b;
+}
+
+export function pointBytes(point: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(point, 0);
+  return b;
+}
+
+export function encodeRecord(r: StoredRecord): Buffer {
+  if (!Number.isInteger(r.e) || r.e < 0 || r.e > MAX_EPOCH) throw kvError('KV_ERR_INTERNAL', `epoch ${r.e} out of range`);
+  const ctLen = Buffer.byteLength(r.ct, 'utf8');
+  const vLen = r.v?.byteLength ?? 0;
+  const b = Buffer.allocUnsafe(HEADER_BYTES + ctLen + vLen);
+  b[0] = r.d === 1 || r.v === null ? TOMBSTONE : 0;
+  b.writeUInt32LE(r.e, OFF_E);
+  b.writeDoubleLE(r.ver, OFF_VER);
+  b.writeDoubleLE(r.x, OFF_X);
+  b.writeUInt16LE(ctLen, OFF_CT_LEN);
+  b.write(r.ct, HEADER_BYTES, 'utf8');
+  if (r.v && vLen > 0) b.set(r.v, HEADER_BYTES + ctLen);
+  return b;
+}
+
+export const isTombstone = (b: Uint8Array): boolean => (b[0]! & TOMBSTONE) !== 0;
+export const epochOf = (b: Buffer): number => b.readUInt32LE(OFF_E);
+export const versionOf = (b: Buffer): number => b.readDoubleLE(OFF_VER);
+export const expiryOf = (b: Buffer): number => b.readDoubleLE(OFF_X);
+/** Bytes of the value (0 for a tombstone). */
+export const valueLength = (b: Buffer): number => (isTombstone(b) ? 0 : b.byteLength - HEADER_BYTES - b.readUInt16LE(OFF_CT_LEN));
+/** A value whose expiry has passed (tombstones never count as expired here). */
+export const isExpired = (b: Buffer, now: number): boolean => {
+  if (isTombstone(b)) return false;
+  const x = expiryOf(b);
+  return x !== 0 && x <= now;
+};
+
+/** Decode a record; `v` is a view into `b`. */
+export function decodeRecord(b: Buffer): StoredRecord {
+  const ctLen = b.readUInt16LE(OFF_CT_LEN);
+  const tomb = isTombstone(b);
+  const r: StoredRecord = {
+    v: tomb ? null : b.subarray(HEADER_BYTES + ctLen),
+    ct: ctLen === 0 ? '' : b.toString('utf8', HEADER_BYTES, HEADER_BYTES + ctLen),
+    ver: b.readDoubleLE(OFF_VER),
+    x: b.readDoubleLE(OFF_X),
+    e: b.readUInt32LE(OFF_E),
+  };
+  if (tomb) r.d = 1;
+  return r;
+}
+
+/** Key of the expiry index: 8-byte big-endian expiry, then the record key. */
+export function expiryKey(x: number, rk: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(8 + rk.byteLength);
+  b.writeUInt32BE(Math.floor(x / 0x100000000), 0);
+  b.writeUInt32BE(x >>> 0, 4);
+  b.set(rk, 8);
+  return b;
+}
+
+/** Expiry index keys sort before this one when their expiry is <= x. */
+export function expiryBound(x: number): Buffer {
+  return expiryKey(x + 1, Buffer.alloc(0));
+}
+
+export function expiryKeyParts(ek: Buffer): { x: number; rk: Buffer } {
+  return { x: ek.readUInt32BE(0) * 0x100000000 + ek.readUInt32BE(4), rk: ek.subarray(8) };
+}
+
+/** Moved records: entries collected, then written into one blob. */
+export class MovedWriter {
+  readonly #keys: Uint8Array[] = [];
+  readonly #values: Uint8Array[] = [];
+  #bytes = 0;
+
+  add(rk: Uint8Array, rv: Uint8Array): void {
+    this.#keys.push(rk);
+    this.#values.push(rv);
+    this.#bytes += 6 + rk.byteLength + rv.byteLength;
+  }
+
+  get count(): number {
+    return this.#keys.length;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  finish(): Buffer {
+    const b = Buffer.allocUnsafe(this.#bytes);
+    let off = 0;
+    for (let i = 0; i < this.#keys.length; i++) {
+      const rk = this.#keys[i]!;
+      const rv = this.#values[i]!;
+      off = b.writeUInt16LE(rk.byteLength, off);
+      b.set(rk, off);
+      off += rk.byteLength;
+      off = b.writeUInt32LE(rv.byteLength, off);
+      b.set(rv, off);
+      off += rv.byteLength;
+    }
+    return b;
+  }
+}
+
+export interface MovedEntry {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+
+/**
+ * Split and check a moved-records blob. Every entry must be well formed
+ * (a key with a point and at least one byte, a header, a content type that
+ * fits) before anything is imported: a bad blob writes nothing.
+ */
+export function readMoved(blob: Uint8Array, maxKeyBytes: number): MovedEntry[] {
+  // A Buffer view of the blob (msgpack may hand over a plain Uint8Array).
+  const b = Buffer.isBuffer(blob) ? blob : Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  const out: MovedEntry[] = [];
+  let off = 0;
+  const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', `moved record ${out.length}: ${why}`);
+  while (off < b.length) {
+    if (off + 2 > b.length) throw bad('truncated key length');
+    const kLen = b.readUInt16LE(off);
+    off += 2;
+    if (kLen < 5 || kLen > 4 + maxKeyBytes) throw bad(`key length ${kLen}`);
+    if (off + kLen + 4 > b.length) throw bad('truncated key');
+    const key = b.subarray(off, off + kLen);
+    off += kLen;
+    const vLen = b.readUInt32LE(off);
+    off += 4;
+    if (vLen < HEADER_BYTES || off + vLen > b.length) throw bad(`value length ${vLen}`);
+    const value = b.subarray(off, off + vLen);
+    off += vLen;
+    if ((value[0]! & ~TOMBSTONE) !== 0) throw bad('unknown flags');
+    if (HEADER_BYTES + value.readUInt16LE(OFF_CT_LEN) > vLen) throw bad('content type past the end');
+    out.push({ key, value });
+  }
+  return out;
+}

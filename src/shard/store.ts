@@ -1,0 +1,331 @@
+// The shard's LMDB store. Records are keyed by (ring point, key) so that an
+// arc of the ring is one range scan (rebalancing streams arcs); record.ts has
+// the byte layout. A second database indexes (expiry, record key) so the
+// sweeper finds expired records and old tombstones without scanning
+// everything.
+//
+// Durability: every write is acknowledged only after its LMDB transaction has
+// committed (the write promise resolves after commit). A committed transaction
+// is in the OS page cache, so it survives kill -9 of the shard. With the
+// default `noSync: false` LMDB also fsyncs every commit (overlappingSync: the
+// flush runs after the commit, off the write lock), so it survives a machine
+// crash too, except for the last few milliseconds of commits; `db.flushed`
+// tells when those are on disk.
+import { mkdirSync } from 'node:fs';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { kvError } from '../core/errors.js';
+import { keyPoint } from '../core/ring.js';
+import type { StoredValue } from '../core/protocol.js';
+import {
+  FORMAT_VERSION, MovedWriter, cursorOf, decodeRecord, encodeRecord, epochOf, expiryBound, expiryKey, expiryKeyParts,
+  expiryOf, isExpired, isTombstone, pointBytes, recordKey, successor, valueLength, versionOf, type StoredRecord,
+} from './record.js';
+
+export type { StoredRecord } from './record.js';
+
+export interface StoreOptions {
+  readonly path: string;
+  readonly mapSizeBytes: number;
+  readonly noSync: boolean;
+  readonly tombstoneGraceMs: number;
+}
+
+/** One SCAN answer: moved records as one blob, with counts and the cursor to continue from. */
+export interface ScanResult {
+  packed: Buffer;
+  /** Records in `packed` (tombstones included). */
+  n: number;
+  /** Live values among them, and their value bytes. */
+  live: number;
+  bytes: number;
+  /** Last [point, key] returned, when the range may hold more. */
+  next: [number, string] | undefined;
+}
+
+export interface PutArgs {
+  value: Uint8Array;
+  contentType: string;
+  expiresAt: number;
+  ifMatch?: number | '*' | undefined;
+  ifNoneMatch?: boolean | undefined;
+  /** Topology epoch the write is accepted at. */
+  epoch?: number | undefined;
+}
+
+export interface StoreStats {
+  /** LMDB entries: live keys plus tombstones and expired keys not yet swept. */
+  records: number;
+  bytes: number;
+  ops: { get: number; put: number; del: number; expired: number; tombstonesDropped: number };
+}
+
+const ONE = Buffer.from([1]);
+
+export class Store {
+  readonly #root: RootDatabase;
+  /** Record key (see record.ts) -> encoded record. */
+  readonly #records: Database<Buffer, Buffer>;
+  /** [8-byte expiry, record key] -> 1. */
+  readonly #expiry: Database<Buffer, Buffer>;
+  readonly #graceMs: number;
+  #lastVersion = 0;
+  readonly ops = { get: 0, put: 0, del: 0, expired: 0, tombstonesDropped: 0 };
+
+  constructor(opts: StoreOptions) {
+    mkdirSync(opts.path, { recursive: true });
+    this.#root = open({ path: opts.path, mapSize: opts.mapSizeBytes, noSync: opts.noSync, maxDbs: 8 });
+    const meta = this.#root.openDB<number, string>({ name: 'meta' });
+    this.#records = this.#root.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
+    this.#expiry = this.#root.openDB<Buffer, Buffer>({ name: 'expiry', keyEncoding: 'binary', encoding: 'binary' });
+    const format = meta.get('format');
+    if (format === undefined && this.#records.getCount() > 0) {
+      void this.#root.close();
+      throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`);
+    }
+    if (format !== undefined && format !== FORMAT_VERSION) {
+      void this.#root.close();
+      throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} has storage format ${format}; this version reads format ${FORMAT_VERSION}`);
+    }
+    if (format === undefined) meta.putSync('format', FORMAT_VERSION);
+    this.#graceMs = opts.tombstoneGraceMs;
+  }
+
+  /**
+   * Versions are strictly increasing per key and per shard run, and close to
+   * wall-clock microseconds. They order writes within one epoch; across a
+   * move the write epoch (`e`) decides, so clocks never have to agree.
+   */
+  #nextVersion(prev: number): number {
+    const v = Math.max(prev + 1, this.#lastVersion + 1, Date.now() * 1000);
+    this.#lastVersion = v;
+    return v;
+  }
+
+  /** A live value, or null for missing, deleted or expired keys. Never serves an expired value. */
+  get(key: string, now = Date.now()): StoredValue | null {
+    const r = this.lookup(key, now);
+    if (r === null || 'deleted' in r) return null;
+    return { v: r.v, ct: r.ct, ver: r.ver, x: r.x };
+  }
+
+  /**
+   * Like get(), but tells a tombstone apart from a key never seen and reports
+   * the write epoch: during a migration the router compares the records of
+   * the old and the new owner by (write epoch, version), tombstones included.
+   */
+  lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number; e: number } | null {
+    this.ops.get++;
+    const b = this.#records.get(recordKey(keyPoint(key), key));
+    if (!b) return null;
+    if (isTombstone(b) || isExpired(b, now)) return { deleted: true, ver: versionOf(b), e: epochOf(b) };
+    const r = decodeRecord(b);
+    return { v: r.v!, ct: r.ct, ver: r.ver, x: r.x, e: r.e };
+  }
+
+  /** The stored record of a key as a moved-records blob (null if absent or expired), for pulling one key ahead of a move. */
+  fetchPacked(key: string, now = Date.now()): Buffer | null {
+    const rk = recordKey(keyPoint(key), key);
+    const b = this.#records.get(rk);
+    if (!b || isExpired(b, now)) return null;
+    const w = new MovedWriter();
+    w.add(rk, b);
+    return w.finish();
+  }
+
+  /**
+   * Records with points in [lo, hi], in key order, after `after` (exclusive),
+   * at most `limit` of them and about `maxBytes` of values, packed as they
+   * are stored. Expired values are left out (they must not be copied);
+   * tombstones are included.
+   */
+  scan(lo: number, hi: number, after: [number, string] | undefined, limit: number, maxBytes: number, now = Date.now()): ScanResult {
+    const w = new MovedWriter();
+    let live = 0;
+    let bytes = 0;
+    const start = after ? successor(recordKey(after[0], after[1])) : pointBytes(lo);
+    for (const { key, value } of this.#records.getRange(this.#range(start, hi))) {
+      if (isExpired(value, now)) continue;
+      w.add(key, value);
+      if (!isTombstone(value)) {
+        live++;
+        bytes += valueLength(value);
+      }
+      if (w.count >= limit || w.bytes >= maxBytes) return { packed: w.finish(), n: w.count, live, bytes, next: cursorOf(key) };
+    }
+    return { packed: w.finish(), n: w.count, live, bytes, next: undefined };
+  }
+
+  /** A getRange option object for keys from `start` to point `hi` inclusive (lmdb-js may annotate it: a fresh one per call). */
+  #range(start: Buffer, hi: number): { start: Buffer; end?: Buffer } {
+    return hi >= 0xffffffff ? { start } : { start, end: pointBytes(hi + 1) };
+  }
+
+  /**
+   * Records (tombstones and unswept expired values included) with points in
+   * [lo, hi], counted natively by LMDB, and their value bytes estimated from
+   * the first `sample` records.
+   */
+  countRange(lo: number, hi: number, sample = 64): { keys: number; bytes: number } {
+    const keys = this.#records.getCount(this.#range(pointBytes(lo), hi));
+    if (keys === 0) return { keys: 0, bytes: 0 };
+    let sampled = 0;
+    let sampleBytes = 0;
+    for (const { value } of this.#records.getRange({ ...this.#range(pointBytes(lo), hi), limit: sample })) {
+      sampled++;
+      sampleBytes += valueLength(value);
+    }
+    return { keys, bytes: Math.round((sampleBytes / Math.max(1, sampled)) * keys) };
+  }
+
+  /**
+   * Must run inside transaction(). Put-if-newer for rebalancing: writes the
+   * moved record (as its source stored it) unless it has expired or this
+   * shard holds one written at `migrationEpoch` or later. Returns whether it
+   * was written.
+   */
+  importInTxn(rk: Buffer, rv: Buffer, migrationEpoch: number, now = Date.now()): boolean {
+    if (isExpired(rv, now)) return false;
+    // getBinaryFast: a view valid until the next read; only numbers are taken from it.
+    const old = this.#records.getBinaryFast(rk);
+    let oldX = 0;
+    if (old) {
+      if (epochOf(old) >= migrationEpoch) return false;
+      oldX = expiryOf(old);
+    }
+    // Keep the moved version; later local writes build on it.
+    const ver = versionOf(rv);
+    if (ver > this.#lastVersion) this.#lastVersion = ver;
+    this.#writeRaw(rk, oldX, rv);
+    return true;
+  }
+
+  /** Delete every record with a point in [lo, hi] (after a move commits). Returns how many. */
+  async purgeRange(lo: number, hi: number, batch = 5000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const keys: Buffer[] = [];
+      for (const k of this.#records.getKeys({ ...this.#range(pointBytes(lo), hi), limit: batch })) keys.push(k);
+      if (keys.length === 0) return total;
+      await this.#root.transaction(() => {
+        for (const k of keys) {
+          const old = this.#records.getBinaryFast(k);
+          if (old && expiryOf(old) !== 0) this.#expiry.remove(expiryKey(expiryOf(old), k));
+          this.#records.remove(k);
+        }
+      });
+      total += keys.length;
+      if (keys.length < batch) return total;
+    }
+  }
+
+  /**
+   * Run write operations in one LMDB transaction; resolves after commit.
+   * A throw inside `fn` does not roll back writes `fn` already made, so
+   * callers check every precondition before their first write (as putInTxn
+   * and delInTxn do).
+   */
+  transaction<T>(fn: () => T): Promise<T> {
+    return this.#root.transaction(fn);
+  }
+
+  #live(rk: Buffer, now: number): { rec: StoredRecord | undefined; live: boolean } {
+    const b = this.#records.get(rk);
+    if (!b) return { rec: undefined, live: false };
+    const rec = decodeRecord(b);
+    return { rec, live: rec.d !== 1 && (rec.x === 0 || rec.x > now) };
+  }
+
+  #checkPrecondition(live: boolean, rec: StoredRecord | undefined, ifMatch: number | '*' | undefined, ifNoneMatch: boolean | undefined): void {
+    if (ifNoneMatch && live) throw kvError('KV_ERR_PRECONDITION_FAILED', 'no current value', rec!.ver);
+    if (ifMatch === undefined) return;
+    if (!live) throw kvError('KV_ERR_PRECONDITION_FAILED', ifMatch, 'none');
+    if (ifMatch !== '*' && rec!.ver !== ifMatch) throw kvError('KV_ERR_PRECONDITION_FAILED', ifMatch, rec!.ver);
+  }
+
+  #writeRaw(rk: Buffer, oldX: number, rv: Buffer): void {
+    const x = expiryOf(rv);
+    if (oldX !== 0 && oldX !== x) this.#expiry.remove(expiryKey(oldX, rk));
+    this.#records.put(rk, rv);
+    if (x !== 0 && x !== oldX) this.#expiry.put(expiryKey(x, rk), ONE);
+  }
+
+  /** Must run inside transaction(). Returns the new version. */
+  putInTxn(key: string, args: PutArgs, now = Date.now()): number {
+    this.ops.put++;
+    const rk = recordKey(keyPoint(key), key);
+    const { rec: old, live } = this.#live(rk, now);
+    this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
+    const ver = this.#nextVersion(old?.ver ?? 0);
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 }));
+    return ver;
+  }
+
+  /**
+   * Must run inside transaction(). Always leaves a tombstone (even for a key
+   * this shard never saw) so a copy arriving later from an old owner cannot
+   * resurrect it. Returns whether a live value was deleted.
+   */
+  delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now(), epoch = 0): { deleted: boolean; ver: number } {
+    this.ops.del++;
+    const rk = recordKey(keyPoint(key), key);
+    const { rec: old, live } = this.#live(rk, now);
+    this.#checkPrecondition(live, old, ifMatch, undefined);
+    // A tombstone from an older epoch is renewed so a migration at a newer
+    // epoch treats this delete as newer than any copy it streams.
+    if (old?.d === 1 && old.e >= epoch) return { deleted: false, ver: old.ver };
+    const ver = this.#nextVersion(old?.ver ?? 0);
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch }));
+    return { deleted: live, ver };
+  }
+
+  /** Drop expired records and tombstones past their grace period; returns how many. */
+  async sweep(limit: number, now = Date.now()): Promise<number> {
+    const due: Buffer[] = [];
+    for (const k of this.#expiry.getKeys({ end: expiryBound(now), limit })) due.push(k);
+    if (due.length === 0) return 0;
+    await this.#root.transaction(() => {
+      for (const ek of due) {
+        const { x, rk } = expiryKeyParts(ek);
+        this.#expiry.remove(ek);
+        const rec = this.#records.getBinaryFast(rk);
+        // Only drop the record if it is still the one this index entry was for.
+        if (rec && expiryOf(rec) === x) {
+          const tomb = isTombstone(rec);
+          this.#records.remove(rk);
+          if (tomb) this.ops.tombstonesDropped++;
+          else this.ops.expired++;
+        }
+      }
+    });
+    return due.length;
+  }
+
+  stats(): StoreStats {
+    const s = this.#records.getStats() as { entryCount?: number; pageSize?: number; treeBranchPageCount?: number; treeLeafPageCount?: number; overflowPages?: number };
+    const pages = (s.treeBranchPageCount ?? 0) + (s.treeLeafPageCount ?? 0) + (s.overflowPages ?? 0);
+    const records = s.entryCount ?? 0;
+    return {
+      records,
+      bytes: pages * (s.pageSize ?? 4096),
+      ops: { ...this.ops },
+    };
+  }
+
+  /** Count live keys exactly (a full scan: for tests and small stores). */
+  countLive(now = Date.now()): number {
+    let n = 0;
+    for (const { value } of this.#records.getRange({})) {
+      if (!isTombstone(value) && !isExpired(value, now)) n++;
+    }
+    return n;
+  }
+
+  get flushed(): Promise<boolean> {
+    return this.#root.flushed;
+  }
+
+  async close(): Promise<void> {
+    await this.#root.flushed;
+    await this.#root.close();
+  }
+}
