@@ -10,7 +10,8 @@ import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { ringOf } from '../core/topology.js';
 import { runUp } from './up.js';
 import { localRedisUrl, localRouterUrl } from './local-file.js';
-import { AdminClient, listShards, printPlan, watch } from './router-client.js';
+import { RouterClient } from './router-client.js';
+import { listShards, printPlan, watch } from './rebalance-view.js';
 
 const program = new Command();
 program.name('kv').description('shardkv: a sharded key-value service').showHelpAfterError();
@@ -153,7 +154,7 @@ program.command('del').description('DELETE a key through the router').argument('
     console.log(`deleted ${key}`);
   });
 
-const admin = (o: Record<string, unknown>) => new AdminClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? process.env['KV_ADMIN_TOKEN'] });
+const admin = (o: Record<string, unknown>) => new RouterClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? process.env['KV_ADMIN_TOKEN'] });
 
 async function change(o: Record<string, unknown>, method: string, path: string, body: unknown): Promise<void> {
   const c = admin(o);

@@ -3,12 +3,11 @@
 // LMDB data under <data-dir>/<id> on fixed ports (so a restart keeps both
 // data and addresses); the router cluster. Ctrl-C stops everything in order:
 // router first (drains), then shards, then the private Redis.
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { writeFileSync, unlinkSync } from 'node:fs';
 import { LOCAL_FILE } from './local-file.js';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { Child } from '../local/child.js';
 import { startRedis, findRedisServer, type LocalRedis } from '../local/redis-server.js';
 import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
@@ -24,32 +23,15 @@ export interface UpOptions {
 
 const KV_BIN = fileURLToPath(new URL('./kv.js', import.meta.url));
 
-function prefixed(child: ChildProcess, name: string): void {
-  for (const stream of [child.stdout, child.stderr]) {
-    if (!stream) continue;
-    createInterface({ input: stream }).on('line', (line) => process.stderr.write(`[${name}] ${line}\n`));
-  }
-}
+/** A role starts in seconds; this bounds a start that hangs. */
+const READY_TIMEOUT_MS = 60_000;
+/** SIGKILL a role that has not stopped this long after SIGTERM (the router drains first). */
+const ROUTER_STOP_MS = 20_000;
+const SHARD_STOP_MS = 15_000;
 
-function spawnKv(args: string[], name: string, env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<Record<string, unknown>> } {
-  // Own process group: the terminal's Ctrl-C reaches only `kv up`, which then
-  // stops the children in order.
-  const child = spawn(process.execPath, [KV_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, detached: true });
-  prefixed(child, name);
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.on('message', (m: Record<string, unknown>) => { if (m?.['type'] === 'ready') resolve(m); });
-    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code} before it was ready (see its log above)`)));
-  });
-  return { child, ready };
-}
-
-function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), timeoutMs).unref();
-  });
+/** A `kv` child in its own process group (the terminal's Ctrl-C reaches only `kv up`, which then stops the children in order), its lines prefixed with its name. */
+function spawnKv(args: string[], name: string, env: NodeJS.ProcessEnv): Child {
+  return new Child(KV_BIN, args, { env, detached: true, onLine: (line) => process.stderr.write(`[${name}] ${line}\n`) });
 }
 
 export async function runUp(o: UpOptions): Promise<void> {
@@ -68,15 +50,15 @@ export async function runUp(o: UpOptions): Promise<void> {
   }
   const env = { ...process.env, REDIS_URL: redisUrl };
 
-  const shards: ChildProcess[] = [];
-  let router: ChildProcess | undefined;
+  const shards: Child[] = [];
+  let router: Child | undefined;
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     console.error('[up] stopping: router, then shards, then Redis');
-    if (router) await stopChild(router, 20_000);
-    await Promise.all(shards.map((c) => stopChild(c, 15_000)));
+    if (router) await router.stop(ROUTER_STOP_MS);
+    await Promise.all(shards.map((c) => c.stop(SHARD_STOP_MS)));
     if (localRedis) await localRedis.stop();
     try { unlinkSync(path.join(dataDir, LOCAL_FILE)); } catch { /* never written */ }
     process.exit(code);
@@ -98,8 +80,8 @@ export async function runUp(o: UpOptions): Promise<void> {
         const n = /^s(\d{1,2})$/.exec(id);
         const ports = n ? ['--data-port', String(o.shardBasePort + Number(n[1])), '--admin-port', String(o.shardBasePort + 100 + Number(n[1]))] : [];
         const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dataDir, id), ...ports], id, env);
-        shards.push(s.child);
-        return s.ready;
+        shards.push(s);
+        return s.ready(READY_TIMEOUT_MS);
       });
       info.push(...(await Promise.all(started)));
       const t = await initTopology(store, ids, { waitMs: 5000 });
@@ -108,10 +90,9 @@ export async function runUp(o: UpOptions): Promise<void> {
       redis.disconnect();
     }
 
-    const r = spawnKv(['router', 'start', '--port', String(o.port), ...(o.workers ? ['--workers', String(o.workers)] : [])], 'router', env);
-    router = r.child;
-    const ready = await r.ready;
-    for (const c of [...shards, router]) c.once('exit', (code, sig) => { if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${sig})`); });
+    router = spawnKv(['router', 'start', '--port', String(o.port), ...(o.workers ? ['--workers', String(o.workers)] : [])], 'router', env);
+    const ready = await router.ready(READY_TIMEOUT_MS);
+    for (const c of [...shards, router]) void c.exited().then(({ code, signal }) => { if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${signal})`); });
 
     const base = `http://127.0.0.1:${String(ready['port'])}`;
     // Let other `kv` commands run from this directory find this system.

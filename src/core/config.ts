@@ -10,12 +10,13 @@ export const LIMIT_DEFAULTS = {
   maxValueBytes: 1024 * 1024,
   maxTtlSeconds: 10 * 365 * 24 * 3600,
   maxContentTypeBytes: 255,
-  maxBatchOps: 1000,
   maxFrameBytes: 64 * 1024 * 1024,
 };
 
 export const ROUTER_DEFAULTS = {
   ...LIMIT_DEFAULTS,
+  /** Most operations in one POST /v1/kv/_batch. */
+  maxBatchOps: 1000,
   host: '127.0.0.1',
   port: 8080,
   workers: os.availableParallelism(),
@@ -74,6 +75,8 @@ export const SHARD_DEFAULTS = {
 };
 
 export type Limits = typeof LIMIT_DEFAULTS;
+/** What the batch API checks: the shared limits plus the batch size. */
+export type BatchLimits = Limits & { readonly maxBatchOps: number };
 export type RouterConfig = Readonly<typeof ROUTER_DEFAULTS>;
 export type ShardConfig = Readonly<typeof SHARD_DEFAULTS>;
 

@@ -40,7 +40,8 @@ export interface Migration {
 export interface Topology {
   readonly epoch: number;
   readonly shards: readonly TopologyShard[];
-  readonly migration?: Migration;
+  /** Absent (or undefined while a change drops it) outside a migration. */
+  readonly migration?: Migration | undefined;
   readonly updatedAt: number;
 }
 

@@ -3,7 +3,7 @@
 // 404/405 for unknown routes and methods. Nothing here ever answers 500 for a
 // client's mistake.
 import type { FastifyInstance, FastifyError, FastifyRequest, FastifyReply } from 'fastify';
-import { KvError, kvError, ERRORS } from '../core/errors.js';
+import { KvError, kvError } from '../core/errors.js';
 
 export interface RouteMethods {
   /** Returns the methods allowed on a path, or undefined when no route has it. */
@@ -68,5 +68,3 @@ export function bodyBytes(body: unknown): Uint8Array {
   if (body instanceof Uint8Array) return body;
   throw kvError('KV_ERR_BAD_REQUEST', 'body could not be read as bytes');
 }
-
-export const STATUS_OF = Object.fromEntries(Object.entries(ERRORS).map(([k, v]) => [k, v.status]));

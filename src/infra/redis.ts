@@ -2,7 +2,7 @@
 // store. Commands fail fast: while Redis is away a command waits in the
 // offline queue at most `redisCommandTimeoutMs`, then rejects, so an outage
 // shows up as a clear 503 instead of piling up requests.
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import { backoffMs } from '../core/backoff.js';
 
 export interface RedisSettings {
@@ -12,16 +12,16 @@ export interface RedisSettings {
 
 const ERROR_LOG_INTERVAL_MS = 10_000;
 
-export function createRedis(cfg: RedisSettings, extra: RedisOptions = {}): Redis {
+/** Commands fail fast; `subscriber`: a SUBSCRIBE connection, which blocks by design (no command timeout, no retry limit). */
+export function createRedis(cfg: RedisSettings, o: { subscriber?: boolean } = {}): Redis {
   const client = new Redis(cfg.redisUrl, {
-    commandTimeout: cfg.redisCommandTimeoutMs,
-    maxRetriesPerRequest: 1,
+    maxRetriesPerRequest: o.subscriber ? null : 1,
+    ...(o.subscriber ? {} : { commandTimeout: cfg.redisCommandTimeoutMs }),
     enableOfflineQueue: true,
     connectTimeout: 2000,
     // Reconnect after 50 ms doubling up to 2 s.
-    retryStrategy: (times) => backoffMs(times, 50, 2000),
+    retryStrategy: (times: number) => backoffMs(times, 50, 2000),
     lazyConnect: false,
-    ...extra,
   });
   // Callers see failures as rejected commands; here we only keep a reconnect
   // storm from flooding the log (one line per outage window).
@@ -37,7 +37,7 @@ export function createRedis(cfg: RedisSettings, extra: RedisOptions = {}): Redis
 
 /** A connection for SUBSCRIBE: no command timeout (it blocks by design). */
 export function createSubscriber(cfg: RedisSettings): Redis {
-  return createRedis(cfg, { commandTimeout: undefined, maxRetriesPerRequest: null });
+  return createRedis(cfg, { subscriber: true });
 }
 
 export function keys(prefix: string) {

@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { mkdirSync } from 'node:fs';
+import { waitUntil } from './wait.js';
 
 export interface LocalRedis {
   readonly url: string;
@@ -28,21 +29,22 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => {
-        s.write('PING\r\n');
-      });
-      s.once('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
-      s.once('error', () => resolve(false));
+/** One PING on a fresh connection: true when it answers PONG. */
+function pings(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => {
+      s.write('PING\r\n');
     });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`redis-server did not answer on port ${port} within ${timeoutMs} ms`);
+    s.once('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
+  await waitUntil(() => pings(port), {
+    timeoutMs, what: `redis-server answering on port ${port}`,
+    giveUp: () => (child.exitCode !== null ? `redis-server exited with code ${child.exitCode}` : undefined),
+  });
 }
 
 export interface StartRedisOptions {

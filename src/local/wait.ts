@@ -7,6 +7,8 @@ export interface WaitOptions {
   readonly intervalMs?: number;
   /** What is awaited, for the timeout's message. */
   readonly what?: string;
+  /** Checked before each try: a reason to stop waiting at once (e.g. the process exited), or undefined. */
+  readonly giveUp?: () => string | undefined;
 }
 
 /**
@@ -18,6 +20,8 @@ export async function waitUntil<T>(probe: () => T | undefined | false | Promise<
   const deadline = Date.now() + o.timeoutMs;
   let lastError: unknown;
   for (;;) {
+    const reason = o.giveUp?.();
+    if (reason !== undefined) throw new Error(`gave up waiting for ${o.what ?? 'condition'}: ${reason}`);
     try {
       const v = await probe();
       if (v !== undefined && v !== false) return v;

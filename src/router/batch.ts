@@ -5,7 +5,7 @@
 // spanning shards is not atomic.
 import { kvError, KvError, toWire } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
-import type { Limits } from '../core/config.js';
+import type { BatchLimits, Limits } from '../core/config.js';
 import { validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../core/validate.js';
 import type { Forwarder } from './forwarder.js';
 
@@ -30,7 +30,7 @@ export interface BatchResult {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export function parseBatch(body: Uint8Array, limits: Limits): BatchOp[] {
+export function parseBatch(body: Uint8Array, limits: BatchLimits): BatchOp[] {
   let doc: unknown;
   try {
     doc = JSON.parse(utf8.decode(body));

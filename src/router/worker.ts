@@ -5,9 +5,13 @@
 // keep-alive connections are not cut at once: clients honour the
 // `Keep-Alive: timeout` hint and close them first, so no request is lost.
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Socket } from 'node:net';
 import type { RouterConfig } from '../core/config.js';
 import { buildRouter } from './app.js';
+
+/** How often a draining worker looks whether its connections are gone. */
+const DRAIN_POLL_MS = 50;
 
 export type WorkerMessage =
   | { type: 'ready'; pid: number; port: number; workerId: string }
@@ -33,7 +37,7 @@ export async function runWorker(config: RouterConfig): Promise<void> {
     while (sockets.size > 0 && Date.now() < deadline) {
       // Idle sockets past the keep-alive window are closed by the client or
       // by Node's own keepAliveTimeout; busy ones finish their response.
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(DRAIN_POLL_MS);
     }
     for (const s of sockets) s.destroy();
     await app.close().catch(() => undefined);

@@ -3,6 +3,7 @@
 // deregisters and shuts everything down in order.
 import net from 'node:net';
 import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { FastifyInstance } from 'fastify';
 import type { ShardConfig } from '../core/config.js';
@@ -90,7 +91,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
     if (closed) return;
     try {
       // Keep going while whole batches come back, but yield between them.
-      while (!closed && (await store.sweep(config.sweepBatch)) === config.sweepBatch) await new Promise((r) => setImmediate(r));
+      while (!closed && (await store.sweep(config.sweepBatch)) === config.sweepBatch) await yieldToLoop();
     } catch (err) {
       admin.log.error({ err }, 'sweep failed');
     }

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseBatch, type BatchOp } from '../../src/router/batch.js';
-import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
+import { LIMIT_DEFAULTS, type BatchLimits } from '../../src/core/config.js';
 import { KvError } from '../../src/core/errors.js';
 import { thrownKvError } from '../helpers/errors.js';
 
-const LIMITS: Limits = { ...LIMIT_DEFAULTS };
+const LIMITS: BatchLimits = { ...LIMIT_DEFAULTS, maxBatchOps: 1000 };
 const enc = new TextEncoder();
 const body = (doc: unknown): Uint8Array => enc.encode(JSON.stringify(doc));
 
