@@ -29,7 +29,7 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
     stream: process.stderr,
   }, cliProgress.Presets.shades_classic);
   const byStream = new Map<string, cliProgress.SingleBar>();
-  let last: StatusView = { job: null };
+  let last: StatusView;
   let lastState = '';
   const started = Date.now();
   try {

@@ -11,8 +11,6 @@ import { RebalanceStore } from '../rebalance/job-store.js';
 import { Forwarder } from './forwarder.js';
 import { WorkerPool, type PrimaryEvent } from './worker-pool.js';
 
-export type { PrimaryEvent } from './worker-pool.js';
-
 /** Start this primary's coordinator; returns how to stop it. */
 async function startCoordinator(config: RouterConfig, log: (msg: string) => void): Promise<() => Promise<void>> {
   const redis = createRedis(config);

@@ -209,8 +209,8 @@ export class Store {
       await this.#root.transaction(() => {
         for (const k of keys) {
           const old = this.#records.getBinaryFast(k);
-          if (old && expiryOf(old) !== 0) this.#expiry.remove(expiryKey(expiryOf(old), k));
-          this.#records.remove(k);
+          if (old && expiryOf(old) !== 0) void this.#expiry.remove(expiryKey(expiryOf(old), k));
+          void this.#records.remove(k);
         }
       });
       total += keys.length;
@@ -242,11 +242,13 @@ export class Store {
     if (ifMatch !== '*' && rec!.ver !== ifMatch) throw kvError('KV_ERR_PRECONDITION_FAILED', ifMatch, rec!.ver);
   }
 
+  // Inside a transaction callback lmdb-js applies put/remove at once; the
+  // promises they return settle with the commit, which the caller awaits.
   #writeRaw(rk: Buffer, oldX: number, rv: Buffer): void {
     const x = expiryOf(rv);
-    if (oldX !== 0 && oldX !== x) this.#expiry.remove(expiryKey(oldX, rk));
-    this.#records.put(rk, rv);
-    if (x !== 0 && x !== oldX) this.#expiry.put(expiryKey(x, rk), ONE);
+    if (oldX !== 0 && oldX !== x) void this.#expiry.remove(expiryKey(oldX, rk));
+    void this.#records.put(rk, rv);
+    if (x !== 0 && x !== oldX) void this.#expiry.put(expiryKey(x, rk), ONE);
   }
 
   /** Must run inside transaction(). Returns the new version. */
@@ -286,12 +288,12 @@ export class Store {
     await this.#root.transaction(() => {
       for (const ek of due) {
         const { x, rk } = expiryKeyParts(ek);
-        this.#expiry.remove(ek);
+        void this.#expiry.remove(ek);
         const rec = this.#records.getBinaryFast(rk);
         // Only drop the record if it is still the one this index entry was for.
         if (rec && expiryOf(rec) === x) {
           const tomb = isTombstone(rec);
-          this.#records.remove(rk);
+          void this.#records.remove(rk);
           if (tomb) this.ops.tombstonesDropped++;
           else this.ops.expired++;
         }
