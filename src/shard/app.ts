@@ -10,12 +10,12 @@ import type { ShardConfig } from '../core/config.js';
 import { createRedis, createSubscriber } from '../infra/redis.js';
 import { TopologyStore } from '../infra/topology-store.js';
 import { TopologyWatcher } from '../infra/topology-watcher.js';
-import { EMPTY_TOPOLOGY, nextEpoch, ringOf, shardById, type Topology } from '../core/topology.js';
+import { nextEpoch, ringOf, shardById, type Topology } from '../core/topology.js';
 import { Ring } from '../core/ring.js';
 import { Store } from './store.js';
 import { FrameHandler, type OwnershipView } from './frame-handler.js';
 import { createDataServer } from './data-server.js';
-import { buildAdmin } from './http-port.js';
+import { buildShardHttp } from './http-port.js';
 
 export interface ShardAddresses {
   readonly dataAddr: string;
@@ -27,7 +27,8 @@ export interface ShardAddresses {
 export interface Shard {
   readonly config: ShardConfig;
   readonly store: Store;
-  readonly admin: FastifyInstance;
+  /** The HTTP port: health, stats, debug /kv. */
+  readonly http: FastifyInstance;
   readonly topologyStore: TopologyStore;
   view(): OwnershipView;
   start(): Promise<ShardAddresses>;
@@ -51,9 +52,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
   const watcher = new TopologyWatcher(topologyStore, createSubscriber(config), config.topologyPollMs);
 
   let view: OwnershipView = { epoch: 0, ring: new Ring([]) };
-  let topology: Topology = EMPTY_TOPOLOGY;
   watcher.on('change', (t: Topology) => {
-    topology = t;
     view = { epoch: t.epoch, ring: ringOf(t), prevRing: t.migration ? Ring.of(t.migration.prev) : undefined, frozen: t.migration?.phase === 'freeze' };
   });
 
@@ -76,7 +75,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
     adminAddr: addrs?.adminAddr,
     pid: process.pid,
   });
-  const admin = buildAdmin({ config, store, status });
+  const http = buildShardHttp({ config, store, status });
 
   let heartbeat: NodeJS.Timeout | undefined;
   let sweeper: NodeJS.Timeout | undefined;
@@ -93,19 +92,19 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
       // Keep going while whole batches come back, but yield between them.
       while (!closed && (await store.sweep(config.sweepBatch)) === config.sweepBatch) await yieldToLoop();
     } catch (err) {
-      admin.log.error({ err }, 'sweep failed');
+      http.log.error({ err }, 'sweep failed');
     }
     if (!closed) sweeper = setTimeout(sweep, config.sweepIntervalMs).unref();
   };
 
   return {
-    config, store, admin, topologyStore,
+    config, store, http, topologyStore,
     view: () => view,
     async start() {
       const host = config.advertiseHost || config.host;
       const dataPort = await dataServer.listen(config.dataPort, config.host);
-      await admin.listen({ port: config.adminPort, host: config.host });
-      const adminPort = (admin.server.address() as net.AddressInfo).port;
+      await http.listen({ port: config.adminPort, host: config.host });
+      const adminPort = (http.server.address() as net.AddressInfo).port;
       const fmt = (p: number) => (host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`);
       addrs = { dataAddr: fmt(dataPort), adminAddr: fmt(adminPort), dataPort, adminPort };
       await watcher.start();
@@ -118,10 +117,9 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
       });
       await watcher.refresh();
       await register();
-      heartbeat = setInterval(() => { register().catch((err: Error) => admin.log.warn({ err }, 'heartbeat failed')); }, config.heartbeatMs);
+      heartbeat = setInterval(() => { register().catch((err: Error) => http.log.warn({ err }, 'heartbeat failed')); }, config.heartbeatMs);
       heartbeat.unref();
       sweeper = setTimeout(sweep, config.sweepIntervalMs).unref();
-      void topology;
       return addrs;
     },
     async close() {
@@ -131,7 +129,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
       if (sweeper) clearTimeout(sweeper);
       await topologyStore.deregister(config.id).catch(() => undefined);
       await dataServer.close(DRAIN_TIMEOUT_MS);
-      await admin.close();
+      await http.close();
       await watcher.close();
       redis.disconnect();
       await store.close();

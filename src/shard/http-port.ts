@@ -1,6 +1,7 @@
-// The shard's HTTP admin port: health, stats, and a plain /kv/:key that reads
-// and writes this shard's store directly, without ring checks. It is meant for
-// debugging and for the nginx comparison benchmark, not for clients.
+// The shard's HTTP port (called its admin port in the options: adminPort,
+// adminAddr): health, stats, and a plain /kv/:key that reads and writes this
+// shard's store directly, without ring checks. It is meant for debugging and
+// for the nginx comparison benchmark, not for clients.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { installHttpBasics, bodyBytes, frameworkErrors } from '../infra/http.js';
 import { decodeKeyFromPath, validateKey, validateValue, validateContentType, parseTtl, etag } from '../core/validate.js';
@@ -8,7 +9,7 @@ import { kvError } from '../core/errors.js';
 import type { ShardConfig } from '../core/config.js';
 import type { Store } from './store.js';
 
-export interface AdminDeps {
+export interface ShardHttpDeps {
   readonly config: ShardConfig;
   readonly store: Store;
   status(): Record<string, unknown>;
@@ -21,7 +22,7 @@ function keyOf(url: string, cfg: ShardConfig): string {
   return validateKey(decodeKeyFromPath(path.slice(KV_PREFIX.length)), cfg);
 }
 
-export function buildAdmin(deps: AdminDeps): FastifyInstance {
+export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
   const { config: cfg, store } = deps;
   const app = Fastify({ logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel }, logController: new LogController({ disableRequestLogging: true }), bodyLimit: cfg.maxValueBytes + 1024, frameworkErrors });
   installHttpBasics(app, (path) => {
