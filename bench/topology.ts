@@ -5,7 +5,6 @@
 // registered with the Cleanup as soon as it exists; Cleanup.run() tears them
 // down in order (router drains first, then shards, then Redis) and removes
 // the data dirs.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,14 +59,19 @@ export interface TopologyOptions {
   readonly routerSets?: readonly string[];
 }
 
+/** What killNow() can reach: a Child, a ChildProcess, or anything else with a kill(). */
+export interface Killable {
+  kill(signal: NodeJS.Signals): unknown;
+}
+
 /** Cleanup steps, run once, newest first, plus a last-resort kill list. */
 export class Cleanup {
   readonly #steps: Array<{ name: string; fn: () => Promise<void> | void }> = [];
-  readonly #children = new Set<Child | ChildProcess>();
+  readonly #children = new Set<Killable>();
   #ran: Promise<void> | undefined;
 
   /** Remember a child so killNow() can reach it even if the orderly stop never ran. */
-  track(child: Child | ChildProcess): void {
+  track(child: Killable): void {
     this.#children.add(child);
   }
 
