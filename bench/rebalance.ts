@@ -333,14 +333,6 @@ async function recordsPerShard(shards: readonly ShardProcess[]): Promise<Record<
   return out;
 }
 
-// ---------------------------------------------------------------- output
-
-function fmtTable(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
-}
-
 // ---------------------------------------------------------------- the steps
 
 /** What setUp() leaves running: s1..s3 loaded and in the ring, s4 registered but empty. */
@@ -561,6 +553,14 @@ async function verify(c: Cluster): Promise<Check> {
   });
   const recordsAfter = await recordsPerShard([...c.topo.shards, c.s4]);
   return { sampled: sample.length, bad, recordsAfter };
+}
+
+// ---------------------------------------------------------------- output
+
+function fmtTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
 }
 
 /** The foreground's windows, its per-second rows, and the p99 ratio the target is about. */
