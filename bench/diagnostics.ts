@@ -2,7 +2,7 @@
 // batches (requests per frame on its shard connections, retries) and how many
 // Redis commands the data path costs.
 import { createRedis } from '../src/infra/redis.js';
-import { request } from './http-client.js';
+import { get } from '../dev/http.js';
 
 export interface RouterCounters {
   /** Worker pids that answered. */
@@ -25,9 +25,9 @@ interface WorkerStats {
 export async function routerCounters(url: string, workers: number): Promise<RouterCounters> {
   const seen = new Map<number, WorkerStats>();
   for (let i = 0; i < workers * 8 && seen.size < workers; i++) {
-    const res = await request(`${url}/v1/stats`, { headers: { connection: 'close' } });
+    const res = await get(`${url}/v1/stats`, { fresh: true });
     if (res.status !== 200) continue;
-    const s = JSON.parse(res.body.toString('utf8')) as WorkerStats;
+    const s = res.json<WorkerStats>();
     seen.set(s.pid, s);
   }
   let frames = 0;

@@ -23,7 +23,8 @@ import path from 'node:path';
 import { ringOf, type Topology } from '../src/core/topology.js';
 import { startTopology, Cleanup, runBench, type BenchTopology } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
-import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
+import { request, get, getJson, forEachLimit } from '../dev/http.js';
+import { bulkLoad } from '../dev/bulk-load.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier, type TierSample } from './proc.js';
 import { envInt, envBool, machineInfo, RESULTS_DIR } from './settings.js';
 import { routerCounters, redisCommandCalls, commandDelta, type RouterCounters } from './diagnostics.js';
@@ -181,34 +182,23 @@ async function runTarget(t: Target, tiers: Tier[], topo: BenchTopology): Promise
   };
 }
 
-async function preloadRouter(routerUrl: string): Promise<void> {
+async function preloadRouter(routerUrl: string, keys: readonly string[]): Promise<void> {
   // Through the router's batch API: 1000 ops per call, a few calls in flight.
-  const batches: string[][] = [];
-  for (let i = 0; i < settings.keys; i += 1000) {
-    batches.push(Array.from({ length: Math.min(1000, settings.keys - i) }, (_, j) => keyName('key-', i + j)));
-  }
   const value = VALUE.toString('latin1');
-  await forEachLimit(batches, 4, async (keys) => {
-    const body = JSON.stringify({ ops: keys.map((key) => ({ op: 'put', key, value })) });
-    const res = await request(`${routerUrl}/v1/kv/_batch`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
-    if (res.status !== 200) throw new Error(`preload: batch answered ${res.status}: ${res.body.toString('utf8').slice(0, 300)}`);
-    const { results } = JSON.parse(res.body.toString('utf8')) as { results: Array<{ key: string; status: number; code?: string }> };
-    const bad = results.filter((x) => x.status !== 204);
-    if (bad.length > 0) throw new Error(`preload: ${bad.length} puts failed, e.g. ${JSON.stringify(bad[0])}`);
-  });
+  await bulkLoad(routerUrl, { keys, value: () => value, batch: 1000, concurrency: 4 });
 }
 
 async function preloadNginx(nginxUrl: string, prefix: string): Promise<string[]> {
   const keys = Array.from({ length: settings.keys }, (_, i) => keyName(prefix, i));
   await forEachLimit(keys, settings.connections, async (key) => {
-    const res = await request(`${nginxUrl}/kv/${encodeURIComponent(key)}`, { method: 'PUT', body: VALUE, headers: { 'content-type': 'application/octet-stream' } });
-    if (res.status !== 204) throw new Error(`nginx preload of ${key}: ${res.status} ${res.body.toString('utf8').slice(0, 200)}`);
+    const res = await request('PUT', `${nginxUrl}/kv/${encodeURIComponent(key)}`, { body: VALUE, headers: { 'content-type': 'application/octet-stream' } });
+    if (res.status !== 204) throw new Error(`nginx preload of ${key}: ${res.status} ${res.text.slice(0, 200)}`);
   });
   return keys;
 }
 
 async function expectValue(url: string): Promise<void> {
-  const res = await request(url);
+  const res = await get(url);
   if (res.status !== 200 || !res.body.equals(VALUE)) throw new Error(`check GET ${url}: ${res.status}, ${res.body.length} bytes, not the preloaded value`);
 }
 
@@ -230,15 +220,14 @@ async function main(cleanup: Cleanup): Promise<void> {
   const machine = machineInfo();
   log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.connections} connections, ${settings.durationS} s per target (+${settings.warmupS} s warm-up), ${settings.routerWorkers} router workers`);
   const topo = await startTopology({ shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, verbose, nodeArgs }, cleanup);
-  cleanup.add('http client', () => closeClient());
   log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${topo.router.url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
 
   log(`preloading ${settings.keys} keys of ${settings.valueBytes} bytes through the router`);
-  await preloadRouter(topo.router.url);
   const routerKeys = Array.from({ length: settings.keys }, (_, i) => keyName('key-', i));
+  await preloadRouter(topo.router.url, routerKeys);
 
   // Which keys the first shard owns, from the router's own view of the ring.
-  const t = await requestJson<Topology>(`${topo.router.url}/v1/topology`);
+  const t = await getJson<Topology>(`${topo.router.url}/v1/topology`);
   const ring = ringOf(t);
   const shard = topo.shards[0]!;
   const shardKeys = routerKeys.filter((k) => ring.ownerOf(k) === shard.id);

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { freePort } from '../src/local/redis-server.js';
+import { waitUntil } from '../src/local/wait.js';
 import type { Cleanup } from './topology.js';
 import { childrenOf } from './proc.js';
 
@@ -61,18 +62,19 @@ ${upstreams.map((u) => `    server ${u};`).join('\n')}
 `;
 }
 
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`nginx did not listen on ${port} within ${timeoutMs} ms`);
+  const seen = await waitUntil(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return 'exited';
+    return (await accepts(port)) && 'listening';
+  }, { timeoutMs, intervalMs: 25, what: `nginx listening on ${port}` });
+  if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`);
 }
 
 export async function startNginx(bin: string, dir: string, workers: number, upstreams: readonly string[], cleanup: Cleanup): Promise<NginxProcess> {

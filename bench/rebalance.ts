@@ -39,10 +39,12 @@
 import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createRedis } from '../src/infra/redis.js';
 import type { Job } from '../src/rebalance/job.js';
 import { startTopology, startShard, Cleanup, runBench, type BenchTopology, type ShardProcess } from './topology.js';
-import { request, requestJson, forEachLimit, closeClient } from './http-client.js';
+import { request, get, getJson, forEachLimit } from '../dev/http.js';
+import { bulkLoad } from '../dev/bulk-load.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
 import { envInt, envIntOptional, envBool, machineInfo, RESULTS_DIR } from './settings.js';
 
@@ -79,7 +81,6 @@ const TARGETS = { keysPerSec: 100_000, p99Ratio: 3 };
 const verbose = envBool('BENCH_VERBOSE');
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const json = { 'content-type': 'application/json' };
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
@@ -89,25 +90,21 @@ const keyName = (i: number) => `key-${String(i).padStart(7, '0')}`;
 
 // ---------------------------------------------------------------- load
 
-async function bulkLoad(routerUrl: string): Promise<{ seconds: number; keysPerSec: number }> {
+async function loadKeys(routerUrl: string): Promise<{ seconds: number; keysPerSec: number }> {
   const t0 = Date.now();
-  const batches = Math.ceil(settings.keys / 1000);
   const value = VALUE.toString('latin1');
-  let done = 0;
   let nextReport = 0.1;
-  await forEachLimit(Array.from({ length: batches }, (_, b) => b), settings.loadConcurrency, async (b) => {
-    const from = b * 1000;
-    const ops = Array.from({ length: Math.min(1000, settings.keys - from) }, (_, j) => ({ op: 'put', key: keyName(from + j), value }));
-    const res = await request(`${routerUrl}/v1/kv/_batch`, { method: 'POST', body: JSON.stringify({ ops }), headers: json, timeoutMs: 60_000 });
-    if (res.status !== 200) throw new Error(`load: batch answered ${res.status}: ${res.body.toString('utf8').slice(0, 300)}`);
-    const { results } = JSON.parse(res.body.toString('utf8')) as { results: Array<{ status: number; code?: string }> };
-    const bad = results.filter((x) => x.status !== 204);
-    if (bad.length > 0) throw new Error(`load: ${bad.length} puts failed, e.g. ${JSON.stringify(bad[0])}`);
-    done += ops.length;
-    if (done / settings.keys >= nextReport) {
-      log(`  loaded ${done} keys (${Math.round(done / ((Date.now() - t0) / 1000))} keys/s)`);
-      nextReport += 0.1;
-    }
+  await bulkLoad(routerUrl, {
+    keys: Array.from({ length: settings.keys }, (_, i) => keyName(i)),
+    value: () => value,
+    batch: 1000,
+    concurrency: settings.loadConcurrency,
+    onProgress: (done) => {
+      if (done / settings.keys >= nextReport) {
+        log(`  loaded ${done} keys (${Math.round(done / ((Date.now() - t0) / 1000))} keys/s)`);
+        nextReport += 0.1;
+      }
+    },
   });
   const seconds = (Date.now() - t0) / 1000;
   return { seconds: round(seconds, 2), keysPerSec: Math.round(settings.keys / seconds) };
@@ -332,55 +329,102 @@ async function readJob(redisUrl: string): Promise<Job> {
 
 async function recordsPerShard(shards: readonly ShardProcess[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const s of shards) out[s.id] = (await requestJson<{ records: number }>(`http://${s.adminAddr}/stats`)).records;
+  for (const s of shards) out[s.id] = (await getJson<{ records: number }>(`http://${s.adminAddr}/stats`)).records;
   return out;
 }
 
-// ---------------------------------------------------------------- output
+// ---------------------------------------------------------------- the steps
 
-function fmtTable(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+/** What setUp() leaves running: s1..s3 loaded and in the ring, s4 registered but empty. */
+interface Cluster {
+  readonly topo: BenchTopology;
+  readonly url: string;
+  readonly s4: ShardProcess;
+  readonly load: { seconds: number; keysPerSec: number };
+  readonly recordsBefore: Record<string, number>;
 }
 
-async function main(cleanup: Cleanup): Promise<void> {
-  const startedAt = new Date();
-  const machine = machineInfo();
-  log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.keys} keys of ${settings.valueBytes} B, router ${routerSets.join(' ')}`);
+interface Peak {
+  readonly max: Awaited<ReturnType<typeof measureMax>>;
+  /** The foreground's fixed overall rate (BENCH_FG_PCT % of the peak) and its connections. */
+  readonly fgRate: number;
+  readonly fgConnections: number;
+}
+
+/** The fixed-rate foreground, running; its "before" window is behind it. */
+interface Foreground {
+  readonly rec: Recorder;
+  readonly inst: autocannon.Instance;
+  readonly done: Promise<autocannon.Result>;
+  readonly tiers: readonly Tier[];
+  /** CPU at the start and end of the "before" window (the end is also the move's start). */
+  readonly snapBefore: Snapshot;
+  readonly snapMoveStart: Snapshot;
+}
+
+/** What the move step saw: the POST's answer, the polled timeline and CPU snapshots. */
+interface MoveRun {
+  readonly jobId: string;
+  readonly plan: Record<string, unknown>;
+  readonly planMs: number;
+  readonly timeline: Array<{ tMs: number; state: string; keysDone: number; bytesDone: number }>;
+  /** Taken when the job entered and left the streaming state. */
+  readonly streamStart: Snapshot | undefined;
+  readonly streamEnd: Snapshot | undefined;
+  readonly snapMoveEnd: Snapshot;
+  /** The last GET /v1/admin/rebalance answer. */
+  readonly lastView: RebalanceView | undefined;
+}
+
+interface Check {
+  readonly sampled: number;
+  readonly bad: string[];
+  readonly recordsAfter: Record<string, number>;
+}
+
+/** Setup: the topology, BENCH_KEYS keys through the batch API, then s4 (registered, not in the ring). */
+async function setUp(cleanup: Cleanup): Promise<Cluster> {
   const topoOpts = { shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, verbose, nodeArgs, routerSets };
   const topo = await startTopology(topoOpts, cleanup);
-  cleanup.add('http client', () => closeClient());
   const url = topo.router.url;
   log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
 
   log(`loading ${settings.keys} keys through POST /v1/kv/_batch (1000 per batch, ${settings.loadConcurrency} in flight)`);
-  const load = await bulkLoad(url);
+  const load = await loadKeys(url);
   const recordsBefore = await recordsPerShard(topo.shards);
   log(`loaded in ${load.seconds} s (${load.keysPerSec} keys/s); records ${JSON.stringify(recordsBefore)}`);
 
   const s4 = await startShard(settings.newShard, topo.dir, topo.redis.url, topoOpts, cleanup);
-  const listed = await requestJson<{ shards: Array<{ id: string; state: string }> }>(`${url}/v1/admin/shards`);
+  const listed = await getJson<{ shards: Array<{ id: string; state: string }> }>(`${url}/v1/admin/shards`);
   if (!listed.shards.some((s) => s.id === s4.id && s.state === 'available')) throw new Error(`${s4.id} is not listed as available: ${JSON.stringify(listed)}`);
   log(`${s4.id} registered (pid ${s4.pid}), not in the ring yet`);
+  return { topo, url, s4, load, recordsBefore };
+}
 
+/** Peak: the closed-loop maximum, and the foreground rate that follows from it. */
+async function measurePeak(url: string): Promise<Peak> {
   log(`peak: ${settings.maxConnections} connections, 50% GET / 50% PUT, ${settings.warmupS} s warm-up + ${settings.maxS} s`);
   const max = await measureMax(url);
   if (aborted) throw new Error('aborted');
   const fgRate = Math.max(1, Math.round((max.reqPerSec * settings.fgPct) / 100));
-  log(`peak ${max.reqPerSec} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors}, non-2xx ${max.non2xx}); foreground at ${settings.fgPct}%: ${fgRate} req/s over ${Math.min(settings.fgConnections, fgRate)} connections`);
+  const fgConnections = Math.min(settings.fgConnections, fgRate);
+  log(`peak ${max.reqPerSec} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors}, non-2xx ${max.non2xx}); foreground at ${settings.fgPct}%: ${fgRate} req/s over ${fgConnections} connections`);
+  return { max, fgRate, fgConnections };
+}
 
-  const tiers = tiersFor(topo, s4);
+/** Foreground: start the fixed-rate load, warm up, then the "before" window. */
+async function startForeground(c: Cluster, peak: Peak): Promise<Foreground> {
+  const tiers = tiersFor(c.topo, c.s4);
   const rec = new Recorder();
-  const fg = autocannon({
-    url, connections: settings.fgConnections, overallRate: fgRate, timeout: 10,
+  const inst = autocannon({
+    url: c.url, connections: settings.fgConnections, overallRate: peak.fgRate, timeout: 10,
     duration: settings.warmupS + settings.baselineS + settings.moveTimeoutS + settings.afterS + 30,
     requests: [mixedRequest()],
   });
-  current = fg;
-  fg.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => rec.response(status, ms));
-  fg.on('reqError', () => rec.error());
-  const fgDone = Promise.resolve(fg);
+  current = inst;
+  inst.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => rec.response(status, ms));
+  inst.on('reqError', () => rec.error());
+  const done = Promise.resolve(inst);
 
   await sleep(settings.warmupS * 1000);
   rec.phase('before');
@@ -389,19 +433,25 @@ async function main(cleanup: Cleanup): Promise<void> {
   await sleep(settings.baselineS * 1000);
   if (aborted) throw new Error('aborted');
   const snapMoveStart = snapshot(tiers);
+  return { rec, inst, done, tiers, snapBefore, snapMoveStart };
+}
+
+/** Move: POST the new shard, poll the job until it is done; CPU snapshots when streaming starts and ends. */
+async function moveShard(c: Cluster, fg: Foreground): Promise<MoveRun> {
+  const { rec, tiers, snapMoveStart } = fg;
   rec.phase('during', 'planned');
 
   // The POST plans the job: it counts the moving keys on every source before it answers.
   const postT0 = process.hrtime.bigint();
-  const post = await request(`${url}/v1/admin/shards`, { method: 'POST', body: JSON.stringify({ id: s4.id }), headers: json, timeoutMs: 60_000 });
+  const post = await request('POST', `${c.url}/v1/admin/shards`, { body: JSON.stringify({ id: c.s4.id }), headers: json, timeoutMs: 60_000 });
   const planMs = round(Number(process.hrtime.bigint() - postT0) / 1e6);
-  if (post.status !== 202) throw new Error(`POST /v1/admin/shards: ${post.status} ${post.body.toString('utf8')}`);
-  const { job: created, plan } = JSON.parse(post.body.toString('utf8')) as { job: { id: string }; plan: Record<string, unknown> };
+  if (post.status !== 202) throw new Error(`POST /v1/admin/shards: ${post.status} ${post.text}`);
+  const { job: created, plan } = post.json<{ job: { id: string }; plan: Record<string, unknown> }>();
   log(`job ${created.id} planned in ${planMs} ms: ${JSON.stringify(plan['streams'])}`);
 
-  // Poll the job; snapshot CPU when streaming starts and ends.
-  const timeline: Array<{ tMs: number; state: string; keysDone: number; bytesDone: number }> = [];
-  const snaps: Record<string, Snapshot> = {};
+  const timeline: MoveRun['timeline'] = [];
+  let streamStart: Snapshot | undefined;
+  let streamEnd: Snapshot | undefined;
   let view: RebalanceView | undefined;
   let state = 'planned';
   let lastLog = 0;
@@ -409,14 +459,14 @@ async function main(cleanup: Cleanup): Promise<void> {
   for (;;) {
     if (aborted) throw new Error('aborted');
     if (Date.now() > deadline) throw new Error(`the move did not finish within ${settings.moveTimeoutS} s; last: ${JSON.stringify(view)}`);
-    view = await requestJson<RebalanceView>(`${url}/v1/admin/rebalance`).catch(() => view);
+    view = await getJson<RebalanceView>(`${c.url}/v1/admin/rebalance`).catch(() => view);
     const job = view?.job;
     if (job && job.id === created.id) {
       const p = view!.progress!;
       timeline.push({ tMs: Date.now() - snapMoveStart.atMs, state: job.state, keysDone: p.keysDone, bytesDone: p.bytesDone });
       if (job.state !== state) {
-        if (job.state === 'streaming') snaps['streamStart'] = snapshot(tiers);
-        if (state === 'streaming') snaps['streamEnd'] = snapshot(tiers);
+        if (job.state === 'streaming') streamStart = snapshot(tiers);
+        if (state === 'streaming') streamEnd = snapshot(tiers);
         log(`  ${job.state} at +${((Date.now() - snapMoveStart.atMs) / 1000).toFixed(1)} s, ${p.keysDone}/${p.keysTotal} keys`);
         state = job.state;
         rec.phase('during', state);
@@ -430,26 +480,33 @@ async function main(cleanup: Cleanup): Promise<void> {
     await sleep(settings.pollMs);
   }
   const snapMoveEnd = snapshot(tiers);
-  rec.phase('after');
-  await sleep(settings.afterS * 1000);
-  rec.phase('end');
-  fg.stop();
-  const fgTotal = await fgDone;
-  current = undefined;
+  return { jobId: created.id, plan, planMs, timeline, streamStart, streamEnd, snapMoveEnd, lastView: view };
+}
 
-  // What moved, and how long each part took, from the job record itself.
-  const job = await readJob(topo.redis.url);
+/** The "after" window, then the foreground stops; resolves with autocannon's own totals. */
+async function finishForeground(fg: Foreground): Promise<autocannon.Result> {
+  fg.rec.phase('after');
+  await sleep(settings.afterS * 1000);
+  fg.rec.phase('end');
+  fg.inst.stop();
+  const total = await fg.done;
+  current = undefined;
+  return total;
+}
+
+/** What moved, and how long each part took, from the job record itself. */
+function moveFigures(job: Job, run: MoveRun, moveStartMs: number) {
   const keysMoved = job.streams.reduce((n, s) => n + s.keysDone, 0);
   const bytesMoved = job.streams.reduce((n, s) => n + s.bytesDone, 0);
   const streamsEnd = Math.max(...job.streams.map((s) => s.finishedAt ?? 0));
   const jobS = ((job.finishedAt ?? 0) - (job.startedAt ?? 0)) / 1000;
   const streamingS = (streamsEnd - (job.streamingStartedAt ?? 0)) / 1000;
-  const move = {
+  return {
     jobId: job.id,
     keysMoved, bytesMoved, mbMoved: round(bytesMoved / 1e6, 2),
-    keysPlanned: (plan['keysToMove'] as number | undefined) ?? null,
+    keysPlanned: (run.plan['keysToMove'] as number | undefined) ?? null,
     /** How long POST /v1/admin/shards took to answer (planning, with a count of the moving keys on each source). */
-    planMs,
+    planMs: run.planMs,
     /** POST to the coordinator picking the job up (lease tick). */
     queuedS: round(((job.startedAt ?? 0) - job.createdAt) / 1000, 2),
     /** startedAt..finishedAt: migrate barrier, streaming, commit, purge. */
@@ -461,91 +518,161 @@ async function main(cleanup: Cleanup): Promise<void> {
     keysPerSecJob: Math.round(keysMoved / Math.max(0.001, jobS)),
     mbPerSecStreaming: round(bytesMoved / 1e6 / Math.max(0.001, streamingS), 2),
     mbPerSecJob: round(bytesMoved / 1e6 / Math.max(0.001, jobS), 2),
-    wallS: round((snapMoveEnd.atMs - snapMoveStart.atMs) / 1000, 2),
-    foregroundErrorsCountedByRouter: view?.foregroundErrors ?? null,
+    wallS: round((run.snapMoveEnd.atMs - moveStartMs) / 1000, 2),
+    foregroundErrorsCountedByRouter: run.lastView?.foregroundErrors ?? null,
     streams: job.streams.map((s) => ({
       source: s.source, target: s.target, arcs: s.ranges.length, keys: s.keysDone, bytes: s.bytesDone,
       seconds: round(((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000, 2),
       keysPerSec: Math.round(s.keysDone / Math.max(0.001, ((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000)),
     })),
   };
+}
+type MoveFigures = ReturnType<typeof moveFigures>;
 
-  const base = cpuBetween(snapBefore, snapMoveStart);
-  const moveCpu = cpuBetween(snapMoveStart, snapMoveEnd);
-  const streamCpu = snaps['streamStart'] && snaps['streamEnd'] ? cpuBetween(snaps['streamStart'], snaps['streamEnd']) : undefined;
-  const cpu = {
+/** CPU of the baseline window, the whole job and the streaming phase; per moved key for the latter two. */
+function cpuFigures(fg: Foreground, run: MoveRun, keysMoved: number) {
+  const base = cpuBetween(fg.snapBefore, fg.snapMoveStart);
+  const moveCpu = cpuBetween(fg.snapMoveStart, run.snapMoveEnd);
+  const streamCpu = run.streamStart && run.streamEnd ? cpuBetween(run.streamStart, run.streamEnd) : undefined;
+  return {
     baselineBusyPctOfOneCpu: Object.fromEntries(Object.entries(base.us).map(([k, us]) => [k, round((us / (base.seconds * 1e6)) * 100)])),
     job: { seconds: round(moveCpu.seconds, 2), machineBusyPct: moveCpu.machineBusyPct, otherBusyPct: moveCpu.otherBusyPct, usPerKey: cpuPerKey(moveCpu, base, keysMoved) },
     streaming: streamCpu && { seconds: round(streamCpu.seconds, 2), machineBusyPct: streamCpu.machineBusyPct, otherBusyPct: streamCpu.otherBusyPct, usPerKey: cpuPerKey(streamCpu, base, keysMoved) },
     baseline: { seconds: round(base.seconds, 2), machineBusyPct: base.machineBusyPct, otherBusyPct: base.otherBusyPct },
   };
+}
+type CpuFigures = ReturnType<typeof cpuFigures>;
 
-  // Every key still reads back its value, and the records sit where the new ring puts them.
+/** Verify: sampled keys still read back their value; records per shard under the new ring. */
+async function verify(c: Cluster): Promise<Check> {
   const sample = Array.from({ length: 2000 }, () => keyName(Math.floor(Math.random() * settings.keys)));
   const bad: string[] = [];
   await forEachLimit(sample, 16, async (key) => {
-    const res = await request(`${url}/v1/kv/${key}`);
+    const res = await get(`${c.url}/v1/kv/${key}`);
     if (res.status !== 200 || !res.body.equals(VALUE)) bad.push(`${key}: ${res.status}`);
   });
-  const recordsAfter = await recordsPerShard([...topo.shards, s4]);
+  const recordsAfter = await recordsPerShard([...c.topo.shards, c.s4]);
+  return { sampled: sample.length, bad, recordsAfter };
+}
 
+// ---------------------------------------------------------------- output
+
+function fmtTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+}
+
+/** The foreground's windows, its per-second rows, and the p99 ratio the target is about. */
+function foregroundFigures(fg: Foreground, run: MoveRun) {
+  const { rec } = fg;
   const before = rec.get('before')!;
   const during = rec.get('during')!;
-  const streaming = rec.get('during:streaming');
-  const after = rec.get('after');
-  const moveStartMs = snapMoveStart.atMs;
-  const moveEndMs = snapMoveEnd.atMs;
-  const perSecond = rec.perSecond((t) => (t + 1000 <= snapBefore.atMs ? 'warmup' : t < moveStartMs ? 'before' : t < moveEndMs ? 'during' : 'after'));
+  const moveStartMs = fg.snapMoveStart.atMs;
+  const moveEndMs = run.snapMoveEnd.atMs;
+  const perSecond = rec.perSecond((t) => (t + 1000 <= fg.snapBefore.atMs ? 'warmup' : t < moveStartMs ? 'before' : t < moveEndMs ? 'during' : 'after'));
   const duringSeconds = perSecond.filter((r) => r[4] === 'during' && r[1] > 0);
-  const worstSecondP99 = duringSeconds.length ? Math.max(...duringSeconds.map((r) => r[2])) : null;
-  const p99Ratio = before.p99 > 0 ? round(during.p99 / before.p99, 2) : null;
-  const targets = {
+  return {
+    before, during, streaming: rec.get('during:streaming'), after: rec.get('after'), perSecond,
+    worstSecondP99: duringSeconds.length ? Math.max(...duringSeconds.map((r) => r[2])) : null,
+    p99Ratio: before.p99 > 0 ? round(during.p99 / before.p99, 2) : null,
+  };
+}
+type ForegroundFigures = ReturnType<typeof foregroundFigures>;
+
+interface Report {
+  readonly startedAt: Date;
+  readonly machine: Record<string, unknown>;
+  readonly cluster: Cluster;
+  readonly peak: Peak;
+  readonly fg: Foreground;
+  readonly fgTotal: autocannon.Result;
+  readonly run: MoveRun;
+  readonly move: MoveFigures;
+  readonly cpu: CpuFigures;
+  readonly check: Check;
+}
+
+function targetsMet(move: MoveFigures, p99Ratio: number | null) {
+  return {
     keysPerSec: { target: TARGETS.keysPerSec, measuredStreaming: move.keysPerSecStreaming, measuredJob: move.keysPerSecJob, met: move.keysPerSecStreaming >= TARGETS.keysPerSec },
     p99Ratio: { target: TARGETS.p99Ratio, measured: p99Ratio, met: p99Ratio !== null && p99Ratio <= TARGETS.p99Ratio },
   };
+}
+type Targets = ReturnType<typeof targetsMet>;
 
+/** Report: the tables on stdout and the JSON results file. */
+function report(r: Report): void {
+  const f = foregroundFigures(r.fg, r.run);
+  const targets = targetsMet(r.move, f.p99Ratio);
+  printTables(r, f, targets);
+  writeResults(r, f, targets);
+}
+
+function printTables(r: Report, f: ForegroundFigures, targets: Targets): void {
+  const { move, cpu, check, peak } = r;
+  const { rec } = r.fg;
   const lat = (name: string, s: LatencyStats | undefined) =>
     s ? [name, s.seconds.toFixed(1), String(s.reqPerSec), s.p50.toFixed(1), s.p99.toFixed(1), s.max.toFixed(1), String(s.non2xx), String(s.errors)] : [name, '-', '-', '-', '-', '-', '-', '-'];
-  console.log(`\nForeground: ${fgRate} req/s fixed (${settings.fgPct}% of the ${max.reqPerSec} req/s peak), ${Math.min(settings.fgConnections, fgRate)} connections, 50% GET / 50% PUT, ${settings.keys} keys.\n`);
+  console.log(`\nForeground: ${peak.fgRate} req/s fixed (${settings.fgPct}% of the ${peak.max.reqPerSec} req/s peak), ${peak.fgConnections} connections, 50% GET / 50% PUT, ${settings.keys} keys.\n`);
   console.log(fmtTable(['window', 's', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'non2xx', 'errors'], [
-    lat('before', before), lat('during (job)', during),
+    lat('before', f.before), lat('during (job)', f.during),
     ...['planned', 'migrating', 'streaming', 'committing', 'purging'].map((st) => lat(`  ${st}`, rec.get(`during:${st}`))),
-    lat('after', after),
+    lat('after', f.after),
   ]));
-  console.log(`\np99 during / before: ${p99Ratio ?? '-'} (target <= ${TARGETS.p99Ratio}); worst 1-s p99 during the job: ${worstSecondP99 ?? '-'} ms\n`);
+  console.log(`\np99 during / before: ${f.p99Ratio ?? '-'} (target <= ${TARGETS.p99Ratio}); worst 1-s p99 during the job: ${f.worstSecondP99 ?? '-'} ms\n`);
   console.log(fmtTable(['move', 'keys', 'MB', 'job s', 'streaming s', 'keys/s (stream)', 'keys/s (job)', 'MB/s (stream)', 'fg errors'], [[
-    `${s4.id} joins`, String(keysMoved), move.mbMoved.toFixed(1), move.jobS.toFixed(2), move.streamingS.toFixed(2),
+    `${r.cluster.s4.id} joins`, String(move.keysMoved), move.mbMoved.toFixed(1), move.jobS.toFixed(2), move.streamingS.toFixed(2),
     String(move.keysPerSecStreaming), String(move.keysPerSecJob), move.mbPerSecStreaming.toFixed(1),
-    String((during.non2xx + during.errors)) + (move.foregroundErrorsCountedByRouter !== null ? ` (router ${move.foregroundErrorsCountedByRouter})` : ''),
+    String((f.during.non2xx + f.during.errors)) + (move.foregroundErrorsCountedByRouter !== null ? ` (router ${move.foregroundErrorsCountedByRouter})` : ''),
   ]]));
   console.log(`\nstreams: ${move.streams.map((s) => `${s.source}->${s.target} ${s.keys} keys over ${s.arcs} arcs in ${s.seconds} s`).join('; ')}`);
-  console.log(`phases: POST answered in ${planMs} ms, queued ${move.queuedS} s, migrate barrier ${move.migrateBarrierS} s, streaming ${move.streamingS} s, commit+purge ${move.commitAndPurgeS} s\n`);
+  console.log(`phases: POST answered in ${move.planMs} ms, queued ${move.queuedS} s, migrate barrier ${move.migrateBarrierS} s, streaming ${move.streamingS} s, commit+purge ${move.commitAndPurgeS} s\n`);
   const cpuRows = Object.entries(cpu.job.usPerKey).map(([tier, c]) => [tier, c.raw.toFixed(2), c.net.toFixed(2), c.busyPctOfOneCpu.toFixed(0),
     cpu.streaming ? cpu.streaming.usPerKey[tier]!.net.toFixed(2) : '-', cpu.streaming ? cpu.streaming.usPerKey[tier]!.busyPctOfOneCpu.toFixed(0) : '-']);
   console.log(fmtTable(['tier', 'µs/key (job)', 'net of fg', 'busy % (job)', 'net µs/key (streaming)', 'busy % (streaming)'], cpuRows));
   console.log(`\nmachine busy during the job: ${cpu.job.machineBusyPct}% (other processes: ${cpu.job.otherBusyPct}%); baseline ${cpu.baseline.machineBusyPct}% (other ${cpu.baseline.otherBusyPct}%)`);
-  console.log(`records before ${JSON.stringify(recordsBefore)}, after ${JSON.stringify(recordsAfter)}; read-back check: ${sample.length - bad.length}/${sample.length} ok${bad.length ? `, e.g. ${bad.slice(0, 3).join(', ')}` : ''}`);
-  console.log(`targets: keys/s ${targets.keysPerSec.met ? 'met' : 'NOT met'} (${move.keysPerSecStreaming} vs ${TARGETS.keysPerSec}), p99 ratio ${targets.p99Ratio.met ? 'met' : 'NOT met'} (${p99Ratio} vs ${TARGETS.p99Ratio})`);
+  const { bad } = check;
+  console.log(`records before ${JSON.stringify(r.cluster.recordsBefore)}, after ${JSON.stringify(check.recordsAfter)}; read-back check: ${check.sampled - bad.length}/${check.sampled} ok${bad.length ? `, e.g. ${bad.slice(0, 3).join(', ')}` : ''}`);
+  console.log(`targets: keys/s ${targets.keysPerSec.met ? 'met' : 'NOT met'} (${move.keysPerSecStreaming} vs ${TARGETS.keysPerSec}), p99 ratio ${targets.p99Ratio.met ? 'met' : 'NOT met'} (${f.p99Ratio} vs ${TARGETS.p99Ratio})`);
+}
 
+function writeResults(r: Report, f: ForegroundFigures, targets: Targets): void {
+  const { rec } = r.fg;
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = path.join(RESULTS_DIR, `rebalance-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const file = path.join(RESULTS_DIR, `rebalance-${r.startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({
-    benchmark: 'rebalance', startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), machine,
+    benchmark: 'rebalance', startedAt: r.startedAt.toISOString(), finishedAt: new Date().toISOString(), machine: r.machine,
     settings: { ...settings, routerSets, nodeArgs },
     method: 'Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. The foreground is one autocannon instance at a fixed overall rate spanning the before, during and after windows; latencies are per 2xx response. CPU per moved key is the change in utime+stime from /proc/<pid>/stat over the job (POST to done) divided by keys moved; net subtracts the tier\'s CPU rate in the before window.',
-    load, peak: { connections: settings.maxConnections, durationS: settings.maxS, ...max },
+    load: r.cluster.load, peak: { connections: settings.maxConnections, durationS: settings.maxS, ...r.peak.max },
     foreground: {
-      rate: fgRate, connections: Math.min(settings.fgConnections, fgRate), before, during, duringByState: Object.fromEntries(rec.keys().filter((k) => k.startsWith('during:')).map((k) => [k.slice(7), rec.get(k)])),
-      after, p99Ratio, worstSecondP99During: worstSecondP99, streaming,
-      autocannonTotals: { requests: fgTotal.requests.total, errors: fgTotal.errors, timeouts: fgTotal.timeouts, non2xx: fgTotal.non2xx },
-      perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: perSecond },
+      rate: r.peak.fgRate, connections: r.peak.fgConnections, before: f.before, during: f.during, duringByState: Object.fromEntries(rec.keys().filter((k) => k.startsWith('during:')).map((k) => [k.slice(7), rec.get(k)])),
+      after: f.after, p99Ratio: f.p99Ratio, worstSecondP99During: f.worstSecondP99, streaming: f.streaming,
+      autocannonTotals: { requests: r.fgTotal.requests.total, errors: r.fgTotal.errors, timeouts: r.fgTotal.timeouts, non2xx: r.fgTotal.non2xx },
+      perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: f.perSecond },
       slowestDuring: { columns: ['msSinceJobStart', 'latencyMs', 'state'], rows: [...rec.during].sort((a, b) => b[1] - a[1]).slice(0, 30) },
     },
-    move, cpu, targets,
-    check: { sampled: sample.length, bad: bad.length, examples: bad.slice(0, 10), recordsBefore, recordsAfter },
-    timeline,
+    move: r.move, cpu: r.cpu, targets,
+    check: { sampled: r.check.sampled, bad: r.check.bad.length, examples: r.check.bad.slice(0, 10), recordsBefore: r.cluster.recordsBefore, recordsAfter: r.check.recordsAfter },
+    timeline: r.run.timeline,
   }, null, 2) + '\n');
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
+}
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const startedAt = new Date();
+  const machine = machineInfo();
+  log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.keys} keys of ${settings.valueBytes} B, router ${routerSets.join(' ')}`);
+  const cluster = await setUp(cleanup);
+  const peak = await measurePeak(cluster.url);
+  const fg = await startForeground(cluster, peak);
+  const run = await moveShard(cluster, fg);
+  const fgTotal = await finishForeground(fg);
+  const move = moveFigures(await readJob(cluster.topo.redis.url), run, fg.snapMoveStart.atMs);
+  const cpu = cpuFigures(fg, run, move.keysMoved);
+  const check = await verify(cluster);
+  report({ startedAt, machine, cluster, peak, fg, fgTotal, run, move, cpu, check });
 }
 
 runBench(main, () => {

@@ -1,21 +1,20 @@
 // Start a private topology for a benchmark, each tier its own process, all on
 // 127.0.0.1: a redis-server, N shards (temporary data dirs, ports 0), the
 // topology bootstrap (`kv topology init`), and the router cluster; startShard()
-// adds a shard later (registered, not yet in the ring). Every
-// process is registered for cleanup as soon as it exists; stop() tears them
+// adds a shard later (registered, not yet in the ring). Every process is
+// registered with the Cleanup as soon as it exists; Cleanup.run() tears them
 // down in order (router drains first, then shards, then Redis) and removes
 // the data dirs.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { Child, type Message } from '../src/local/child.js';
 import { startRedis, freePort, type LocalRedis } from '../src/local/redis-server.js';
 import { createRedis } from '../src/infra/redis.js';
 import { TopologyStore, initTopology } from '../src/infra/topology-store.js';
 import type { Topology } from '../src/core/topology.js';
-import { request } from './http-client.js';
+import { closeSharedAgent, get } from '../dev/http.js';
 
 /** The built CLI (`npm run build`); BENCH_KV_BIN runs another build, e.g. an earlier commit's. */
 const KV_BIN = process.env['BENCH_KV_BIN'] || fileURLToPath(new URL('../dist/cli/kv.js', import.meta.url));
@@ -27,7 +26,7 @@ export interface ShardProcess {
   readonly dataAddr: string;
   readonly adminAddr: string;
   readonly adminPort: number;
-  readonly child: ChildProcess;
+  readonly child: Child;
 }
 
 export interface RouterProcess {
@@ -36,7 +35,7 @@ export interface RouterProcess {
   readonly url: string;
   /** Worker pids reported at start (the primary may respawn some later). */
   readonly workers: readonly number[];
-  readonly child: ChildProcess;
+  readonly child: Child;
 }
 
 export interface BenchTopology {
@@ -60,20 +59,26 @@ export interface TopologyOptions {
   readonly routerSets?: readonly string[];
 }
 
+/** What killNow() can reach: a Child, a ChildProcess, or anything else with a kill(). */
+export interface Killable {
+  kill(signal: NodeJS.Signals): unknown;
+}
+
 /** Cleanup steps, run once, newest first, plus a last-resort kill list. */
 export class Cleanup {
   readonly #steps: Array<{ name: string; fn: () => Promise<void> | void }> = [];
-  readonly #children = new Set<ChildProcess>();
+  readonly #children = new Set<Killable>();
   #ran: Promise<void> | undefined;
 
   /** Remember a child so killNow() can reach it even if the orderly stop never ran. */
-  track(child: ChildProcess): void {
+  track(child: Killable): void {
     this.#children.add(child);
   }
 
   /** Synchronous: SIGKILL every tracked child still running (for process 'exit'). */
   killNow(): void {
-    for (const c of this.#children) if (alive(c)) c.kill('SIGKILL');
+    // A ChildProcess that has exited ignores kill(); a Child checks itself.
+    for (const c of this.#children) c.kill('SIGKILL');
   }
 
   add(name: string, fn: () => Promise<void> | void): void {
@@ -95,43 +100,26 @@ export class Cleanup {
   }
 }
 
-function echo(child: ChildProcess, name: string, verbose: boolean): void {
-  for (const stream of [child.stdout, child.stderr]) {
-    if (!stream) continue;
-    createInterface({ input: stream }).on('line', (line) => {
-      // Startup banners are noise in a results table; warnings and errors are not.
-      if (verbose || /"level":\s*[4-6]\d|error|warn|fail|deprecat/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
-    });
-  }
-}
-
-function spawnKv(args: string[], name: string, o: TopologyOptions): { child: ChildProcess; ready: Promise<Record<string, unknown>> } {
+function spawnKv(args: string[], name: string, o: TopologyOptions): Child {
   // Own process group: Ctrl-C reaches only the benchmark, which then stops
   // the tiers in order. The IPC channel still ties each child to us: shards
   // and the router primary stop on 'disconnect' if the benchmark dies.
-  const child = spawn(process.execPath, [...o.nodeArgs, KV_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true, env: process.env });
-  echo(child, name, o.verbose);
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} was not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
-    child.on('message', (m: Record<string, unknown>) => {
-      if (m?.['type'] === 'ready') { clearTimeout(timer); resolve(m); }
-    });
-    child.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`${name} exited (code ${code}, signal ${sig}) before it was ready`)); });
+  return new Child(KV_BIN, args, {
+    nodeArgs: o.nodeArgs,
+    detached: true,
+    onLine: (line) => {
+      // Startup banners are noise in a results table; warnings and errors are not.
+      if (o.verbose || /"level":\s*[4-6]\d|error|warn|fail|deprecat/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
+    },
   });
-  return { child, ready };
 }
 
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (!alive(child)) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => { if (alive(child)) child.kill('SIGKILL'); }, timeoutMs).unref();
-  });
+async function ready(child: Child, name: string): Promise<Message> {
+  try {
+    return await child.ready(READY_TIMEOUT_MS);
+  } catch (err) {
+    throw new Error(`${name} was not ready: ${(err as Error).message}`);
+  }
 }
 
 function killIfAlive(pid: number): void {
@@ -142,20 +130,11 @@ function killIfAlive(pid: number): void {
 }
 
 /**
- * Start one shard process with its data dir under `dir`; resolves once it is
- * ready (listening and registered in Redis). It is not in the ring until an
- * admin action puts it there.
- */
-/**
- * SIGINT/SIGTERM stop the benchmark: `onAbort` stops the load, then every
- * process is stopped in order; a second signal exits at once (the 'exit'
- * hook still kills what is left).
- */
-/**
- * Run a benchmark's main with its own cleanup: the first SIGINT/SIGTERM calls
- * `abort` and stops everything (a second one forces exit); success exits 0,
- * failure logs (unless aborted) and exits 1, an abort 130, always after the
- * cleanup ran.
+ * Run a benchmark's main with its own cleanup. The first SIGINT/SIGTERM calls
+ * `abort` (stop the load) and stops every process in order, then exits 130; a
+ * second one exits at once (the 'exit' hook still kills what is left).
+ * Otherwise, after the cleanup ran: success exits 0, a failure is logged
+ * (unless aborted) and exits 1, an aborted run exits 130.
  */
 export function runBench(main: (cleanup: Cleanup) => Promise<void>, abort: () => void, log: (msg: string) => void): void {
   const cleanup = new Cleanup();
@@ -182,16 +161,21 @@ export function runBench(main: (cleanup: Cleanup) => Promise<void>, abort: () =>
   );
 }
 
+/**
+ * Start one shard process with its data dir under `dir`; resolves once it is
+ * ready (listening and registered in Redis). It is not in the ring until an
+ * admin action puts it there.
+ */
 export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {
-  const s = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
+  const child = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
     '--data-port', '0', '--admin-port', '0', '--redis-url', redisUrl,
     ...(o.noSync ? ['--set', 'noSync=true'] : [])], id, o);
-  cleanup.track(s.child);
-  cleanup.add(`shard ${id}`, () => stopChild(s.child, 15_000));
-  const m = await s.ready;
+  cleanup.track(child);
+  cleanup.add(`shard ${id}`, () => child.stop(15_000));
+  const m = await ready(child, id);
   return {
     id: String(m['id']), pid: Number(m['pid']), dataAddr: String(m['dataAddr']), adminAddr: String(m['adminAddr']),
-    adminPort: Number(m['adminPort']), child: s.child,
+    adminPort: Number(m['adminPort']), child,
   };
 }
 
@@ -216,20 +200,22 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
   }
 
   const port = await freePort();
-  const r = spawnKv(['router', 'start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(o.routerWorkers),
+  const child = spawnKv(['router', 'start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(o.routerWorkers),
     '--redis-url', redis.url, ...(o.routerSets?.length ? ['--set', ...o.routerSets] : [])], 'router', o);
-  cleanup.track(r.child);
+  cleanup.track(child);
   let workerPids: number[] = [];
   cleanup.add('router', async () => {
-    await stopChild(r.child, 20_000);
+    await child.stop(20_000);
     // Workers leave when the primary does; make sure no straggler outlives us.
     for (const pid of workerPids) killIfAlive(pid);
   });
-  const ready = await r.ready;
-  workerPids = (ready['workers'] as number[]).slice();
-  const router: RouterProcess = { pid: r.child.pid!, port: Number(ready['port']), url: `http://127.0.0.1:${String(ready['port'])}`, workers: workerPids, child: r.child };
+  // Runs before the router stops: a draining worker waits for open client connections.
+  cleanup.add('http client', () => closeSharedAgent());
+  const m = await ready(child, 'router');
+  workerPids = (m['workers'] as number[]).slice();
+  const router: RouterProcess = { pid: child.pid, port: Number(m['port']), url: `http://127.0.0.1:${String(m['port'])}`, workers: workerPids, child };
 
-  const res = await request(`${router.url}/readyz`);
-  if (res.status !== 200) throw new Error(`router not ready: ${res.status} ${res.body.toString('utf8')}`);
+  const res = await get(`${router.url}/readyz`, { fresh: true });
+  if (res.status !== 200) throw new Error(`router not ready: ${res.status} ${res.text}`);
   return { dir, redis, shards, router, topology };
 }
