@@ -1,6 +1,6 @@
 // The one error table. Every error that leaves a process carries a stable
 // `KV_ERR_*` code; callers match on `code`, never on the message. Codes are
-// never reused for another meaning. The README's error table is checked
+// never reused for another meaning. The error table in docs/errors.md is checked
 // against this object by test/unit/errors.test.ts.
 
 export interface ErrorDef {

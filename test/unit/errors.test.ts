@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ERRORS, KvError, fromWire, isErrorCode, kvError, kvErrorWith, toWire, type ErrorCode } from '../../src/core/errors.js';
 
 const CODES = Object.keys(ERRORS) as ErrorCode[];
-const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+const ERRORS_DOC = fileURLToPath(new URL('../../docs/errors.md', import.meta.url));
 
 describe('ERRORS table', () => {
   it('is not empty', () => {
@@ -128,52 +128,78 @@ describe('toWire / fromWire', () => {
   });
 });
 
-/** Codes and statuses listed in the README's `## Errors` section. */
-function readmeErrorTable(text: string): Map<string, number> {
-  const start = text.search(/^## Errors[ \t]*$/m);
-  if (start < 0) throw new Error('README.md has no "## Errors" heading');
-  const rest = text.slice(start + '## Errors'.length);
+/** A row of the error table in docs/errors.md. */
+interface DocRow {
+  readonly status: number;
+  readonly message: string;
+  readonly meaning: string;
+}
+
+/** The rows of the `## Codes` table in docs/errors.md: `| code | status | message | meaning |`. */
+function docErrorTable(text: string): Map<string, DocRow> {
+  const start = text.search(/^## Codes[ \t]*$/m);
+  if (start < 0) throw new Error('docs/errors.md has no "## Codes" heading');
+  const rest = text.slice(start + '## Codes'.length);
   const next = rest.search(/^## /m);
   const section = next < 0 ? rest : rest.slice(0, next);
-  const rows = new Map<string, number>();
-  for (const m of section.matchAll(/^\| `(KV_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)) {
+  const rows = new Map<string, DocRow>();
+  for (const line of section.split('\n')) {
+    if (!line.startsWith('| `KV_ERR_')) continue;
+    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const m = /^`(KV_ERR_[A-Z_]+)`$/.exec(cells[0] ?? '');
+    if (!m || cells.length !== 4 || !/^\d{3}$/.test(cells[1]!)) throw new Error(`docs/errors.md: malformed row: ${line}`);
     const code = m[1]!;
-    if (rows.has(code)) throw new Error(`README.md lists ${code} twice`);
-    rows.set(code, Number(m[2]));
+    if (rows.has(code)) throw new Error(`docs/errors.md lists ${code} twice`);
+    rows.set(code, { status: Number(cells[1]), message: cells[2]!, meaning: cells[3]! });
   }
   return rows;
 }
 
-describe('README error table', () => {
-  it('parses a table in the documented format, and only under ## Errors', () => {
+/** A message template as the docs show it: each `%s` slot as `…`. */
+const shown = (template: string) => template.replace(/%s/g, '…');
+
+describe('error table in docs/errors.md', () => {
+  it('parses the documented format, and only under ## Codes', () => {
     const sample = [
-      '# x', '| `KV_ERR_OUTSIDE` | 400 | not in the section |',
-      '## Errors', '| code | status | message |', '|---|---|---|',
-      '| `KV_ERR_NOT_FOUND` | 404 | key not found |',
-      '| `KV_ERR_TIMEOUT` | 504 | shard … did not answer |',
-      '## Benchmarks', '| `KV_ERR_AFTER` | 500 | not in the section |',
+      '# x', '| `KV_ERR_OUTSIDE` | 400 | not in the section | x |',
+      '## Codes', '| code | status | message | meaning |', '|---|---|---|---|',
+      '| `KV_ERR_NOT_FOUND` | 404 | key not found | no live value |',
+      '| `KV_ERR_TIMEOUT` | 504 | shard … did not answer | slow |',
+      '## After', '| `KV_ERR_AFTER` | 500 | not in the section | x |',
     ].join('\n');
-    expect([...readmeErrorTable(sample)]).toEqual([['KV_ERR_NOT_FOUND', 404], ['KV_ERR_TIMEOUT', 504]]);
+    const rows = docErrorTable(sample);
+    expect([...rows.keys()]).toEqual(['KV_ERR_NOT_FOUND', 'KV_ERR_TIMEOUT']);
+    expect(rows.get('KV_ERR_TIMEOUT')).toEqual({ status: 504, message: 'shard … did not answer', meaning: 'slow' });
+    expect(() => docErrorTable('## Codes\n| `KV_ERR_X` | 40 | short status | x |')).toThrow(/malformed/);
+    expect(() => docErrorTable('## Codes\n| `KV_ERR_X` | 400 | no meaning column |')).toThrow(/malformed/);
+    expect(() => docErrorTable('no heading')).toThrow(/## Codes/);
   });
 
-  it('lists exactly the codes and statuses of ERRORS', () => {
+  it('shows a template with its %s slots as …', () => {
+    expect(shown(ERRORS.KV_ERR_KEY_TOO_LONG.message)).toBe('key is … bytes, the limit is … bytes');
+  });
+
+  it('lists exactly the codes of ERRORS, each with its status, message and a meaning', () => {
     let text: string;
     try {
-      text = readFileSync(README, 'utf8');
+      text = readFileSync(ERRORS_DOC, 'utf8');
     } catch {
-      throw new Error('README.md is missing at the repository root; it must carry the error table');
+      throw new Error('docs/errors.md is missing; it must carry the error table');
     }
-    const documented = readmeErrorTable(text);
-    const inCode = new Map(CODES.map((c) => [c, ERRORS[c].status] as const));
+    const documented = docErrorTable(text);
+    const missing = CODES.filter((c) => !documented.has(c));
+    const unknown = [...documented.keys()].filter((c) => !isErrorCode(c));
+    const wrongStatus = CODES.filter((c) => documented.has(c) && documented.get(c)!.status !== ERRORS[c].status)
+      .map((c) => `${c}: docs ${documented.get(c)!.status}, code ${ERRORS[c].status}`);
+    const wrongMessage = CODES.filter((c) => documented.has(c) && documented.get(c)!.message !== shown(ERRORS[c].message))
+      .map((c) => `${c}: docs "${documented.get(c)!.message}", code "${shown(ERRORS[c].message)}"`);
+    const noMeaning = CODES.filter((c) => documented.has(c) && documented.get(c)!.meaning.length === 0);
 
-    const missingFromReadme = CODES.filter((c) => !documented.has(c));
-    const unknownInReadme = [...documented.keys()].filter((c) => !inCode.has(c as ErrorCode));
-    const wrongStatus = CODES.filter((c) => documented.has(c) && documented.get(c) !== inCode.get(c))
-      .map((c) => `${c}: README ${documented.get(c)}, code ${inCode.get(c)}`);
-
-    expect(missingFromReadme, 'codes in src/errors.ts but not in README.md').toEqual([]);
-    expect(unknownInReadme, 'codes in README.md but not in src/errors.ts').toEqual([]);
+    expect(missing, 'codes in src/core/errors.ts but not in docs/errors.md').toEqual([]);
+    expect(unknown, 'codes in docs/errors.md but not in src/core/errors.ts').toEqual([]);
     expect(wrongStatus, 'statuses that disagree').toEqual([]);
+    expect(wrongMessage, 'messages that disagree').toEqual([]);
+    expect(noMeaning, 'codes without a meaning').toEqual([]);
     expect(documented.size).toBe(CODES.length);
   });
 });
