@@ -74,7 +74,7 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
     if (child.exitCode !== null || child.signalCode !== null) return 'exited';
     return (await accepts(port)) && 'listening';
   }, { timeoutMs, intervalMs: 25, what: `nginx listening on ${port}` });
-  if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`);
+  if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`, { cause: err });
 }
 
 export async function startNginx(bin: string, dir: string, workers: number, upstreams: readonly string[], cleanup: Cleanup): Promise<NginxProcess> {
@@ -108,7 +108,7 @@ export async function startNginx(bin: string, dir: string, workers: number, upst
   } catch (err) {
     let log = '';
     try { log = readFileSync(path.join(dir, 'error.log'), 'utf8'); } catch { /* none */ }
-    throw new Error(`${(err as Error).message}\n${stderr}${log}`);
+    throw new Error(`${(err as Error).message}\n${stderr}${log}`, { cause: err });
   }
   return { url: `http://127.0.0.1:${port}`, port, child, masterPid: child.pid!, version };
 }

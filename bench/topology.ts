@@ -118,7 +118,7 @@ async function ready(child: Child, name: string): Promise<Message> {
   try {
     return await child.ready(READY_TIMEOUT_MS);
   } catch (err) {
-    throw new Error(`${name} was not ready: ${(err as Error).message}`);
+    throw new Error(`${name} was not ready: ${(err as Error).message}`, { cause: err });
   }
 }
 

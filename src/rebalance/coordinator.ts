@@ -333,7 +333,7 @@ export class Coordinator {
     await this.#save(job);
   }
 
-  /** streaming -> committing -> purging: epoch e+2 without the migration. */
+  /** streaming -> committing -> purging: epoch e+3 (one past the move phase) without the migration. */
   async #commit(job: Job): Promise<void> {
     const t: Topology = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
       if (cur.migration?.jobId !== job.id) return null; // committed before a crash
