@@ -1,6 +1,7 @@
 // Lint: typescript-eslint with the rules that know promises, and the layer
 // rules of docs/architecture.md ("Folders") as import restrictions.
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 /** A relative import that reaches into one of these folders. */
@@ -25,6 +26,7 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
   // The layers (docs/architecture.md, "Folders").
   restrict(['src/core/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')],
     io(['node:net', 'node:http', 'node:fs', 'node:child_process', 'ioredis', 'fastify', 'lmdb', 'undici'])),

@@ -74,7 +74,7 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
     if (child.exitCode !== null || child.signalCode !== null) return 'exited';
     return (await accepts(port)) && 'listening';
   }, { timeoutMs, intervalMs: 25, what: `nginx listening on ${port}` });
-  if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`, { cause: err });
+  if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`);
 }
 
 export async function startNginx(bin: string, dir: string, workers: number, upstreams: readonly string[], cleanup: Cleanup): Promise<NginxProcess> {
