@@ -3,13 +3,13 @@
 // the topology, and talk to the API.
 import cluster from 'node:cluster';
 import { Command } from 'commander';
-import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../core/config.js';
-import { KvError } from '../core/errors.js';
+import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, securityProblem, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../core/config.js';
+import { KvError, kvError } from '../core/errors.js';
 import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { ringOf } from '../core/topology.js';
 import { runUp } from './up.js';
-import { localRedisUrl, localRouterUrl } from './local-file.js';
+import { localAdminToken, localRedisUrl, localRouterUrl, localSecrets } from './local-file.js';
 import { RouterClient } from './router-client.js';
 import { listShards, printPlan, watch } from './rebalance-view.js';
 
@@ -18,6 +18,24 @@ program.name('kv').description('shardkv: a sharded key-value service').showHelpA
 
 function compact(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+/** Secrets not given otherwise come from a local `kv up`'s data directory. */
+function withLocalSecrets(input: Record<string, unknown>): void {
+  if (input['adminToken'] !== undefined && input['clusterSecret'] !== undefined) return;
+  const s = localSecrets();
+  if (!s) return;
+  input['adminToken'] ??= s.adminToken;
+  input['clusterSecret'] ??= s.clusterSecret;
+}
+
+/** Refuse to start without secrets (unless explicitly insecure on loopback), and say loudly when security is off. */
+function checkSecurity(name: string, cfg: Parameters<typeof securityProblem>[1]): void {
+  const problem = securityProblem(name, cfg);
+  if (problem) throw kvError('KV_ERR_CONFIG', problem);
+  if (cfg.insecure) {
+    console.error(`WARNING: ${name} runs with insecure=true: the admin API and the shard data and HTTP ports accept anyone who can reach ${cfg.host}. For local development only.`);
+  }
 }
 
 function fail(err: unknown): never {
@@ -46,8 +64,11 @@ shard.command('start')
       }), ...parseSets(o['set']) };
       if (!input['dataDir'] && typeof input['id'] === 'string') input['dataDir'] = `./data/${input['id']}`;
       if (input['redisUrl'] === undefined && localRedisUrl()) input['redisUrl'] = localRedisUrl();
+      withLocalSecrets(input);
       const { startShardProcess } = await import('../shard/main.js');
-      await startShardProcess(parseShardConfig(input));
+      const config = parseShardConfig(input);
+      checkSecurity(`shard ${config.id}`, config);
+      await startShardProcess(config);
     } catch (err) { fail(err); }
   });
 
@@ -63,9 +84,12 @@ router.command('start')
   .action(async (o: Record<string, string | string[] | undefined>) => {
     try {
       const local = localRedisUrl();
-      const config = parseRouterConfig({ ...(local ? { redisUrl: local } : {}), ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
+      const input: Record<string, unknown> = { ...(local ? { redisUrl: local } : {}), ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
         port: o['port'], host: o['host'], workers: o['workers'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
-      }), ...parseSets(o['set']) });
+      }), ...parseSets(o['set']) };
+      withLocalSecrets(input);
+      const config = parseRouterConfig(input);
+      if (cluster.isPrimary) checkSecurity('router', config);
       if (cluster.isPrimary) {
         const { runPrimary } = await import('../router/primary.js');
         await runPrimary(config);
@@ -121,9 +145,11 @@ program.command('up')
   .option('--port <port>', 'router HTTP port', '8080')
   .option('--workers <n>', 'router workers (default: CPUs)')
   .option('--shard-base-port <port>', 'shard i uses data port base+i and admin port base+100+i', '7000')
-  .action(async (o: Record<string, string | undefined>) => {
+  .option('--insecure', 'no admin token and no cluster secret (local development only; env KV_INSECURE=1)')
+  .action(async (o: Record<string, string | boolean | undefined>) => {
     try {
-      await runUp({ dataDir: o['dataDir']!, shards: Number(o['shards']), port: Number(o['port']), workers: o['workers'] ? Number(o['workers']) : undefined, shardBasePort: Number(o['shardBasePort']) });
+      const insecure = o['insecure'] === true || /^(1|true|yes|on)$/i.test(process.env['KV_INSECURE'] ?? '');
+      await runUp({ dataDir: o['dataDir'] as string, shards: Number(o['shards']), port: Number(o['port']), workers: o['workers'] ? Number(o['workers']) : undefined, shardBasePort: Number(o['shardBasePort']), insecure });
     } catch (err) { fail(err); }
   });
 
@@ -154,7 +180,7 @@ program.command('del').description('DELETE a key through the router').argument('
     console.log(`deleted ${key}`);
   });
 
-const admin = (o: Record<string, unknown>) => new RouterClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? process.env['KV_ADMIN_TOKEN'] });
+const admin = (o: Record<string, unknown>) => new RouterClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? localAdminToken() });
 
 async function change(o: Record<string, unknown>, method: string, path: string, body: unknown): Promise<void> {
   const c = admin(o);

@@ -9,6 +9,7 @@ import { LOCAL_FILE } from './local-file.js';
 import { fileURLToPath } from 'node:url';
 import { Child } from '../local/child.js';
 import { startRedis, findRedisServer, type LocalRedis } from '../local/redis-server.js';
+import { loadOrCreateSecrets } from '../local/secrets.js';
 import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { defaultRedisPrefix } from '../core/config.js';
@@ -19,6 +20,8 @@ export interface UpOptions {
   port: number;
   workers: number | undefined;
   shardBasePort: number;
+  /** No secrets (local development only): every role logs it loudly. */
+  insecure: boolean;
 }
 
 const KV_BIN = fileURLToPath(new URL('./kv.js', import.meta.url));
@@ -48,7 +51,22 @@ export async function runUp(o: UpOptions): Promise<void> {
   } else {
     console.error(`[up] using Redis at ${redisUrl}`);
   }
-  const env = { ...process.env, REDIS_URL: redisUrl };
+  // Closed by default: the admin token and the cluster secret are generated
+  // on the first start and reused later; every role gets them.
+  let secretsNote: string;
+  let env: NodeJS.ProcessEnv;
+  if (o.insecure) {
+    env = { ...process.env, REDIS_URL: redisUrl, KV_INSECURE: '1', KV_ADMIN_TOKEN: '', KV_CLUSTER_SECRET: '' };
+    secretsNote = '  security OFF (--insecure): the admin API and the shard ports accept anyone on this machine';
+    console.error('[up] WARNING: --insecure: no admin token and no cluster secret; for local development only');
+  } else {
+    const s = loadOrCreateSecrets(dataDir);
+    if (s.created) console.error(`[up] generated an admin token and a cluster secret in ${s.file} (mode 0600)`);
+    if (s.repaired) console.error(`[up] ${s.file} was readable by others (mode ${s.repaired}); it is private (0600) again`);
+    env = { ...process.env, REDIS_URL: redisUrl, KV_ADMIN_TOKEN: s.secrets.adminToken, KV_CLUSTER_SECRET: s.secrets.clusterSecret };
+    delete env['KV_INSECURE'];
+    secretsNote = `  secrets  ${s.file} (admin token and cluster secret; \`kv\` commands run here use them)`;
+  }
 
   const shards: Child[] = [];
   let router: Child | undefined;
@@ -103,12 +121,15 @@ shardkv is up.
   shards   ${info.map((s) => `${String(s['id'])} http://${String(s['adminAddr'])}`).join('   ')}
   redis    ${redisUrl}
   data     ${dataDir}
+${secretsNote}
 
 Try it:
   curl -X PUT --data-binary 'hello' -H 'content-type: text/plain' ${base}/v1/kv/greeting
   curl -i ${base}/v1/kv/greeting
   curl -X PUT --data-binary 'soon gone' '${base}/v1/kv/temp?ttl=30'
   curl -X POST -H 'content-type: application/json' ${base}/v1/kv/_batch -d '{"ops":[{"op":"get","key":"greeting"}]}'
+  npx kv shards list          # the admin API: kv commands run here find the token
+  curl -H "authorization: Bearer $(node -p "require('${path.join(dataDir, 'secrets.json')}').adminToken")" ${base}/v1/admin/shards
   kill -USR2 ${router.pid}    # rolling restart of the router workers, zero downtime
 
 Ctrl-C stops everything; data stays in ${dataDir}.

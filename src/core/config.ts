@@ -13,8 +13,45 @@ export const LIMIT_DEFAULTS = {
   maxFrameBytes: 64 * 1024 * 1024,
 };
 
+/**
+ * Secrets and TLS, the same for every role. Closed by default: a router or a
+ * shard refuses to start without an admin token and a cluster secret unless
+ * `insecure` is set, and `insecure` only works on a loopback address.
+ */
+export const SECURITY_DEFAULTS = {
+  /** Bearer token for the admin API and the shard HTTP ports (`kv up` generates one). */
+  adminToken: '',
+  /** Shared secret every peer proves on a shard data port (HMAC challenge-response). */
+  clusterSecret: '',
+  /** Run without secrets: local development on a loopback address only; logged loudly. */
+  insecure: false,
+  /** PEM files: serve the HTTP port(s), and a shard's data port, over TLS. */
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  /** /metrics needs the admin token too. */
+  metricsAuth: false,
+};
+
+/** Limits of an HTTP server (router API, shard HTTP port), passed at its creation. */
+export const HTTP_DEFAULTS = {
+  /** The whole request, body included, must arrive within this (slow bodies are cut). */
+  httpRequestTimeoutMs: 30_000,
+  /** The request line and headers must arrive within this. */
+  httpHeadersTimeoutMs: 10_000,
+  /** Idle keep-alive connections close after this. */
+  keepAliveTimeoutMs: 5000,
+  /** Request line plus headers, in bytes. */
+  maxHeaderBytes: 16 * 1024,
+  /** Open connections per process; more are refused at once. */
+  maxConnections: 10_000,
+  /** How often the server looks for requests past their timeouts. */
+  httpTimeoutCheckMs: 1000,
+};
+
 export const ROUTER_DEFAULTS = {
   ...LIMIT_DEFAULTS,
+  ...SECURITY_DEFAULTS,
+  ...HTTP_DEFAULTS,
   /** Most operations in one POST /v1/kv/_batch. */
   maxBatchOps: 1000,
   host: '127.0.0.1',
@@ -27,18 +64,24 @@ export const ROUTER_DEFAULTS = {
   requestTimeoutMs: 5000,
   connectTimeoutMs: 1000,
   maxInFlightPerShard: 8192,
+  /** Shard operations one worker holds (in flight or queued) for its clients; a client over its fair share of it gets 429. */
+  maxPendingOps: 16_384,
+  /** Seconds in the Retry-After of a 429 or 503 caused by load. */
+  overloadRetryAfterS: 1,
+  /** Connect to the shards' data ports with TLS (verified against tlsCaFile, or the system CAs). */
+  dataTls: false,
+  tlsCaFile: '',
+  /** An idle shard connection sends a ping this often, well inside the shards' dataIdleTimeoutMs. */
+  dataPingIntervalMs: 30_000,
   maxRetries: 3,
   /** Pause before a retry when a shard already runs a newer epoch than Redis shows (it is about to be published). */
   epochRetryDelayMs: 20,
   topologyPollMs: 1000,
-  keepAliveTimeoutMs: 5000,
   drainTimeoutMs: 10_000,
   respawnMinDelayMs: 100,
   respawnMaxDelayMs: 5000,
   crashLoopMaxRestarts: 10,
   crashLoopWindowMs: 60_000,
-  /** Bearer token for /v1/admin/*; empty = no check (local development only). */
-  adminToken: '',
   /** Run the rebalance coordinator in this router primary (one per cluster holds the lease). */
   rebalanceCoordinator: true,
   rebalanceLeaseMs: 5000,
@@ -53,6 +96,12 @@ export const ROUTER_DEFAULTS = {
 
 export const SHARD_DEFAULTS = {
   ...LIMIT_DEFAULTS,
+  ...SECURITY_DEFAULTS,
+  ...HTTP_DEFAULTS,
+  /** Bodies on the HTTP port (at least maxValueBytes). */
+  maxBodyBytes: 2 * 1024 * 1024,
+  /** What PUT/DELETE on the HTTP port's /kv/* may do: 'ring' (owned keys only, as strictly as the data port), 'standalone' (any key: a shard used alone, e.g. behind nginx) or 'off' (read-only). */
+  httpKvWrites: 'ring',
   id: '',
   dataDir: '',
   host: '127.0.0.1',
@@ -66,6 +115,14 @@ export const SHARD_DEFAULTS = {
   heartbeatTtlMs: 5000,
   topologyPollMs: 1000,
   maxInFlightPerConnection: 8192,
+  /** Open data-port connections; more are refused at once. */
+  maxDataConnections: 1024,
+  /** A peer must authenticate within this after it connects. */
+  handshakeTimeoutMs: 2000,
+  /** A data-port connection with nothing in flight closes after this much silence. */
+  dataIdleTimeoutMs: 120_000,
+  /** Frame bytes all data-port connections together may hold while frames arrive; a connection that would go over is cut. */
+  maxBufferedFrameBytes: 256 * 1024 * 1024,
   sweepIntervalMs: 1000,
   sweepBatch: 1000,
   tombstoneGraceMs: 24 * 3600 * 1000,
@@ -133,6 +190,8 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
   if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
   if (cfg.rebalanceLeaseMs < 1000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceLeaseMs" must be at least 1000');
+  if (cfg.maxPendingOps < cfg.maxBatchOps) throw kvError('KV_ERR_CONFIG', 'router: option "maxPendingOps" must be at least maxBatchOps, or no batch could ever run');
+  checkCommon('router', cfg);
   return cfg;
 }
 
@@ -143,7 +202,46 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
   }
   if (cfg.dataDir === '') throw kvError('KV_ERR_CONFIG', 'shard: option "dataDir" is required');
   if (cfg.heartbeatTtlMs <= cfg.heartbeatMs) throw kvError('KV_ERR_CONFIG', 'shard: heartbeatTtlMs must be larger than heartbeatMs');
+  if (!HTTP_KV_WRITES.has(cfg.httpKvWrites)) throw kvError('KV_ERR_CONFIG', `shard: option "httpKvWrites" must be one of ${[...HTTP_KV_WRITES].join(', ')}, got ${JSON.stringify(cfg.httpKvWrites)}`);
+  if (cfg.maxBodyBytes < cfg.maxValueBytes) throw kvError('KV_ERR_CONFIG', 'shard: option "maxBodyBytes" must be at least maxValueBytes');
+  if (cfg.maxBufferedFrameBytes < cfg.maxFrameBytes) throw kvError('KV_ERR_CONFIG', 'shard: option "maxBufferedFrameBytes" must be at least maxFrameBytes');
+  if (cfg.handshakeTimeoutMs < 1 || cfg.dataIdleTimeoutMs < 1) throw kvError('KV_ERR_CONFIG', 'shard: handshakeTimeoutMs and dataIdleTimeoutMs must be at least 1');
+  checkCommon('shard', cfg);
   return cfg;
+}
+
+const HTTP_KV_WRITES = new Set(['ring', 'standalone', 'off']);
+
+function checkCommon(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS & typeof HTTP_DEFAULTS>): void {
+  if ((cfg.tlsCertFile === '') !== (cfg.tlsKeyFile === '')) throw kvError('KV_ERR_CONFIG', `${name}: options "tlsCertFile" and "tlsKeyFile" go together`);
+  for (const k of ['httpRequestTimeoutMs', 'httpHeadersTimeoutMs', 'maxHeaderBytes', 'maxConnections', 'httpTimeoutCheckMs'] as const) {
+    if (cfg[k] < 1) throw kvError('KV_ERR_CONFIG', `${name}: option "${k}" must be at least 1`);
+  }
+}
+
+/** Minimum length of the admin token and the cluster secret. */
+export const MIN_SECRET_CHARS = 16;
+
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * Why this role must not start with these settings, or undefined. Without
+ * `insecure`, both secrets are required (long enough to be real); `insecure`
+ * is refused on an address others can reach.
+ */
+export function securityProblem(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS> & { readonly host: string }): string | undefined {
+  if (cfg.insecure) {
+    if (!isLoopback(cfg.host)) return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;
+    return undefined;
+  }
+  const missing = [cfg.adminToken.length < MIN_SECRET_CHARS ? 'adminToken' : '', cfg.clusterSecret.length < MIN_SECRET_CHARS ? 'clusterSecret' : ''].filter(Boolean);
+  if (missing.length === 0) return undefined;
+  return `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing or shorter than ${MIN_SECRET_CHARS} characters. ` +
+    '`npm start` (kv up) generates both into <data dir>/secrets.json; otherwise set KV_ADMIN_TOKEN and KV_CLUSTER_SECRET (the same on every router and shard), ' +
+    'e.g. from `openssl rand -base64 32`. For local development on 127.0.0.1 only, insecure=true (KV_INSECURE=1) runs without them.';
 }
 
 /** The Redis key prefix for tools that are neither router nor shard (CLI, `kv up`). */
@@ -155,6 +253,11 @@ export function isValidShardId(id: string): boolean {
   return SHARD_ID_RE.test(id);
 }
 
+const SHARED_ENV: ReadonlyArray<[string, string]> = [
+  ['REDIS_URL', 'redisUrl'], ['KV_REDIS_PREFIX', 'redisPrefix'],
+  ['KV_ADMIN_TOKEN', 'adminToken'], ['KV_CLUSTER_SECRET', 'clusterSecret'], ['KV_INSECURE', 'insecure'],
+];
+
 /** Map environment variables onto config keys: `ROUTER_PORT` -> `port` for prefix `ROUTER_`. */
 export function configFromEnv(defaults: Shape, prefix: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
@@ -163,8 +266,9 @@ export function configFromEnv(defaults: Shape, prefix: string, env: NodeJS.Proce
     const v = env[envName];
     if (v !== undefined) out[key] = v;
   }
-  // REDIS_URL and KV_REDIS_PREFIX are shared by every role.
-  if (env['REDIS_URL'] && 'redisUrl' in defaults && out['redisUrl'] === undefined) out['redisUrl'] = env['REDIS_URL'];
-  if (env['KV_REDIS_PREFIX'] && 'redisPrefix' in defaults && out['redisPrefix'] === undefined) out['redisPrefix'] = env['KV_REDIS_PREFIX'];
+  // These are shared by every role (a role's own variable wins).
+  for (const [name, key] of SHARED_ENV) {
+    if (env[name] && key in defaults && out[key] === undefined) out[key] = env[name];
+  }
   return out;
 }

@@ -22,6 +22,14 @@ export const ERRORS = {
   KV_ERR_BAD_PRECONDITION: { status: 400, message: 'conditional header is not valid: If-Match takes one version ETag such as "12" or *, If-None-Match takes only *; got %s' },
   KV_ERR_PRECONDITION_FAILED: { status: 412, message: 'version does not match: expected %s, current %s' },
   KV_ERR_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
+  KV_ERR_BAD_QUERY: { status: 400, message: 'query parameter is not valid: %s' },
+  KV_ERR_BAD_HTTP: { status: 400, message: 'the request is not valid HTTP/1.1: %s' },
+  KV_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'request line and headers are larger than the limit of %s bytes' },
+  KV_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request did not arrive in time (%s)' },
+  KV_ERR_EXPECTATION_FAILED: { status: 417, message: 'Expect: %s is not supported (only 100-continue)' },
+  KV_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'this endpoint takes %s, got %s' },
+  KV_ERR_BUSY: { status: 503, message: 'this router worker has %s shard operations pending, its limit; nothing was sent; retry after %s s' },
+  KV_ERR_TOO_MANY_REQUESTS: { status: 429, message: 'this connection has %s shard operations pending, over its fair share of %s while the router is busy; retry after %s s' },
   KV_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body is larger than the limit of %s bytes' },
   KV_ERR_ROUTE_NOT_FOUND: { status: 404, message: 'no route %s %s' },
   KV_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method %s is not allowed on %s' },
@@ -46,6 +54,7 @@ export const ERRORS = {
   KV_ERR_SHARD_NOT_EMPTY: { status: 409, message: 'shard %s already holds %s records (from an earlier membership?); a joining shard must start on an empty data directory, or old values could come back' },
   KV_ERR_SHARD_ALIVE: { status: 409, message: 'shard %s is alive (registered); drain it with `kv shards remove %s`, or stop it first if it really is lost' },
   KV_ERR_UNAUTHORIZED: { status: 401, message: 'admin endpoints need the admin token: %s' },
+  KV_ERR_AUTH_FAILED: { status: 401, message: 'peer authentication on the data port failed: %s' },
   // Wire-level refusals from a shard. The router handles these by refreshing
   // its topology and retrying; they reach a client only inside other codes.
   KV_ERR_STALE_EPOCH: { status: 409, message: 'request epoch %s is older than the shard epoch %s' },
@@ -69,6 +78,8 @@ export class KvError extends Error {
   readonly statusCode: number;
   /** Extra machine-readable detail (e.g. the shard's epoch on KV_ERR_STALE_EPOCH). */
   readonly detail: Record<string, unknown> | undefined;
+  /** For a refusal caused by load: when to try again (HTTP Retry-After). */
+  retryAfterS: number | undefined;
 
   constructor(code: ErrorCode, message: string, detail?: Record<string, unknown>) {
     super(message);
@@ -76,6 +87,7 @@ export class KvError extends Error {
     this.code = code;
     this.statusCode = ERRORS[code].status;
     this.detail = detail;
+    this.retryAfterS = undefined;
   }
 
   toJSON(): { code: ErrorCode; message: string } & Record<string, unknown> {
@@ -86,6 +98,13 @@ export class KvError extends Error {
 /** Build a KvError from the table, filling the message's `%s` slots in order. */
 export function kvError(code: ErrorCode, ...args: unknown[]): KvError {
   return new KvError(code, format(ERRORS[code].message, args));
+}
+
+/** A refusal caused by load, with the seconds after which the client may try again. */
+export function kvErrorRetry(code: ErrorCode, retryAfterS: number, ...args: unknown[]): KvError {
+  const e = kvError(code, ...args);
+  e.retryAfterS = retryAfterS;
+  return e;
 }
 
 export function kvErrorWith(code: ErrorCode, detail: Record<string, unknown>, ...args: unknown[]): KvError {

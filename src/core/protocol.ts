@@ -13,6 +13,7 @@ export const OPS = {
   PUT: 'put',
   DEL: 'del',
   PING: 'ping',
+  STATS: 'stats',
   /** The stored record of one key (tombstones included) as a moved-records blob, for pulling a moving key ahead of the stream. */
   FETCH: 'fetch',
   // Rebalancing ops (coordinator -> shard); not keyed, not ring-checked per key.
@@ -83,6 +84,8 @@ export interface OpMap {
   };
   del: { req: { k: string; m?: Expected }; res: { deleted: boolean; ver: number } };
   ping: { req: object; res: { epoch: number; id: string } };
+  /** Records (live, tombstones and unswept expired ones) and the bytes LMDB uses for them. */
+  stats: { req: object; res: { records: number; bytes: number } };
   fetch: { req: { k: string }; res: Uint8Array | null };
   /** `me`: the epoch the shard must have reached (it re-reads its topology when behind). */
   sync: { req: { me: number }; res: { epoch: number } };
@@ -147,12 +150,22 @@ export function encodedSize(body: unknown): number {
  * `maxFrameBytes` before buffering it, so a bad peer cannot make us allocate.
  */
 export class FrameDecoder {
-  readonly #maxFrameBytes: number;
+  #maxFrameBytes: number;
   #chunks: Buffer[] = [];
   #buffered = 0;
 
   constructor(maxFrameBytes: number) {
     this.#maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Bytes received and not yet decoded (part of a frame). */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Change the largest frame accepted from now on (e.g. once a peer has authenticated). */
+  setMaxFrameBytes(n: number): void {
+    this.#maxFrameBytes = n;
   }
 
   /** Feed bytes; returns the decoded frame bodies now complete. Throws KV_ERR_FRAME_TOO_LARGE / KV_ERR_BAD_FRAME. */

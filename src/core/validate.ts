@@ -52,7 +52,7 @@ export function validateKey(key: unknown, limits: Limits): string {
   return key;
 }
 
-function isWellFormed(s: string): boolean {
+export function isWellFormed(s: string): boolean {
   // String.prototype.isWellFormed arrives in Node 20; keep a fallback.
   const f = (s as unknown as { isWellFormed?: () => boolean }).isWellFormed;
   if (f) return f.call(s);

@@ -1,23 +1,112 @@
-// HTTP plumbing shared by the router API and the shard admin port: raw bodies
-// of any content type, one error shape `{code, message}` with a KV_ERR_* code,
-// 404/405 for unknown routes and methods. Nothing here ever answers 500 for a
-// client's mistake.
-import type { FastifyInstance, FastifyError, FastifyRequest, FastifyReply } from 'fastify';
+// HTTP plumbing shared by the router API and the shard HTTP port: one way to
+// create the server with every limit explicit, raw bodies of any content
+// type, and one error shape `{code, message, requestId}` from the one error
+// table for everything that goes wrong, including what Node's HTTP parser and
+// Fastify refuse before a route runs. A 5xx never carries an internal message
+// or a stack: those go to the log, under the request id.
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { KvError, kvError } from '../core/errors.js';
+import type { HTTP_DEFAULTS, SECURITY_DEFAULTS } from '../core/config.js';
 
 export interface RouteMethods {
   /** Returns the methods allowed on a path, or undefined when no route has it. */
   (path: string): readonly string[] | undefined;
 }
 
+export type HttpServerConfig = Readonly<typeof HTTP_DEFAULTS & Pick<typeof SECURITY_DEFAULTS, 'tlsCertFile' | 'tlsKeyFile'>> & {
+  readonly maxBodyBytes: number;
+  readonly logLevel: string;
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Query parameters this route takes; any other is refused with 400 KV_ERR_BAD_QUERY. */
+    query?: readonly string[];
+  }
+}
+
+let requestSeq = 0;
+const PROCESS_TAG = process.pid.toString(36);
+/** A request id unique across the workers of a host: pid and a counter. */
+export const newRequestId = (): string => `${PROCESS_TAG}-${(++requestSeq).toString(36)}`;
+
+/** The body of an error response. */
+export function errorBody(kv: KvError, requestId: string): Record<string, unknown> {
+  return { ...kv.toJSON(), requestId };
+}
+
+/**
+ * A Fastify app with the server limits of `cfg`: body bytes, the time to
+ * receive headers and the whole request (slow senders are cut), idle
+ * keep-alive, header bytes, open connections, and TLS when a certificate is
+ * configured. Also the error shape for Node's parser errors (bad framing,
+ * oversized headers, timeouts) and for `Expect` values other than
+ * 100-continue.
+ */
+export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}): FastifyInstance {
+  const serverOptions = {
+    maxHeaderSize: cfg.maxHeaderBytes,
+    headersTimeout: cfg.httpHeadersTimeoutMs,
+    requestTimeout: cfg.httpRequestTimeoutMs,
+    connectionsCheckingInterval: cfg.httpTimeoutCheckMs,
+  };
+  const tls = cfg.tlsCertFile ? { cert: readFileSync(cfg.tlsCertFile), key: readFileSync(cfg.tlsKeyFile) } : undefined;
+  const app = Fastify({
+    logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel },
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: cfg.maxBodyBytes,
+    keepAliveTimeout: cfg.keepAliveTimeoutMs,
+    requestTimeout: cfg.httpRequestTimeoutMs,
+    // Ids are ours, never taken from a client's header.
+    requestIdHeader: false,
+    genReqId: newRequestId,
+    frameworkErrors,
+    clientErrorHandler: clientErrors(cfg.maxHeaderBytes),
+    ...(tls ? { https: { ...serverOptions, ...tls } } : { http: serverOptions }),
+    ...extra,
+  } as FastifyServerOptions);
+  app.server.maxConnections = cfg.maxConnections;
+  // Without a listener Node answers an unknown Expect with a bare 417.
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const kv = kvError('KV_ERR_EXPECTATION_FAILED', String(req.headers.expect ?? '').slice(0, 100));
+    res.writeHead(kv.statusCode, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify(errorBody(kv, newRequestId())));
+  });
+  return app;
+}
+
+/**
+ * Node's `clientError`: the request could not be parsed (or came too
+ * slowly), so no route and no Fastify request exist. Answer with a code and
+ * close the connection.
+ */
+function clientErrors(maxHeaderBytes: number) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    let kv: KvError;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') kv = kvError('KV_ERR_REQUEST_TIMEOUT', 'headers or body too slow');
+    else if (err.code === 'HPE_HEADER_OVERFLOW') kv = kvError('KV_ERR_HEADERS_TOO_LARGE', maxHeaderBytes);
+    else kv = kvError('KV_ERR_BAD_HTTP', (err.code ?? 'parse error').replace(/^HPE_/, '').toLowerCase().replace(/_/g, ' '));
+    const body = JSON.stringify(errorBody(kv, newRequestId()));
+    if (socket.writable) {
+      socket.write(`HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
+    socket.destroy();
+  };
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
 /**
  * Fastify's `frameworkErrors` hook: errors raised before routing (e.g. a URL
- * that is not valid percent-encoded UTF-8) get the same `{code, message}` shape.
+ * that is not valid percent-encoded UTF-8) get the same shape.
  */
 export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const kv = err.code === 'FST_ERR_BAD_URL' ? kvError('KV_ERR_KEY_INVALID', 'URL is not valid percent-encoded UTF-8') : toKvError(err);
-  void req;
-  void reply.code(kv.statusCode).type('application/json').send(kv.toJSON());
+  void reply.code(kv.statusCode).type('application/json').send(errorBody(kv, req.id));
 }
 
 export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods): void {
@@ -28,8 +117,14 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
 
   app.setErrorHandler((err: FastifyError | KvError, req, reply) => {
     const kv = toKvError(err, bodyLimit);
-    if (kv.statusCode >= 500 && kv.code === 'KV_ERR_INTERNAL') req.log.error({ err }, 'unhandled error');
-    void reply.code(kv.statusCode).type('application/json').send(kv.toJSON());
+    if (kv.statusCode >= 500) {
+      if (kv.code === 'KV_ERR_INTERNAL') {
+        req.log.error({ err, requestId: req.id }, 'unhandled error');
+        return reply.code(500).type('application/json').send(errorBody(kvError('KV_ERR_INTERNAL', `see the server log for request ${req.id}`), req.id));
+      }
+    }
+    if (kv.retryAfterS !== undefined) void reply.header('retry-after', String(kv.retryAfterS));
+    return reply.code(kv.statusCode).type('application/json').send(errorBody(kv, req.id));
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -39,9 +134,41 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
       ? kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path)
       : kvError('KV_ERR_ROUTE_NOT_FOUND', req.method, path);
     if (allowed && !allowed.includes(req.method)) void reply.header('allow', allowed.join(', '));
-    void reply.code(err.statusCode).send(err.toJSON());
+    void reply.code(err.statusCode).send(errorBody(err, req.id));
+  });
+
+  // Query parameters are parsed strictly: a route takes only the ones it
+  // names (config.query), each at most once.
+  app.addHook('onRequest', (req, _reply, done) => {
+    const q = req.query as Record<string, unknown>;
+    const allowed = req.routeOptions.config?.query ?? NO_QUERY;
+    for (const name in q) {
+      if (!allowed.includes(name)) return done(kvError('KV_ERR_BAD_QUERY', `unknown parameter ${JSON.stringify(name)}${allowed.length ? ` (this endpoint takes ${allowed.join(', ')})` : ' (this endpoint takes none)'}`));
+      if (typeof q[name] !== 'string') return done(kvError('KV_ERR_BAD_QUERY', `parameter ${JSON.stringify(name)} is given more than once`));
+    }
+    done();
   });
 }
+
+const NO_QUERY: readonly string[] = [];
+
+/** One query parameter of a route that declared it (see `config.query`). */
+export function queryParam(req: FastifyRequest, name: string): string | undefined {
+  const v = (req.query as Record<string, unknown>)[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A flag: absent = false; present with no value, 1 or true = true; 0 or false = false; anything else is refused. */
+export function flagParam(req: FastifyRequest, name: string): boolean {
+  const v = queryParam(req, name);
+  if (v === undefined) return false;
+  if (v === '' || v === '1' || v === 'true') return true;
+  if (v === '0' || v === 'false') return false;
+  throw kvError('KV_ERR_BAD_QUERY', `${name} must be 1, true, 0 or false, got ${JSON.stringify(v.slice(0, 50))}`);
+}
+
+/** Errors ioredis raises when Redis cannot answer (down, timed out, connection closed). */
+const REDIS_DOWN = /Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries per request limit|ECONNREFUSED|ETIMEDOUT|Socket closed unexpectedly/;
 
 export function toKvError(err: unknown, bodyLimit?: number): KvError {
   if (err instanceof KvError) return err;
@@ -59,6 +186,9 @@ export function toKvError(err: unknown, bodyLimit?: number): KvError {
       if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
         return kvError('KV_ERR_BAD_REQUEST', e.message);
       }
+      if (typeof e?.message === 'string' && (e.name === 'MaxRetriesPerRequestError' || REDIS_DOWN.test(e.message))) {
+        return kvError('KV_ERR_REDIS_UNAVAILABLE', e.message);
+      }
       return kvError('KV_ERR_INTERNAL', e?.message ?? String(err));
   }
 }
@@ -67,4 +197,12 @@ export function bodyBytes(body: unknown): Uint8Array {
   if (body === undefined || body === null) return new Uint8Array(0);
   if (body instanceof Uint8Array) return body;
   throw kvError('KV_ERR_BAD_REQUEST', 'body could not be read as bytes');
+}
+
+/** A JSON body must say so, and must not be compressed or otherwise encoded. */
+export function requireJson(req: FastifyRequest): void {
+  const ct = String(req.headers['content-type'] ?? '');
+  if (!/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(ct)) throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'application/json', JSON.stringify(ct.slice(0, 100)));
+  const ce = req.headers['content-encoding'];
+  if (ce !== undefined && ce !== 'identity') throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'an unencoded body', `content-encoding ${JSON.stringify(String(ce).slice(0, 50))}`);
 }

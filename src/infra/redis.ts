@@ -1,7 +1,8 @@
 // Redis connections for shared router/shard state. Redis is never the data
-// store. Commands fail fast: while Redis is away a command waits in the
-// offline queue at most `redisCommandTimeoutMs`, then rejects, so an outage
-// shows up as a clear 503 instead of piling up requests.
+// store. Commands fail fast: a command waits at most `redisCommandTimeoutMs`
+// for its answer, and once a connection has been up, a command sent while
+// Redis is away fails at once (no offline queue), so an outage shows up as a
+// clear 503 instead of piling up requests. Reconnects go on in the background.
 import { Redis } from 'ioredis';
 import { backoffMs } from '../core/backoff.js';
 
@@ -23,6 +24,10 @@ export function createRedis(cfg: RedisSettings, o: { subscriber?: boolean } = {}
     retryStrategy: (times: number) => backoffMs(times, 50, 2000),
     lazyConnect: false,
   });
+  // The offline queue only covers the first connect (so start-up need not
+  // wait for 'ready'); after that, a command sent while Redis is away fails
+  // at once instead of queueing.
+  if (!o.subscriber) client.once('ready', () => { client.options.enableOfflineQueue = false; });
   // Callers see failures as rejected commands; here we only keep a reconnect
   // storm from flooding the log (one line per outage window).
   let lastLog = 0;

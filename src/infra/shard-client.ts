@@ -1,10 +1,19 @@
 // One persistent connection from a router worker to one shard. Requests queued
 // in the same event-loop turn go out together as one frame (the design's main
-// throughput lever); responses are matched by id. Every request has a
-// deadline; a lost connection fails the requests it carried as "outcome
-// unknown" and the requests it never sent as "unavailable, nothing written".
+// throughput lever); responses are matched by id. At most maxInFlightPerShard
+// requests are at the shard at a time; more wait here, in order (the router's
+// admission control bounds how many). Every request has a deadline; a lost
+// connection fails the requests it carried as "outcome unknown" and the
+// requests it never sent as "unavailable, nothing written".
+//
+// Before any request the connection proves the cluster secret to the shard
+// and checks the shard's proof (core/handshake.ts); an idle connection pings
+// now and then so the shard's idle timeout never cuts it.
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { backoffMs } from '../core/backoff.js';
+import { HANDSHAKE_VERSION, isHello, newNonce, peerProof, proofMatches, shardProof } from '../core/handshake.js';
 import { encodeFrame, FrameDecoder, type Op, type Outgoing, type Request, type Response, type ResultOf } from '../core/protocol.js';
 import { fromWire, kvError, KvError } from '../core/errors.js';
 import { parseAddr } from '../core/topology.js';
@@ -15,10 +24,25 @@ const CONNECT_BACKOFF_MAX_MS = 1000;
 
 export interface ShardConnectionOptions {
   readonly requestTimeoutMs: number;
+  /** Connect and handshake must be done within this. */
   readonly connectTimeoutMs: number;
   readonly maxInFlightPerShard: number;
   readonly maxFrameBytes: number;
+  readonly clusterSecret: string;
+  readonly dataTls: boolean;
+  /** PEM file of the CA that signed the shards' certificates; empty = the system CAs. */
+  readonly tlsCaFile: string;
+  readonly dataPingIntervalMs: number;
 }
+
+/** Requests waiting here beyond the in-flight limit, as a multiple of it, before new ones are refused. */
+const QUEUE_FACTOR = 4;
+const CAS = new Map<string, Buffer>();
+const caOf = (file: string): Buffer => {
+  let ca = CAS.get(file);
+  if (!ca) CAS.set(file, (ca = readFileSync(file)));
+  return ca;
+};
 
 interface Pending {
   readonly req: Request;
@@ -39,6 +63,10 @@ export class ShardConnection {
   readonly #pending = new Map<number, Pending>();
   #queue: Pending[] = [];
   #flushScheduled = false;
+  /** Requests written to the shard and not answered yet. */
+  #sent = 0;
+  #lastSendAt = 0;
+  #pinger: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** After a failed connect, requests fail fast until this time (backoff). */
   #retryAt = 0;
@@ -63,8 +91,8 @@ export class ShardConnection {
     if (!this.#socket && Date.now() < this.#retryAt) {
       return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
     }
-    if (this.#pending.size >= this.#opts.maxInFlightPerShard) {
-      return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard));
+    if (this.#pending.size >= this.#opts.maxInFlightPerShard * QUEUE_FACTOR) {
+      return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard * QUEUE_FACTOR));
     }
     return new Promise<ResultOf<O>>((resolve, reject) => {
       // Every op's request is one member of the Request union.
@@ -76,29 +104,44 @@ export class ShardConnection {
       this.#queue.push(p);
       this.#ensureTimer();
       if (!this.#socket) this.#connect();
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#flush());
-      }
+      this.#scheduleFlush();
     });
   }
 
   #connect(): void {
     const { host, port } = parseAddr(this.addr);
-    const socket = net.connect({ host, port });
+    const socket: net.Socket = this.#opts.dataTls
+      ? tls.connect({ host, port, servername: net.isIP(host) ? '' : host, ...(this.#opts.tlsCaFile ? { ca: caOf(this.#opts.tlsCaFile) } : {}) })
+      : net.connect({ host, port });
     this.#socket = socket;
     this.#connected = false;
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(this.#opts.maxFrameBytes);
-    const connectTimer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
+    const connectTimer = setTimeout(() => socket.destroy(new Error(`connect and handshake took over ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
     let lastError = 'connection refused';
-    socket.once('connect', () => {
+    const nonce = newNonce();
+    let shardNonce: Uint8Array | undefined;
+    // The handshake: the shard speaks first (hello), we prove the secret, it proves it back.
+    const handshake = (frame: unknown): void => {
+      const f = frame as Record<string, unknown> | null;
+      if (!shardNonce) {
+        if (!isHello(frame)) return void socket.destroy(new Error('the peer did not greet like a shard'));
+        if (frame.id !== this.id) return void socket.destroy(new Error(`this address is shard ${frame.id}, not ${this.id}`));
+        shardNonce = frame.nonce;
+        socket.write(encodeFrame({ auth: HANDSHAKE_VERSION, nonce, proof: peerProof(this.#opts.clusterSecret, this.id, shardNonce, nonce) }));
+        return;
+      }
+      if (f?.['denied'] === HANDSHAKE_VERSION) return void socket.destroy(new Error(`the shard refused us: ${String(f['message'])}`));
+      if (f?.['ok'] !== HANDSHAKE_VERSION || !proofMatches(f['proof'], shardProof(this.#opts.clusterSecret, this.id, shardNonce, nonce))) {
+        return void socket.destroy(new Error('the shard could not prove the cluster secret'));
+      }
       clearTimeout(connectTimer);
       this.#connected = true;
       this.#connectFailures = 0;
       this.#retryAt = 0;
+      this.#startPinging();
       this.#flush();
-    });
+    };
     socket.on('data', (chunk: Buffer) => {
       let frames: unknown[];
       try {
@@ -108,6 +151,10 @@ export class ShardConnection {
         return;
       }
       for (const frame of frames) {
+        if (!this.#connected) {
+          handshake(frame);
+          continue;
+        }
         for (const res of frame as Response[]) this.#settle(res);
       }
     });
@@ -118,6 +165,7 @@ export class ShardConnection {
       if (this.#socket === socket) {
         this.#socket = undefined;
         this.#connected = false;
+        this.#stopPinging();
       }
       if (!wasConnected) {
         // Back off so a dead shard costs one connect attempt per window,
@@ -130,10 +178,31 @@ export class ShardConnection {
     });
   }
 
+  /** While the connection is idle, a ping now and then keeps the shard from closing it. */
+  #startPinging(): void {
+    this.#stopPinging();
+    const every = this.#opts.dataPingIntervalMs;
+    if (every <= 0) return;
+    this.#lastSendAt = Date.now();
+    this.#pinger = setInterval(() => {
+      if (this.#connected && this.#pending.size === 0 && Date.now() - this.#lastSendAt >= every) {
+        this.request({ o: 'ping', e: 0 }).catch(() => undefined);
+      }
+    }, every);
+    this.#pinger.unref();
+  }
+
+  #stopPinging(): void {
+    if (this.#pinger) clearInterval(this.#pinger);
+    this.#pinger = undefined;
+  }
+
   #settle(res: Response): void {
     const p = this.#pending.get(res.i);
     if (!p) return; // already timed out
     this.#pending.delete(res.i);
+    if (p.sent) this.#sent--;
+    if (this.#queue.length > 0) this.#scheduleFlush();
     if ('err' in res) p.reject(fromWire(res.err));
     else p.resolve(res.r);
   }
@@ -144,14 +213,30 @@ export class ShardConnection {
       p.reject(p.sent ? kvError('KV_ERR_OUTCOME_UNKNOWN', this.id) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, why));
     }
     this.#queue = [];
+    this.#sent = 0;
   }
 
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** Send what is queued, as far as the in-flight limit allows. */
   #flush(): void {
     this.#flushScheduled = false;
     if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
-    const batch = this.#queue.filter((p) => this.#pending.has(p.req.i));
-    this.#queue = [];
-    this.#writeFrames(batch);
+    const room = this.#opts.maxInFlightPerShard - this.#sent;
+    if (room <= 0) return;
+    // Requests that timed out while queued are gone from #pending.
+    const live = this.#queue.filter((p) => this.#pending.has(p.req.i));
+    if (live.length <= room) {
+      this.#queue = [];
+      this.#writeFrames(live);
+    } else {
+      this.#queue = live.slice(room);
+      this.#writeFrames(live.slice(0, room));
+    }
   }
 
   #writeFrames(batch: Pending[]): void {
@@ -164,6 +249,8 @@ export class ShardConnection {
       return;
     }
     for (const p of batch) p.sent = true;
+    this.#sent += batch.length;
+    this.#lastSendAt = Date.now();
     this.counters.frames++;
     this.counters.requests += batch.length;
     this.#socket!.write(frame);
@@ -178,12 +265,18 @@ export class ShardConnection {
 
   #expire(): void {
     const now = Date.now();
-    // Map order is send order and every request gets the same timeout, so
-    // the first unexpired entry ends the scan.
+    // Map order is request order and every request gets the same timeout,
+    // so the first unexpired entry ends the scan.
     for (const [id, p] of this.#pending) {
       if (p.deadline > now) break;
       this.#pending.delete(id);
-      p.reject(p.sent ? kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'));
+      if (p.sent) {
+        this.#sent--;
+        p.reject(kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
+      } else {
+        // Never sent: nothing was written.
+        p.reject(this.#connected ? kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'));
+      }
     }
     if (this.#pending.size === 0 && this.#timer) {
       clearInterval(this.#timer);
@@ -193,6 +286,7 @@ export class ShardConnection {
 
   close(): void {
     this.#closed = true;
+    this.#stopPinging();
     this.#socket?.destroy();
     this.#failAll('connection closed');
     if (this.#timer) clearInterval(this.#timer);

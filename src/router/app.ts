@@ -1,13 +1,14 @@
 // buildRouter() returns the router worker's Fastify app, not listening;
 // worker.ts does listen and drain, primary.ts the cluster and signals.
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../core/config.js';
 import { createRedis, createSubscriber } from '../infra/redis.js';
-import { installHttpBasics, frameworkErrors } from '../infra/http.js';
+import { createHttpApp, installHttpBasics } from '../infra/http.js';
 import { TopologyStore } from '../infra/topology-store.js';
 import { TopologyWatcher } from '../infra/topology-watcher.js';
 import { RebalanceStore } from '../rebalance/job-store.js';
+import { Admission } from './admission.js';
 import { Forwarder } from './forwarder.js';
 import { BATCH_PATH, KV_PREFIX, kvRoutes } from './kv-routes.js';
 import { healthRoutes } from './health-routes.js';
@@ -54,13 +55,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   const workerId = process.env['KV_WORKER_ID'] ?? '0';
   const draining = deps.draining ?? (() => false);
 
-  const app = Fastify({
-    logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
-    bodyLimit: config.maxBodyBytes,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    logController: new LogController({ disableRequestLogging: true }),
+  const admission = new Admission(config.maxPendingOps, config.overloadRetryAfterS);
+  const app = createHttpApp(config, {
     return503OnClosing: false,
-    frameworkErrors,
     // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.maxKeyBytes * 3 + 16 },
   });
@@ -81,9 +78,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   });
 
   void app.register(healthRoutes, { redis, forwarder, workerId });
-  void app.register(kvRoutes, { config, forwarder });
+  void app.register(kvRoutes, { config, forwarder, admission });
   void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder });
-  void app.register(metricsRoutes, { forwarder, jobs });
+  void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '' });
 
   app.addHook('onClose', async () => {
     forwarder.close();

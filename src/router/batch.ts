@@ -6,7 +6,7 @@
 import { kvError, KvError, toWire } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
 import type { BatchLimits, Limits } from '../core/config.js';
-import { validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../core/validate.js';
+import { isWellFormed, validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../core/validate.js';
 import type { Forwarder } from './forwarder.js';
 
 type Encoding = 'utf8' | 'base64';
@@ -68,8 +68,11 @@ function parseOp(o: unknown, limits: Limits): BatchOp {
       const enc = r['encoding'] ?? 'utf8';
       if (enc !== 'utf8' && enc !== 'base64') throw kvError('KV_ERR_BAD_BATCH', 'encoding must be "utf8" or "base64"');
       if (enc === 'base64' && (!/^[A-Za-z0-9+/]*={0,2}$/.test(r['value']) || r['value'].replace(/=+$/, '').length % 4 === 1)) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid base64');
+      // A lone surrogate would silently become U+FFFD: refuse it, as in a key.
+      if (enc === 'utf8' && !isWellFormed(r['value'])) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid UTF-8 text (lone surrogate); send binary values as base64');
       const value = validateValue(Buffer.from(r['value'], enc), limits);
       const contentType = validateContentType(r['contentType'] ?? (enc === 'utf8' ? 'text/plain; charset=utf-8' : undefined), limits);
+      if (r['ttl'] !== undefined && typeof r['ttl'] !== 'number') throw kvError('KV_ERR_BAD_TTL', limits.maxTtlSeconds, `${JSON.stringify(r['ttl'])} (a JSON number is needed)`);
       return { op: 'put', key, value, contentType, ttl: parseTtl(r['ttl'], limits), ifMatch };
     }
     default:

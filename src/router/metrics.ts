@@ -5,10 +5,13 @@ import client from 'prom-client';
 import { isActive, progress, type Job } from '../rebalance/job.js';
 import type { RebalanceStore } from '../rebalance/job-store.js';
 import type { Forwarder } from './forwarder.js';
+import { requireAdminToken } from '../infra/auth.js';
 
 export interface MetricsDeps {
   readonly forwarder: Forwarder;
   readonly jobs: RebalanceStore;
+  /** Non-empty: /metrics needs this bearer token (option metricsAuth). */
+  readonly adminToken: string;
 }
 
 /** A counter that reports a number kept elsewhere (it only ever grows). */
@@ -17,6 +20,7 @@ function mirrorCounter(registry: client.Registry, name: string, help: string, re
 }
 
 export const metricsRoutes: FastifyPluginAsync<MetricsDeps> = async (app, d) => {
+  requireAdminToken(app, d.adminToken);
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'kv_router_' });
   const job = { last: null as Job | null };

@@ -75,7 +75,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
     adminAddr: addrs?.adminAddr,
     pid: process.pid,
   });
-  const http = buildShardHttp({ config, store, status });
+  const http = buildShardHttp({ config, store, handler, view: () => view, dataCounters: dataServer.counters, status });
 
   let heartbeat: NodeJS.Timeout | undefined;
   let sweeper: NodeJS.Timeout | undefined;

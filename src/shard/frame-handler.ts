@@ -12,10 +12,10 @@
 import { kvError, kvErrorWith, toWire, type KvError } from '../core/errors.js';
 import { OPS, type Op, type Request, type RequestOf, type Response } from '../core/protocol.js';
 import type { Limits } from '../core/config.js';
-import { validateKey, validateValue, validateContentType } from '../core/validate.js';
 import type { Ring } from '../core/ring.js';
 import type { Store } from './store.js';
 import { REBALANCE_OPS, type RebalanceOpContext } from './rebalance-ops.js';
+import { checkRequest } from './op-checks.js';
 
 export interface OwnershipView {
   readonly epoch: number;
@@ -46,28 +46,16 @@ type WriteOp = 'put' | 'del';
 type OpSpec<O extends Op> =
   | { kind: 'inline'; run(req: RequestOf<O>, view: OwnershipView, d: HandlerDeps): unknown }
   | { kind: 'read'; run(req: RequestOf<O>, store: Store, now: number): unknown }
-  | { kind: 'write'; check?(req: RequestOf<O>, limits: Limits): void; apply(req: RequestOf<O>, store: Store, epoch: number, now: number): unknown }
+  | { kind: 'write'; apply(req: RequestOf<O>, store: Store, epoch: number, now: number): unknown }
   | { kind: 'rebalance'; run(req: RequestOf<O>, ctx: RebalanceOpContext): Promise<unknown> };
-
-/** Checks of a put's own fields, beyond the key. */
-function checkPut(req: RequestOf<'put'>, limits: Limits): void {
-  if (!(req.v instanceof Uint8Array)) throw kvError('KV_ERR_BAD_FRAME', 'put without value bytes');
-  validateValue(req.v, limits);
-  validateContentType(req.ct, limits);
-  if (req.x !== undefined && !(Number.isSafeInteger(req.x) && req.x >= 0)) throw kvError('KV_ERR_BAD_FRAME', 'bad expiry');
-  // Allow a minute of clock difference between router and shard.
-  if (req.x !== undefined && req.x > Date.now() + limits.maxTtlSeconds * 1000 + 60_000) {
-    throw kvError('KV_ERR_BAD_TTL', limits.maxTtlSeconds, `an expiry ${req.x - Date.now()} ms away`);
-  }
-}
 
 const OP_TABLE: { readonly [O in Op]: OpSpec<O> } = {
   ping: { kind: 'inline', run: (_req, view, d) => ({ epoch: view.epoch, id: d.shardId }) },
+  stats: { kind: 'inline', run: (_req, _view, d) => { const s = d.store.stats(); return { records: s.records, bytes: s.bytes }; } },
   get: { kind: 'read', run: (req, store, now) => store.lookup(req.k, now) },
   fetch: { kind: 'read', run: (req, store, now) => store.fetchPacked(req.k, now) },
   put: {
     kind: 'write',
-    check: checkPut,
     apply: (req, store, epoch, now) => ({
       ver: store.putInTxn(req.k, { value: req.v, contentType: req.ct ?? 'application/octet-stream', expiresAt: req.x ?? 0, ifMatch: req.m, ifNoneMatch: req.n, epoch }, now),
     }),
@@ -130,13 +118,6 @@ export class FrameHandler {
     return this.#notOwner(view);
   }
 
-  /** Shape checks every keyed request passes before anything else. */
-  #check(req: RequestOf<KeyedOp>): void {
-    if (typeof req.i !== 'number') throw kvError('KV_ERR_BAD_FRAME', 'request without id');
-    if (typeof req.e !== 'number') throw kvError('KV_ERR_BAD_FRAME', 'request without epoch');
-    validateKey(req.k, this.#d.limits);
-  }
-
   async handle(reqs: Request[]): Promise<Response[]> {
     await this.#catchUp(reqs);
     const view = this.#d.view();
@@ -147,9 +128,10 @@ export class FrameHandler {
     for (const req of reqs) {
       const id = idOf(req);
       try {
-        if (typeof req !== 'object' || req === null) throw kvError('KV_ERR_BAD_FRAME', 'a request must be a map');
+        if (typeof req !== 'object' || req === null || Array.isArray(req)) throw kvError('KV_ERR_BAD_FRAME', 'a request must be a map');
         const spec = specOf(req.o);
         if (!spec) throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
+        checkRequest(req as unknown as Record<string, unknown>, req.o, this.#d.limits, now);
         switch (spec.kind) {
           case 'inline':
             out.push({ i: id, r: spec.run(req, view, this.#d) });
@@ -159,10 +141,7 @@ export class FrameHandler {
             break;
           case 'read':
           case 'write': {
-            const keyed = req as RequestOf<KeyedOp>;
-            this.#check(keyed);
-            if (spec.kind === 'write') spec.check?.(req, this.#d.limits);
-            const refusal = this.#refusal(keyed, view);
+            const refusal = this.#refusal(req as RequestOf<KeyedOp>, view);
             if (refusal) throw refusal;
             if (spec.kind === 'read') out.push({ i: id, r: spec.run(req, this.#d.store, now) });
             else writes.push({ req: req as RequestOf<WriteOp>, spec });

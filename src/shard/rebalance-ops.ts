@@ -7,7 +7,7 @@ import type { Limits } from '../core/config.js';
 import type { RequestOf, ResultOf } from '../core/protocol.js';
 import { POINT_MAX, type PointRange, type Ring } from '../core/ring.js';
 import type { Store } from './store.js';
-import { pointOf, readMoved } from './record.js';
+import { checkMoved, pointOf, readMoved } from './record.js';
 import type { OwnershipView } from './frame-handler.js';
 
 export interface RebalanceOpContext {
@@ -107,12 +107,15 @@ async function importRecords(req: RequestOf<'import'>, ctx: RebalanceOpContext):
   if (typeof req.me !== 'number' || !(req.packed instanceof Uint8Array)) throw kvError('KV_ERR_BAD_FRAME', 'import needs me and packed records');
   if (view.epoch < req.me) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: view.epoch }, req.me, view.epoch);
   const recs = readMoved(req.packed, ctx.limits.maxKeyBytes);
-  // Only keys this shard owns now may come in. The point is the one the
-  // source computed when the key was written; it is not re-hashed here.
-  for (const m of recs) if (view.ring.ownerOfPoint(pointOf(m.key)) !== ctx.shardId) throw ctx.notOwner(view);
+  const now = Date.now();
+  // Every record is checked, and only keys this shard owns now may come in
+  // (the whole import is refused otherwise: a bad blob writes nothing).
+  for (const m of recs) {
+    checkMoved(m, ctx.limits, view.epoch, now);
+    if (view.ring.ownerOfPoint(pointOf(m.key)) !== ctx.shardId) throw ctx.notOwner(view);
+  }
   const { store } = ctx;
   const written = await store.transaction(() => {
-    const now = Date.now();
     let n = 0;
     for (const m of recs) if (store.importInTxn(m.key, m.value, req.me, now)) n++;
     return n;

@@ -18,7 +18,10 @@
 //
 // Moved records (SCAN answers, IMPORT requests) are one blob of entries:
 //   u16 key length, LMDB key, u32 value length, LMDB value
-import { kvError } from '../core/errors.js';
+import { kvError, kvErrorWith } from '../core/errors.js';
+import { keyPoint } from '../core/ring.js';
+import { validateContentType, validateKey } from '../core/validate.js';
+import type { Limits } from '../core/config.js';
 
 export const FORMAT_VERSION = 2;
 export const HEADER_BYTES = 23;
@@ -208,4 +211,51 @@ export function readMoved(blob: Uint8Array, maxKeyBytes: number): MovedEntry[] {
     out.push({ key, value });
   }
   return out;
+}
+
+/** A version may be at most this far ahead of this shard's clock (versions are close to wall-clock microseconds). */
+export const MAX_VERSION_AHEAD_MS = 24 * 3600 * 1000;
+/** An expiry may be this far past the longest TTL (clock difference between shards). */
+const EXPIRY_SKEW_MS = 60_000;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Check what a moved record claims before it is imported: a valid UTF-8 key
+ * whose ring point is the one it is stored under, a write epoch this shard
+ * has reached, a version that is a safe integer not far ahead of our clock,
+ * a sane expiry and content type, a value within the limit. A peer that
+ * sends anything else is refused: one poisoned version or point would
+ * spread with every later move.
+ */
+export function checkMoved(m: MovedEntry, limits: Limits, epoch: number, now: number): void {
+  const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', `moved record: ${why}`);
+  let key: string;
+  try {
+    key = utf8.decode(m.key.subarray(4));
+  } catch {
+    throw bad('key is not valid UTF-8');
+  }
+  validateKey(key, limits);
+  if (keyPoint(key) !== pointOf(m.key)) throw bad(`ring point ${pointOf(m.key)} is not the point of its key`);
+  const v = m.value;
+  const e = epochOf(v);
+  // Not yet seen here: the sender retries once this shard has caught up.
+  if (e > epoch) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch }, e, epoch);
+  const ver = versionOf(v);
+  if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000) throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
+  const x = expiryOf(v);
+  if (!Number.isSafeInteger(x) || x < 0 || x > now + limits.maxTtlSeconds * 1000 + EXPIRY_SKEW_MS) throw bad(`expiry ${x} is out of range`);
+  const ctLen = v.readUInt16LE(OFF_CT_LEN);
+  if (isTombstone(v)) {
+    if (ctLen !== 0 || v.byteLength !== HEADER_BYTES) throw bad('a tombstone carries no content type or value');
+    return;
+  }
+  let ct: string;
+  try {
+    ct = utf8.decode(v.subarray(HEADER_BYTES, HEADER_BYTES + ctLen));
+  } catch {
+    throw bad('content type is not valid UTF-8');
+  }
+  validateContentType(ct, limits);
+  if (v.byteLength - HEADER_BYTES - ctLen > limits.maxValueBytes) throw kvError('KV_ERR_VALUE_TOO_LARGE', limits.maxValueBytes);
 }

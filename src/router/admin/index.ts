@@ -1,6 +1,6 @@
 // The admin API under /v1/admin: every route needs the admin token.
 import type { FastifyPluginAsync } from 'fastify';
-import { requireAdminToken } from './auth.js';
+import { requireAdminToken } from '../../infra/auth.js';
 import { shardRoutes } from './shards.js';
 import { rebalanceRoutes } from './rebalance.js';
 import type { AdminApiDeps } from './deps.js';

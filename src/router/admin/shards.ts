@@ -2,7 +2,7 @@
 // forget a lost one. A change only plans a job and stores it in Redis; the
 // coordinator (in a router primary) drives it, so any worker can take the
 // request.
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { kvError } from '../../core/errors.js';
 import { OPS } from '../../core/protocol.js';
 import { POINT_MAX, type PointRange } from '../../core/ring.js';
@@ -11,7 +11,10 @@ import { ShardConnection } from '../../infra/shard-client.js';
 import { isActive, type JobKind } from '../../rebalance/job.js';
 import { describePlan, planJob } from '../../rebalance/planner.js';
 import { jobSummary } from './job-summary.js';
-import { jsonBody, truthy } from './json-body.js';
+import { jsonBody } from './json-body.js';
+import { flagParam, queryParam } from '../../infra/http.js';
+
+const queryParamGiven = (req: FastifyRequest, name: string) => queryParam(req, name) !== undefined;
 import type { AdminApiDeps } from './deps.js';
 
 /** How long the shard list waits for one shard's /stats. */
@@ -78,13 +81,31 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
     return reply.code(202).send({ job: jobSummary(job), plan });
   }
 
-  async function stats(adminAddr: string): Promise<{ keys: number | null; bytes: number | null }> {
+  /** A JSON body with only the fields this endpoint takes. */
+  function body(req: FastifyRequest, fields: readonly string[]): Record<string, unknown> {
+    const b = jsonBody(req);
+    for (const k of Object.keys(b)) if (!fields.includes(k)) throw kvError('KV_ERR_BAD_REQUEST', `unknown field ${JSON.stringify(k)} (this endpoint takes ${fields.join(', ')})`);
+    if (b['dryRun'] !== undefined && typeof b['dryRun'] !== 'boolean') throw kvError('KV_ERR_BAD_REQUEST', '"dryRun" must be true or false');
+    return b;
+  }
+
+  /** ?dryRun and a body's "dryRun" must not disagree. */
+  function dryRunOf(req: FastifyRequest, b: Record<string, unknown>): boolean {
+    const q = flagParam(req, 'dryRun');
+    if (b['dryRun'] !== undefined && queryParamGiven(req, 'dryRun') && b['dryRun'] !== q) throw kvError('KV_ERR_BAD_REQUEST', '?dryRun and the body\'s "dryRun" disagree');
+    return q || b['dryRun'] === true;
+  }
+
+  /** A shard's record count and size, over its data port; unknown when it does not answer in time. */
+  async function stats(id: string, dataAddr: string): Promise<{ keys: number | null; bytes: number | null }> {
+    const conn = new ShardConnection(id, dataAddr, { ...d.config, requestTimeoutMs: STATS_TIMEOUT_MS, connectTimeoutMs: STATS_TIMEOUT_MS });
     try {
-      const res = await fetch(`http://${adminAddr}/stats`, { signal: AbortSignal.timeout(STATS_TIMEOUT_MS) });
-      const s = (await res.json()) as { records?: number; bytes?: number };
-      return { keys: s.records ?? null, bytes: s.bytes ?? null };
+      const s = await conn.request({ o: OPS.STATS, e: 0 });
+      return { keys: s.records, bytes: s.bytes };
     } catch {
       return { keys: null, bytes: null };
+    } finally {
+      conn.close();
     }
   }
 
@@ -93,31 +114,32 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
     const shares = ringOf(t).shares();
     const inRing = await Promise.all(t.shards.map(async (s) => ({
       id: s.id, state: s.state, weight: s.weight, share: shares[s.id] ?? 0,
-      registered: regs.some((r) => r.id === s.id), dataAddr: s.dataAddr, adminAddr: s.adminAddr, ...(await stats(s.adminAddr)),
+      registered: regs.some((r) => r.id === s.id), dataAddr: s.dataAddr, adminAddr: s.adminAddr, ...(await stats(s.id, s.dataAddr)),
     })));
     const available = await Promise.all(regs.filter((r) => !t.shards.some((s) => s.id === r.id)).map(async (r) => ({
-      id: r.id, state: 'available', weight: null, share: 0, registered: true, dataAddr: r.dataAddr, adminAddr: r.adminAddr, ...(await stats(r.adminAddr)),
+      id: r.id, state: 'available', weight: null, share: 0, registered: true, dataAddr: r.dataAddr, adminAddr: r.adminAddr, ...(await stats(r.id, r.dataAddr)),
     })));
     return { epoch: t.epoch, migration: t.migration ? { jobId: t.migration.jobId } : null, shards: [...inRing, ...available] };
   });
 
-  app.post('/shards', async (req, reply) => {
-    const b = jsonBody(req.body);
+  app.post('/shards', { config: { query: ['dryRun'] } }, async (req, reply) => {
+    const b = body(req, ['id', 'weight', 'dryRun']);
     if (typeof b['id'] !== 'string') throw kvError('KV_ERR_BAD_REQUEST', 'body needs "id": the shard id');
-    const q = req.query as Record<string, unknown>;
-    return change('add', b['id'], b['weight'] as number | undefined, truthy(q['dryRun']) || b['dryRun'] === true, reply);
+    return change('add', b['id'], b['weight'] as number | undefined, dryRunOf(req, b), reply);
   });
 
-  app.delete('/shards/:id', async (req, reply) => {
+  app.delete('/shards/:id', { config: { query: ['dryRun', 'lost'] } }, async (req, reply) => {
     const { id } = req.params as { id: string };
-    const q = req.query as Record<string, unknown>;
-    if (truthy(q['lost'])) return forget(id);
-    return change('remove', id, undefined, truthy(q['dryRun']), reply);
+    const lost = flagParam(req, 'lost');
+    const dryRun = flagParam(req, 'dryRun');
+    if (lost && dryRun) throw kvError('KV_ERR_BAD_QUERY', 'lost and dryRun do not go together (forget has no plan to show)');
+    if (lost) return forget(id);
+    return change('remove', id, undefined, dryRun, reply);
   });
 
-  app.put('/shards/:id/weight', async (req, reply) => {
+  app.put('/shards/:id/weight', { config: { query: ['dryRun'] } }, async (req, reply) => {
     const { id } = req.params as { id: string };
-    const b = jsonBody(req.body);
-    return change('weight', id, b['weight'] as number, truthy((req.query as Record<string, unknown>)['dryRun']) || b['dryRun'] === true, reply);
+    const b = body(req, ['weight', 'dryRun']);
+    return change('weight', id, b['weight'] as number, dryRunOf(req, b), reply);
   });
 };
