@@ -11,8 +11,8 @@
 //
 // A final read of every key after the run catches lost acknowledged writes
 // and deletes that came back. Values must be unique per write.
-import http from 'node:http';
-import { request, type HttpResult } from './http.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { keepAliveAgent, request, type HttpResult } from './http.js';
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
@@ -132,18 +132,28 @@ export interface WorkloadOptions {
   fresh?: boolean;
 }
 
-function outcomeOf(kind: HistOp['kind'], res: HttpResult | undefined): Outcome {
+/**
+ * What a client may conclude from an answer:
+ *  - 2xx, and 404 for a delete or read: done;
+ *  - 502 (connection to the shard lost after sending), 504 (no answer in
+ *    time) or no answer at all: a write may or may not have landed, a read
+ *    learned nothing;
+ *  - 503 (shard unavailable or overloaded, topology changing, freeze, Redis
+ *    unavailable) and 4xx: refused before anything was written;
+ *  - 500: nobody knows, so a write counts as unknown (serverErrors() shows it).
+ */
+export function outcomeOf(kind: HistOp['kind'], res: HttpResult | undefined): Outcome {
   if (!res) return 'unknown';
   const s = res.status;
   if (s >= 200 && s < 300) return 'ok';
   if (s === 404 && kind !== 'put') return 'ok';
-  if (s === 502 || s === 504) return kind === 'get' ? 'fail' : 'unknown';
+  if (s === 502 || s === 504 || s === 500) return kind === 'get' ? 'fail' : 'unknown';
   return 'fail';
 }
 
 /** Run clients that put, delete and read keys; every op goes into `h`. */
 export async function runWorkload(h: History, o: WorkloadOptions): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
+  const agent = keepAliveAgent(o.concurrency);
   let seq = 0;
   const client = async (c: number) => {
     while (!o.stop()) {
@@ -170,25 +180,38 @@ export async function runWorkload(h: History, o: WorkloadOptions): Promise<void>
         outcome: outcomeOf(kind, res),
         status: res ? res.status : 'error',
       });
-      if (o.pauseMs) await new Promise((s) => setTimeout(s, o.pauseMs));
+      if (o.pauseMs) await sleep(o.pauseMs); // pacing, not synchronisation
     }
   };
-  await Promise.all(Array.from({ length: o.concurrency }, (_, c) => client(c)));
-  agent.destroy();
+  try {
+    await Promise.all(Array.from({ length: o.concurrency }, (_, c) => client(c)));
+  } finally {
+    await agent.close();
+  }
 }
 
-/** Read every key once more at the end: the final state must be explainable too. */
+/**
+ * Read every key once more at the end: the final state must be explainable
+ * too. Each of these reads must get an answer (200 or 404): a final read
+ * that fails would hide a lost write, so it throws.
+ */
 export async function finalReads(h: History, url: string, keys: string[]): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const agent = keepAliveAgent(16);
   const todo = [...keys];
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
-      const start = h.now();
-      const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
-      h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: res.status === 200 || res.status === 404 ? 'ok' : 'fail', status: res.status });
-    }
-  }));
-  agent.destroy();
+  const failed: string[] = [];
+  try {
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
+        const start = h.now();
+        const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
+        if (res.status !== 200 && res.status !== 404) failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
+        h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: res.status === 200 || res.status === 404 ? 'ok' : 'fail', status: res.status });
+      }
+    }));
+  } finally {
+    await agent.close();
+  }
+  if (failed.length > 0) throw new Error(`${failed.length} final reads failed, e.g. ${failed.slice(0, 3).join('; ')}`);
 }
 
 /**
