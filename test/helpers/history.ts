@@ -190,28 +190,42 @@ export async function runWorkload(h: History, o: WorkloadOptions): Promise<void>
   }
 }
 
+/** How long a final read keeps trying while it is refused with 503 (a shard just restarted, a router reconnecting). */
+const FINAL_READ_PATIENCE_MS = 10_000;
+const FINAL_READ_RETRY_MS = 50;
+
 /**
  * Read every key once more at the end: the final state must be explainable
- * too. Each of these reads must get an answer (200 or 404): a final read
- * that fails would hide a lost write, so it throws.
+ * too. A read refused with 503 learned nothing and is tried again for a
+ * while; any key that still gets no answer (200 or 404) throws, since a
+ * missing final read could hide a lost write.
  */
 export async function finalReads(h: History, url: string, keys: string[]): Promise<void> {
   const agent = keepAliveAgent(16);
   const todo = [...keys];
   const failed: string[] = [];
+  const deadline = Date.now() + FINAL_READ_PATIENCE_MS;
   try {
     await Promise.all(Array.from({ length: 16 }, async () => {
       for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
-        const start = h.now();
-        const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
-        if (res.status !== 200 && res.status !== 404) failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
-        h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: res.status === 200 || res.status === 404 ? 'ok' : 'fail', status: res.status });
+        for (;;) {
+          const start = h.now();
+          const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
+          const answered = res.status === 200 || res.status === 404;
+          h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: answered ? 'ok' : 'fail', status: res.status });
+          if (answered) break;
+          if (res.status !== 503 || Date.now() > deadline) {
+            failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
+            break;
+          }
+          await sleep(FINAL_READ_RETRY_MS);
+        }
       }
     }));
   } finally {
     await agent.close();
   }
-  if (failed.length > 0) throw new Error(`${failed.length} final reads failed, e.g. ${failed.slice(0, 3).join('; ')}`);
+  if (failed.length > 0) throw new Error(`${failed.length} final reads got no answer, e.g. ${failed.slice(0, 3).join('; ')}`);
 }
 
 /**

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { Child, type Message } from '../../src/local/child.js';
 import { startRedis, freePort, type LocalRedis } from '../../src/local/redis-server.js';
 import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
+import { closeSharedAgent } from '../../dev/http.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const KV_BIN = path.join(ROOT, 'dist/cli/kv.js');
@@ -19,15 +20,54 @@ const STOP_TIMEOUT_MS = 15_000;
 const SHARD_READY_TIMEOUT_MS = 20_000;
 const ROUTER_READY_TIMEOUT_MS = 30_000;
 
-/** A `kv` process: a Child whose waits and stop have the tests' default timeouts. */
+/**
+ * A `kv` process: a Child whose waits and stop have the tests' default
+ * timeouts, and which keeps every line it printed so a test can wait for
+ * one (e.g. the coordinator's log line about a failing shard call).
+ */
 export class KvProc extends Child {
+  /** Every line the process printed, oldest first. */
+  readonly lines: string[];
+  readonly #lineWaiters = new Set<() => void>();
+
   constructor(args: readonly string[]) {
     const verbose = Boolean(process.env['KV_TEST_VERBOSE']);
-    super(KV_BIN, args, verbose ? { onLine: (line) => process.stderr.write(`${line}\n`) } : {});
+    const lines: string[] = [];
+    const wake = () => { for (const w of this.#lineWaiters) w(); };
+    super(KV_BIN, args, {
+      onLine: (line) => {
+        lines.push(line);
+        if (verbose) process.stderr.write(`${line}\n`);
+        wake();
+      },
+    });
+    this.lines = lines;
+    void this.exited().then(wake);
   }
 
   override waitFor(pred: (m: Message) => boolean, timeoutMs = WAIT_TIMEOUT_MS, what?: string): Promise<Message> {
     return super.waitFor(pred, timeoutMs, what);
+  }
+
+  /** The first line at index `from` or later that matches; rejects on exit or timeout. */
+  waitForLine(pred: (line: string) => boolean, o: { from?: number; timeoutMs?: number; what?: string } = {}): Promise<string> {
+    const what = o.what ?? 'a matching line';
+    const timeoutMs = o.timeoutMs ?? WAIT_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const line = this.lines.slice(o.from ?? 0).find(pred);
+        if (line !== undefined) done(() => resolve(line));
+        else if (!this.alive) done(() => reject(new Error(`process ${this.pid} exited before ${what}; its last output:\n${this.tail}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`no ${what} from process ${this.pid} within ${timeoutMs} ms; its last output:\n${this.tail}`))), timeoutMs);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        this.#lineWaiters.delete(check);
+        settle();
+      };
+      this.#lineWaiters.add(check);
+      check();
+    });
   }
 
   override stop(timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
@@ -193,6 +233,9 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
+    // Idle keep-alive connections would hold a draining router worker until
+    // the client's keep-alive timeout: close the shared pool first.
+    await closeSharedAgent();
     // Routers first, so nothing forwards to shards that are going away.
     await Promise.all([...this.#routers].map((p) => p.stop().catch(() => undefined)));
     await Promise.all([...this.#shardProcs].map((p) => p.stop().catch(() => undefined)));
