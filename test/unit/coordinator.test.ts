@@ -187,8 +187,12 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
     await jobs.create(job);
     return job;
   };
+  /** The job once it is in one of `states`, and that state has been published too. */
   const jobIn = (states: string[], timeoutMs = 10_000) =>
-    waitUntil(async () => { const j = await jobs.get(); return j && states.includes(j.state) ? j : undefined; }, { timeoutMs, what: `the job in ${states.join('/')}` });
+    waitUntil(async () => {
+      const j = await jobs.get();
+      return j && states.includes(j.state) && published.some((p) => p.state === j.state) ? j : undefined;
+    }, { timeoutMs, what: `the job in ${states.join('/')}` });
   /** Where each key lives now, checked against the owners in `ring`. */
   const misplaced = (owners: RingMember[]): string[] => {
     const r = Ring.of(owners);
