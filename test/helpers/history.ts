@@ -142,7 +142,7 @@ export interface WorkloadOptions {
  *    unavailable) and 4xx: refused before anything was written;
  *  - 500: nobody knows, so a write counts as unknown (serverErrors() shows it).
  */
-export function outcomeOf(kind: HistOp['kind'], res: HttpResult | undefined): Outcome {
+function outcomeOf(kind: HistOp['kind'], res: HttpResult | undefined): Outcome {
   if (!res) return 'unknown';
   const s = res.status;
   if (s >= 200 && s < 300) return 'ok';

@@ -4,7 +4,7 @@
 import { Client } from 'undici';
 import { get, type HttpResult } from '../../dev/http.js';
 
-export { request, get, put, del, getJson, keepAliveAgent, type HttpResult, type HttpOptions } from '../../dev/http.js';
+export { request, get, put, del, keepAliveAgent, type HttpResult, type HttpOptions } from '../../dev/http.js';
 
 /** Reach every router worker: fresh connections until each worker id (`x-kv-worker`) has answered. */
 export async function onEveryWorker<T>(url: string, workers: number, fn: (res: HttpResult) => T, maxTries = 50): Promise<Map<string, T>> {
