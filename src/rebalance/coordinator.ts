@@ -118,7 +118,7 @@ export class Coordinator {
       try {
         return await fn();
       } catch (err) {
-        if (err instanceof Abandon) throw err;
+        if (err instanceof Abandon || isVerdict(err)) throw err;
         const msg = `${what}: ${(err as Error).message}`;
         onError?.(msg);
         if (attempt % RETRY_LOG_EVERY === 0) this.#d.log(`coordinator: ${msg} (retrying)`);
@@ -359,6 +359,11 @@ export class Coordinator {
 }
 
 class TopologyMoved extends Error {}
+
+/** An answer that decides the job (it fails), not a failure to retry. */
+function isVerdict(err: unknown): boolean {
+  return err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS');
+}
 
 /** A shard that restarted on new addresses during the job keeps them. */
 function withCurrentAddrs(shards: readonly TopologyShard[], cur: Topology): TopologyShard[] {

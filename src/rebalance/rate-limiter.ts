@@ -4,6 +4,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** Shortest wait while the bucket refills. */
 const MIN_WAIT_MS = 5;
 
+/** Where the limiter reads the time and how it waits (tests pass a virtual clock). */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const SYSTEM_CLOCK: Clock = {
+  now: () => Date.now(),
+  sleep: async (ms) => { await sleep(ms); },
+};
+
 /**
  * Token bucket over every stream of a job. It starts empty, so a job ramps
  * up at its rate instead of opening with a burst while every process is
@@ -12,9 +23,12 @@ const MIN_WAIT_MS = 5;
  */
 export class RateLimiter {
   readonly #burst: number;
+  readonly #clock: Clock;
   #tokens: number;
-  #last = Date.now();
-  constructor(readonly perSec: number) {
+  #last: number;
+  constructor(readonly perSec: number, clock: Clock = SYSTEM_CLOCK) {
+    this.#clock = clock;
+    this.#last = clock.now();
     this.#burst = Math.max(1, perSec / 10);
     this.#tokens = 0;
   }
@@ -22,14 +36,14 @@ export class RateLimiter {
     if (this.perSec <= 0) return;
     const need = Math.min(n, this.#burst);
     for (;;) {
-      const now = Date.now();
+      const now = this.#clock.now();
       this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
       this.#last = now;
       if (this.#tokens >= need) {
         this.#tokens -= n;
         return;
       }
-      await sleep(Math.max(MIN_WAIT_MS, ((need - this.#tokens) / this.perSec) * 1000));
+      await this.#clock.sleep(Math.max(MIN_WAIT_MS, ((need - this.#tokens) / this.perSec) * 1000));
     }
   }
 }

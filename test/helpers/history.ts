@@ -11,8 +11,8 @@
 //
 // A final read of every key after the run catches lost acknowledged writes
 // and deletes that came back. Values must be unique per write.
-import http from 'node:http';
-import { request, type HttpResult } from './http.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { keepAliveAgent, request, type HttpResult } from './http.js';
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
@@ -132,18 +132,28 @@ export interface WorkloadOptions {
   fresh?: boolean;
 }
 
+/**
+ * What a client may conclude from an answer:
+ *  - 2xx, and 404 for a delete or read: done;
+ *  - 502 (connection to the shard lost after sending), 504 (no answer in
+ *    time) or no answer at all: a write may or may not have landed, a read
+ *    learned nothing;
+ *  - 503 (shard unavailable or overloaded, topology changing, freeze, Redis
+ *    unavailable) and 4xx: refused before anything was written;
+ *  - 500: nobody knows, so a write counts as unknown (serverErrors() shows it).
+ */
 function outcomeOf(kind: HistOp['kind'], res: HttpResult | undefined): Outcome {
   if (!res) return 'unknown';
   const s = res.status;
   if (s >= 200 && s < 300) return 'ok';
   if (s === 404 && kind !== 'put') return 'ok';
-  if (s === 502 || s === 504) return kind === 'get' ? 'fail' : 'unknown';
+  if (s === 502 || s === 504 || s === 500) return kind === 'get' ? 'fail' : 'unknown';
   return 'fail';
 }
 
 /** Run clients that put, delete and read keys; every op goes into `h`. */
 export async function runWorkload(h: History, o: WorkloadOptions): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
+  const agent = keepAliveAgent(o.concurrency);
   let seq = 0;
   const client = async (c: number) => {
     while (!o.stop()) {
@@ -170,25 +180,52 @@ export async function runWorkload(h: History, o: WorkloadOptions): Promise<void>
         outcome: outcomeOf(kind, res),
         status: res ? res.status : 'error',
       });
-      if (o.pauseMs) await new Promise((s) => setTimeout(s, o.pauseMs));
+      if (o.pauseMs) await sleep(o.pauseMs); // pacing, not synchronisation
     }
   };
-  await Promise.all(Array.from({ length: o.concurrency }, (_, c) => client(c)));
-  agent.destroy();
+  try {
+    await Promise.all(Array.from({ length: o.concurrency }, (_, c) => client(c)));
+  } finally {
+    await agent.close();
+  }
 }
 
-/** Read every key once more at the end: the final state must be explainable too. */
+/** How long a final read keeps trying while it is refused with 503 (a shard just restarted, a router reconnecting). */
+const FINAL_READ_PATIENCE_MS = 10_000;
+const FINAL_READ_RETRY_MS = 50;
+
+/**
+ * Read every key once more at the end: the final state must be explainable
+ * too. A read refused with 503 learned nothing and is tried again for a
+ * while; any key that still gets no answer (200 or 404) throws, since a
+ * missing final read could hide a lost write.
+ */
 export async function finalReads(h: History, url: string, keys: string[]): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const agent = keepAliveAgent(16);
   const todo = [...keys];
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
-      const start = h.now();
-      const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
-      h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: res.status === 200 || res.status === 404 ? 'ok' : 'fail', status: res.status });
-    }
-  }));
-  agent.destroy();
+  const failed: string[] = [];
+  const deadline = Date.now() + FINAL_READ_PATIENCE_MS;
+  try {
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
+        for (;;) {
+          const start = h.now();
+          const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
+          const answered = res.status === 200 || res.status === 404;
+          h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: answered ? 'ok' : 'fail', status: res.status });
+          if (answered) break;
+          if (res.status !== 503 || Date.now() > deadline) {
+            failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
+            break;
+          }
+          await sleep(FINAL_READ_RETRY_MS);
+        }
+      }
+    }));
+  } finally {
+    await agent.close();
+  }
+  if (failed.length > 0) throw new Error(`${failed.length} final reads got no answer, e.g. ${failed.slice(0, 3).join('; ')}`);
 }
 
 /**

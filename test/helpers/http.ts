@@ -1,60 +1,12 @@
-// A small HTTP client over node:http. `fresh: true` opens a new connection for
-// the request, so the cluster primary hands it to the next worker (round
-// robin): that is how tests reach every router worker.
-import http from 'node:http';
+// The tests' HTTP client: the undici client of dev/http.ts, plus a way to
+// reach every router worker. `fresh: true` opens a new connection for the
+// request, so the cluster primary hands it to the next worker (round robin).
+import { Client } from 'undici';
+import { get, type HttpResult } from '../../dev/http.js';
 
-export interface HttpResult {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  text: string;
-  json<T = Record<string, unknown>>(): T;
-}
+export { request, get, put, del, keepAliveAgent, type HttpResult, type HttpOptions } from '../../dev/http.js';
 
-export interface HttpOptions {
-  headers?: Record<string, string>;
-  body?: string | Uint8Array;
-  fresh?: boolean;
-  agent?: http.Agent;
-  timeoutMs?: number;
-}
-
-const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-export function request(method: string, url: string, o: HttpOptions = {}): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, {
-      method,
-      headers: { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers },
-      agent: o.fresh ? false : (o.agent ?? keepAlive),
-      timeout: o.timeoutMs ?? 20_000,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body,
-          text: body.toString('utf8'),
-          json: <T,>() => JSON.parse(body.toString('utf8')) as T,
-        });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    if (o.body !== undefined) req.write(o.body);
-    req.end();
-  });
-}
-
-export const get = (url: string, o?: HttpOptions) => request('GET', url, o);
-export const put = (url: string, body: string | Uint8Array, o: HttpOptions = {}) => request('PUT', url, { ...o, body });
-export const del = (url: string, o?: HttpOptions) => request('DELETE', url, o);
-
-/** Reach every router worker: fresh connections until each worker id was seen. */
+/** Reach every router worker: fresh connections until each worker id (`x-kv-worker`) has answered. */
 export async function onEveryWorker<T>(url: string, workers: number, fn: (res: HttpResult) => T, maxTries = 50): Promise<Map<string, T>> {
   const seen = new Map<string, T>();
   for (let i = 0; i < maxTries && seen.size < workers; i++) {
@@ -64,4 +16,72 @@ export async function onEveryWorker<T>(url: string, workers: number, fn: (res: H
   }
   if (seen.size < workers) throw new Error(`reached only ${seen.size} of ${workers} workers`);
   return seen;
+}
+
+/** A server-sent events subscription: every `data:` payload, parsed as JSON. */
+export interface EventStream<T> {
+  readonly events: readonly T[];
+  /** The first event (already received or still to come) that matches; rejects on timeout or when the stream ends. */
+  waitFor(pred: (e: T) => boolean, timeoutMs: number, what?: string): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Subscribe to `url` and resolve once the first event has arrived (the server is then surely subscribed). */
+export async function openEventStream<T>(url: string, timeoutMs = 10_000): Promise<EventStream<T>> {
+  const u = new URL(url);
+  const client = new Client(u.origin);
+  const events: T[] = [];
+  const waiters = new Set<() => void>();
+  let ended = false;
+  const wake = () => { for (const w of waiters) w(); };
+  try {
+    const res = await client.request({ method: 'GET', path: u.pathname + u.search, headers: { accept: 'text/event-stream' }, headersTimeout: timeoutMs, bodyTimeout: 0 });
+    if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode} ${await res.body.text()}`);
+    let buf = '';
+    res.body.setEncoding('utf8');
+    res.body.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        if (data) events.push(JSON.parse(data) as T);
+      }
+      wake();
+    });
+    res.body.on('error', () => undefined);
+    res.body.on('close', () => { ended = true; wake(); });
+  } catch (err) {
+    await client.destroy();
+    throw err;
+  }
+  const stream: EventStream<T> = {
+    events,
+    waitFor: (pred, ms, what = 'an event') => new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const e = events.find(pred);
+        if (e !== undefined) finish(() => resolve(e));
+        else if (ended) finish(() => reject(new Error(`event stream ${url} ended before ${what}; got ${events.length} events`)));
+      };
+      const timer = setTimeout(() => finish(() => reject(new Error(`no ${what} on ${url} within ${ms} ms; got ${events.length} events`))), ms);
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        settle();
+      };
+      waiters.add(check);
+      check();
+    }),
+    close: async () => {
+      ended = true;
+      await client.destroy();
+    },
+  };
+  try {
+    await stream.waitFor(() => true, timeoutMs, 'the first event');
+  } catch (err) {
+    await stream.close();
+    throw err;
+  }
+  return stream;
 }

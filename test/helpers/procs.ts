@@ -1,78 +1,92 @@
 // Test harness: real redis-server, shard and router processes on 127.0.0.1.
-// Each piece reports readiness over IPC; everything started is registered for
-// cleanup at once.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Each process is a Child (src/local/child.ts) that reports readiness over
+// IPC; a TestCluster stops everything it started at once.
+// KV_TEST_VERBOSE=1 echoes every line the processes print to stderr.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { Child, type Message } from '../../src/local/child.js';
 import { startRedis, freePort, type LocalRedis } from '../../src/local/redis-server.js';
 import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
+import { closeSharedAgent } from '../../dev/http.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const KV_BIN = path.join(ROOT, 'dist/cli/kv.js');
 
-export interface Proc {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  readonly messages: Record<string, unknown>[];
-  readonly output: string[];
-  waitFor(pred: (m: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
-  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal?: NodeJS.Signals): void;
-  stop(timeoutMs?: number): Promise<void>;
+const WAIT_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 15_000;
+const SHARD_READY_TIMEOUT_MS = 20_000;
+const ROUTER_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * A `kv` process: a Child whose waits and stop have the tests' default
+ * timeouts, and which keeps every line it printed so a test can wait for
+ * one (e.g. the coordinator's log line about a failing shard call).
+ */
+export class KvProc extends Child {
+  /** Every line the process printed, oldest first. */
+  readonly lines: string[];
+  readonly #lineWaiters = new Set<() => void>();
+
+  constructor(args: readonly string[]) {
+    const verbose = Boolean(process.env['KV_TEST_VERBOSE']);
+    const lines: string[] = [];
+    const wake = () => { for (const w of this.#lineWaiters) w(); };
+    super(KV_BIN, args, {
+      onLine: (line) => {
+        lines.push(line);
+        if (verbose) process.stderr.write(`${line}\n`);
+        wake();
+      },
+    });
+    this.lines = lines;
+    void this.exited().then(wake);
+  }
+
+  override waitFor(pred: (m: Message) => boolean, timeoutMs = WAIT_TIMEOUT_MS, what?: string): Promise<Message> {
+    return super.waitFor(pred, timeoutMs, what);
+  }
+
+  /** The first line at index `from` or later that matches; rejects on exit or timeout. */
+  waitForLine(pred: (line: string) => boolean, o: { from?: number; timeoutMs?: number; what?: string } = {}): Promise<string> {
+    const what = o.what ?? 'a matching line';
+    const timeoutMs = o.timeoutMs ?? WAIT_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const line = this.lines.slice(o.from ?? 0).find(pred);
+        if (line !== undefined) done(() => resolve(line));
+        else if (!this.alive) done(() => reject(new Error(`process ${this.pid} exited before ${what}; its last output:\n${this.tail}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`no ${what} from process ${this.pid} within ${timeoutMs} ms; its last output:\n${this.tail}`))), timeoutMs);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        this.#lineWaiters.delete(check);
+        settle();
+      };
+      this.#lineWaiters.add(check);
+      check();
+    });
+  }
+
+  override stop(timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
+    return super.stop(timeoutMs);
+  }
 }
 
-function spawnKv(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [KV_BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, ...env },
-  });
-  const messages: Record<string, unknown>[] = [];
-  const output: string[] = [];
-  const waiters = new Set<() => void>();
-  child.on('message', (m: Record<string, unknown>) => {
-    messages.push(m);
-    for (const w of waiters) w();
-  });
-  for (const s of [child.stdout!, child.stderr!]) s.on('data', (d: Buffer) => { output.push(d.toString()); if (process.env['KV_TEST_VERBOSE']) process.stderr.write(d); });
-  const exitP = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const proc: Proc = {
-    child,
-    pid: child.pid!,
-    messages,
-    output,
-    waitFor(pred, timeoutMs = 20_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = messages.find(pred);
-          if (m) { cleanup(); resolve(m); return true; }
-          return false;
-        };
-        const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for a message; output:\n${output.join('')}`)); }, timeoutMs);
-        const onExit = () => { cleanup(); reject(new Error(`process exited before the message arrived; output:\n${output.join('')}`)); };
-        const cleanup = () => { clearTimeout(timer); waiters.delete(w); child.off('exit', onExit); };
-        const w = () => { check(); };
-        if (check()) return;
-        waiters.add(w);
-        child.once('exit', onExit);
-      });
-    },
-    exited: () => exitP,
-    kill(signal = 'SIGKILL') { child.kill(signal); },
-    async stop(timeoutMs = 15_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      await exitP;
-      clearTimeout(t);
-    },
-  };
-  return proc;
+/** Start `kv <args>` and wait for its ready message; a process that never gets ready is killed. */
+async function startKv(args: readonly string[], timeoutMs: number): Promise<{ proc: KvProc; ready: Message }> {
+  const proc = new KvProc(args);
+  try {
+    return { proc, ready: await proc.ready(timeoutMs) };
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
 }
 
-export interface ShardProc extends Proc {
+export interface ShardProc extends KvProc {
   readonly id: string;
   readonly dataDir: string;
   readonly dataAddr: string;
@@ -93,10 +107,9 @@ export interface ShardOptions {
 
 export async function startShard(o: ShardOptions): Promise<ShardProc> {
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-  const p = spawnKv(['shard', 'start', '--id', o.id, '--data-dir', o.dataDir, '--data-port', String(o.dataPort ?? 0),
-    '--admin-port', String(o.adminPort ?? 0), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets]);
-  const ready = await p.waitFor((m) => m['type'] === 'ready');
-  return Object.assign(p, {
+  const { proc, ready } = await startKv(['shard', 'start', '--id', o.id, '--data-dir', o.dataDir, '--data-port', String(o.dataPort ?? 0),
+    '--admin-port', String(o.adminPort ?? 0), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets], SHARD_READY_TIMEOUT_MS);
+  return Object.assign(proc, {
     id: o.id,
     dataDir: o.dataDir,
     dataAddr: String(ready['dataAddr']),
@@ -106,7 +119,7 @@ export async function startShard(o: ShardOptions): Promise<ShardProc> {
   });
 }
 
-export interface RouterProc extends Proc {
+export interface RouterProc extends KvProc {
   readonly url: string;
   readonly port: number;
   readonly workerPids: number[];
@@ -123,10 +136,9 @@ export interface RouterOptions {
 export async function startRouter(o: RouterOptions): Promise<RouterProc> {
   const port = o.port ?? (await freePort());
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-  const p = spawnKv(['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl,
-    '--redis-prefix', o.prefix, ...sets]);
-  const ready = await p.waitFor((m) => m['type'] === 'ready', 30_000);
-  return Object.assign(p, { url: `http://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
+  const { proc, ready } = await startKv(['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl,
+    '--redis-prefix', o.prefix, ...sets], ROUTER_READY_TIMEOUT_MS);
+  return Object.assign(proc, { url: `http://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
 }
 
 export interface ClusterOptions {
@@ -136,16 +148,24 @@ export interface ClusterOptions {
   shardSet?: Record<string, string | number>;
 }
 
-/** A whole system: private Redis, N shards in the ring, a router cluster. */
+/**
+ * A whole system: private Redis, N shards in the ring, a router cluster.
+ * Every process it starts is registered at once, so stop() ends all of
+ * them, whatever the test did with `shards` meanwhile.
+ */
 export class TestCluster {
   redis!: LocalRedis;
   admin!: Redis;
   store!: TopologyStore;
   readonly prefix = `t${process.pid}:`;
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'shardkv-test-'));
+  /** The shard processes, one per id (a restart replaces its entry). */
   shards: ShardProc[] = [];
   router!: RouterProc;
   readonly #opts: ClusterOptions;
+  /** Every process started and not exited yet, routers apart (they stop first). */
+  readonly #routers = new Set<KvProc>();
+  readonly #shardProcs = new Set<KvProc>();
 
   constructor(opts: ClusterOptions = {}) {
     this.#opts = opts;
@@ -169,20 +189,43 @@ export class TestCluster {
     this.store = new TopologyStore(this.admin, this.prefix);
     const n = this.#opts.shards ?? 3;
     const ids = Array.from({ length: n }, (_, i) => `s${i + 1}`);
-    this.shards = await Promise.all(ids.map((id) => this.startShard(id)));
+    await Promise.all(ids.map((id) => this.startShard(id)));
     await initTopology(this.store, ids, { waitMs: 5000 });
-    this.router = await startRouter({ redisUrl: this.redis.url, prefix: this.prefix, workers: this.#opts.workers ?? 2, ...(this.#opts.routerSet ? { set: this.#opts.routerSet } : {}) });
+    await this.startRouter();
   }
 
-  startShard(id: string, ports: { dataPort?: number; adminPort?: number } = {}): Promise<ShardProc> {
-    return startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, ...(this.#opts.shardSet ? { set: this.#opts.shardSet } : {}) });
+  #track<P extends KvProc>(set: Set<KvProc>, p: P): P {
+    set.add(p);
+    void p.exited().then(() => set.delete(p));
+    return p;
+  }
+
+  /** Start shard `id` on its data dir (not in the ring unless the ring already names it) and list it in `shards`. */
+  async startShard(id: string, ports: { dataPort?: number; adminPort?: number } = {}): Promise<ShardProc> {
+    const s = this.#track(this.#shardProcs, await startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, ...(this.#opts.shardSet ? { set: this.#opts.shardSet } : {}) }));
+    this.shards = [...this.shards.filter((x) => x.id !== id), s];
+    return s;
   }
 
   /** Restart a shard on the same data dir and ports. */
-  async restartShard(old: ShardProc): Promise<ShardProc> {
-    const fresh = await this.startShard(old.id, { dataPort: old.dataPort, adminPort: old.adminPort });
-    this.shards = this.shards.map((s) => (s === old ? fresh : s));
-    return fresh;
+  restartShard(old: ShardProc): Promise<ShardProc> {
+    return this.startShard(old.id, { dataPort: old.dataPort, adminPort: old.adminPort });
+  }
+
+  shard(id: string): ShardProc {
+    const s = this.shards.find((x) => x.id === id);
+    if (!s) throw new Error(`no shard ${id} in this cluster`);
+    return s;
+  }
+
+  /** Start the router (again, on the same port after the first time) with the cluster's options. */
+  async startRouter(): Promise<RouterProc> {
+    const port = this.router?.port;
+    this.router = this.#track(this.#routers, await startRouter({
+      redisUrl: this.redis.url, prefix: this.prefix, workers: this.#opts.workers ?? 2,
+      ...(port !== undefined ? { port } : {}), ...(this.#opts.routerSet ? { set: this.#opts.routerSet } : {}),
+    }));
+    return this.router;
   }
 
   get url(): string {
@@ -190,8 +233,12 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await this.router?.stop().catch(() => undefined);
-    await Promise.all(this.shards.map((s) => s.stop().catch(() => undefined)));
+    // Idle keep-alive connections would hold a draining router worker until
+    // the client's keep-alive timeout: close the shared pool first.
+    await closeSharedAgent();
+    // Routers first, so nothing forwards to shards that are going away.
+    await Promise.all([...this.#routers].map((p) => p.stop().catch(() => undefined)));
+    await Promise.all([...this.#shardProcs].map((p) => p.stop().catch(() => undefined)));
     this.admin?.disconnect();
     await this.redis?.stop();
     rmSync(this.dir, { recursive: true, force: true });

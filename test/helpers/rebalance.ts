@@ -1,7 +1,8 @@
 // Helpers for rebalancing tests: bulk loading, driving the admin API and
 // checking where keys live afterwards.
-import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from './http.js';
+import { bulkLoad as loadKeys } from '../../dev/bulk-load.js';
 import type { TestCluster } from './procs.js';
 import { ringOf } from '../../src/core/topology.js';
 
@@ -9,24 +10,10 @@ const json = { 'content-type': 'application/json' };
 
 export const loadedValue = (key: string) => `${key}:${'x'.repeat(90)}`;
 
-/** Load `n` keys `${prefix}${i}` with ~100-byte values through the batch API. */
+/** Load `n` keys `${prefix}${i}` with ~100-byte values (loadedValue) through the batch API; returns the keys. */
 export async function bulkLoad(url: string, prefix: string, n: number, opts: { ttl?: number; batch?: number; concurrency?: number } = {}): Promise<string[]> {
-  const batch = opts.batch ?? 1000;
   const keys = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  let next = 0;
-  await Promise.all(Array.from({ length: opts.concurrency ?? 4 }, async () => {
-    while (next < n) {
-      const from = next;
-      next += batch;
-      const ops = keys.slice(from, from + batch).map((key) => ({ op: 'put', key, value: loadedValue(key), ...(opts.ttl ? { ttl: opts.ttl } : {}) }));
-      const res = await request('POST', `${url}/v1/kv/_batch`, { body: JSON.stringify({ ops }), headers: json, agent, timeoutMs: 60_000 });
-      if (res.status !== 200) throw new Error(`bulk load: ${res.status} ${res.text}`);
-      const bad = (res.json() as { results: Array<{ status: number; code?: string }> }).results.filter((r) => r.status !== 204);
-      if (bad.length) throw new Error(`bulk load: ${bad.length} failed, e.g. ${JSON.stringify(bad[0])}`);
-    }
-  }));
-  agent.destroy();
+  await loadKeys(url, { keys, value: loadedValue, ...opts });
   return keys;
 }
 
@@ -53,7 +40,10 @@ export async function removeShard(url: string, id: string) {
   return request('DELETE', `${url}/v1/admin/shards/${id}`);
 }
 
-/** Wait for the job to reach one of `states` (default: done). */
+/** How often waitForJob reads the job state. */
+const JOB_POLL_MS = 50;
+
+/** Wait for the job to reach one of `states` (default: done), or to match `pred`; a failed job throws at once. */
 export async function waitForJob(url: string, states: string[] = ['done'], timeoutMs = 120_000, pred?: (j: JobView) => boolean): Promise<JobView> {
   const deadline = Date.now() + timeoutMs;
   let last: JobView | null = null;
@@ -62,7 +52,7 @@ export async function waitForJob(url: string, states: string[] = ['done'], timeo
     last = s?.job ?? last;
     if (last && (states.includes(last.state) || (pred && pred(last)))) return last;
     if (last && last.state === 'failed' && !states.includes('failed')) throw new Error(`job failed: ${last.error}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(JOB_POLL_MS);
   }
   throw new Error(`job did not reach ${states.join('/')} in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }
@@ -71,7 +61,7 @@ export async function waitForJob(url: string, states: string[] = ['done'], timeo
 export async function recordsPerShard(c: TestCluster): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const s of c.shards) {
-    if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
+    if (!s.alive) continue;
     out[s.id] = (await request('GET', `${s.adminUrl}/stats`)).json()['records'] as number;
   }
   return out;
@@ -87,7 +77,7 @@ export async function checkPlacement(c: TestCluster, keys: string[], deleted: Re
     const key = keys[i]!;
     const owner = ring.ownerOf(key);
     for (const s of c.shards) {
-      if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
+      if (!s.alive) continue;
       const has = (await request('GET', `${s.adminUrl}/kv/${encodeURIComponent(key)}`)).status === 200;
       if (s.id === owner && !has && !deleted.has(key)) problems.push(`${key} missing on its owner ${s.id}`);
       if (s.id !== owner && has) problems.push(`${key} left behind on ${s.id} (owner ${owner})`);

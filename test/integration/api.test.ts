@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { TestCluster } from '../helpers/procs.js';
 import { request, get, put, del, onEveryWorker } from '../helpers/http.js';
 import { nextEpoch, ringOf } from '../../src/core/topology.js';
+import { waitUntil } from '../../src/local/wait.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const WORKERS = 3;
 let c: TestCluster;
@@ -108,7 +110,7 @@ describe('TTL', () => {
       const sentAt = Date.now();
       const res = await get(kv('ttl-q'), { fresh: true });
       if (sentAt > expiresAt) expect(res.status, `served ${sentAt - expiresAt} ms after expiry`).toBe(404);
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25); // pacing of the reads across the expiry instant
     }
     expect((await get(kv('ttl-h'))).status).toBe(404);
     expect((await get(kv('ttl-long'))).status).toBe(200);
@@ -161,11 +163,8 @@ describe('stale epochs', () => {
       await c.admin.set(`${c.prefix}topology`, JSON.stringify(changed));
       // Wait until every shard has seen the new epoch.
       for (const s of c.shards) {
-        for (let i = 0; ; i++) {
-          if ((await get(`${s.adminUrl}/healthz`)).json()['epoch'] === changed.epoch) break;
-          if (i > 100) throw new Error(`shard ${s.id} never saw epoch ${changed.epoch}`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        await waitUntil(async () => (await get(`${s.adminUrl}/healthz`)).json()['epoch'] === changed.epoch,
+          { timeoutMs: 10_000, intervalMs: 50, what: `shard ${s.id} at epoch ${changed.epoch}` });
       }
       const ring = ringOf(changed);
       for (let i = 0; i < 30; i++) {

@@ -4,30 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/procs.js';
 import { startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, recordsPerShard, checkPlacement } from '../helpers/rebalance.js';
-import { request } from '../helpers/http.js';
-import http from 'node:http';
+import { request, openEventStream } from '../helpers/http.js';
+import { waitUntil } from '../../src/local/wait.js';
 
-interface SseEvent { job?: { id: string; state: string }; progress?: { keysDone: number } }
+interface SseEvent { job?: { id: string; state: string } | null; progress?: { keysDone: number } }
 
-/** Subscribe to a server-sent events URL and keep every `data:` payload. */
-function collectEvents(url: string): { stop: () => SseEvent[] } {
-  const events: SseEvent[] = [];
-  let buf = '';
-  const req = http.get(url, (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buf += chunk;
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-        if (data) events.push(JSON.parse(data) as SseEvent);
-      }
-    });
-  });
-  req.on('error', () => {});
-  return { stop: () => { req.destroy(); return events; } };
+/** Wait until the workload has recorded `n` more operations (it really ran through what happened meanwhile). */
+async function moreOps(w: { history: { ops: unknown[] } }, n: number, what: string): Promise<void> {
+  const target = w.history.ops.length + n;
+  await waitUntil(() => w.history.ops.length >= target, { timeoutMs: 30_000, what: `${n} more operations ${what}` });
 }
 
 const N = Number(process.env['KV_TEST_REBALANCE_KEYS'] ?? 100_000);
@@ -46,19 +31,20 @@ afterAll(async () => {
 
 describe('add and remove shards under load', () => {
   it('adds a 4th shard while writers, readers and deleters run', async () => {
-    const s4 = await c.startShard('s4');
-    c.shards.push(s4);
+    await c.startShard('s4');
     const before = await recordsPerShard(c);
     expect(before['s4']).toBe(0);
     const w = startCheckedWorkload(c.url, keys.slice(0, 2000), loadedValue);
-    await new Promise((r) => setTimeout(r, 300));
-    const sse = collectEvents(`${c.url}/v1/admin/rebalance/events`);
+    await moreOps(w, 100, 'before the job');
+    const sse = await openEventStream<SseEvent>(`${c.url}/v1/admin/rebalance/events`);
     const res = await addShard(c.url, 's4');
     expect(res.status, res.text).toBe(202);
     const job = await waitForJob(c.url, ['done'], 180_000);
-    await new Promise((r) => setTimeout(r, 200));
-    const events = sse.stop();
-    await new Promise((r) => setTimeout(r, 300));
+    // The stream's last word on this job is its end.
+    await sse.waitFor((e) => e.job?.id === job.id && e.job.state === 'done', 10_000, 'the done event');
+    await sse.close();
+    const events = sse.events;
+    await moreOps(w, 100, 'after the job');
     const h = await w.finish();
     expect(h.serverErrors()).toEqual([]);
     expect(h.check()).toEqual([]);
@@ -91,16 +77,16 @@ describe('add and remove shards under load', () => {
 describe('remove a shard under load', () => {
   it('drains s2 out of 4 shards: checker passes, s2 ends empty and leaves the registry', async () => {
     const w = startCheckedWorkload(c.url, keys.slice(2000, 4000), loadedValue);
-    await new Promise((r) => setTimeout(r, 300));
+    await moreOps(w, 100, 'before the job');
     const res = await removeShard(c.url, 's2');
     expect(res.status, res.text).toBe(202);
     const job = await waitForJob(c.url, ['done'], 180_000);
-    await new Promise((r) => setTimeout(r, 300));
+    await moreOps(w, 100, 'after the job');
     const h = await w.finish();
     expect(h.serverErrors()).toEqual([]);
     expect(h.check()).toEqual([]);
     expect(job.streams.every((s) => s.source === 's2')).toBe(true);
-    const s2 = c.shards.find((s) => s.id === 's2')!;
+    const s2 = c.shard('s2');
     // The coordinator retires the drained shard: it deregisters and exits.
     expect((await s2.exited()).code).toBe(0);
     expect((await c.store.registrations()).map((r) => r.id)).not.toContain('s2');

@@ -9,6 +9,8 @@ import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
 import { TopologyWatcher } from '../../src/infra/topology-watcher.js';
 import { nextEpoch, EMPTY_TOPOLOGY, type Topology } from '../../src/core/topology.js';
 import { startShard } from '../helpers/procs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from '../../src/local/wait.js';
 
 let redis: LocalRedis;
 let r: Redis;
@@ -64,8 +66,7 @@ describe('topology compare-and-set', () => {
     w.on('change', (t: Topology) => seen.push(t.epoch));
     await w.start();
     for (let i = 0; i < 5; i++) await store.update((cur) => nextEpoch(cur, { shards: [shard(`x${i}`, 9000 + i)] }));
-    for (let i = 0; i < 50 && w.current?.epoch !== 5; i++) await new Promise((res) => setTimeout(res, 20));
-    expect(w.current?.epoch).toBe(5);
+    await waitUntil(() => w.current?.epoch === 5, { timeoutMs: 5000, what: 'the watcher at epoch 5' });
     for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThan(seen[i - 1]!);
     await w.close();
   });
@@ -87,21 +88,28 @@ describe('topology compare-and-set', () => {
 describe('shard registry', () => {
   it('a shard registers with a heartbeat, deregisters on clean shutdown, expires after kill -9', async () => {
     const store = new TopologyStore(r, 'reg:');
-    const opts = { redisUrl: redis.url, prefix: 'reg:', set: { heartbeatMs: 200, heartbeatTtlMs: 1000 } };
+    const TTL_MS = 1000;
+    const opts = { redisUrl: redis.url, prefix: 'reg:', set: { heartbeatMs: 200, heartbeatTtlMs: TTL_MS } };
     const a = await startShard({ ...opts, id: 'ra', dataDir: path.join(dir, 'ra') });
     const b = await startShard({ ...opts, id: 'rb', dataDir: path.join(dir, 'rb') });
     const regs = await store.registrations();
     expect(regs.map((x) => x.id)).toEqual(['ra', 'rb']);
     expect(regs[0]!.dataAddr).toBe(a.dataAddr);
-    // The heartbeat keeps the key alive past its TTL.
-    await new Promise((res) => setTimeout(res, 1500));
-    expect((await store.registrations()).map((x) => x.id)).toEqual(['ra', 'rb']);
+    // The heartbeat keeps the key alive past its TTL: it never lapses, over
+    // one and a half TTLs of looking.
+    const until = Date.now() + TTL_MS * 1.5;
+    while (Date.now() < until) {
+      expect((await store.registrations()).map((x) => x.id)).toEqual(['ra', 'rb']);
+      await sleep(50);
+    }
     await a.stop();
     expect((await store.registrations()).map((x) => x.id)).toEqual(['rb']);
     b.kill('SIGKILL');
     await b.exited();
+    const killedAt = Date.now();
+    // Nobody deregistered it: it stays until its TTL runs out, and not much longer.
     expect((await store.registrations()).map((x) => x.id)).toEqual(['rb']);
-    await new Promise((res) => setTimeout(res, 1300));
-    expect(await store.registrations()).toEqual([]);
+    await waitUntil(async () => (await store.registrations()).length === 0, { timeoutMs: TTL_MS + 2000, intervalMs: 50, what: 'the killed shard\'s registration expiring' });
+    expect(Date.now() - killedAt).toBeGreaterThan(TTL_MS / 2);
   });
 });

@@ -9,6 +9,7 @@ import { nextEpoch, EMPTY_TOPOLOGY } from '../../src/core/topology.js';
 import { startRouter, type RouterProc } from '../helpers/procs.js';
 import { FakeShard } from '../helpers/fake-shard.js';
 import { get, put } from '../helpers/http.js';
+import { waitUntil } from '../../src/local/wait.js';
 
 let redis: LocalRedis;
 let admin: Redis;
@@ -87,7 +88,7 @@ describe('upstream failures', () => {
     const before = fake.received.length;
     const inflight = Array.from({ length: 10 }, (_, i) => put(`${r.url}/v1/kv/drain-${i}`, 'x', { fresh: true }));
     // All ten are at the shard, waiting for its answer, when the signal comes.
-    while (fake.received.length - before < 10) await new Promise((res) => setTimeout(res, 10));
+    await waitUntil(() => fake.received.length - before >= 10, { timeoutMs: 5000, intervalMs: 10, what: 'ten requests at the shard' });
     r.kill('SIGTERM');
     const results = await Promise.all(inflight);
     expect(results.map((x) => x.status)).toEqual(Array(10).fill(204));

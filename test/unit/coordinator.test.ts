@@ -1,0 +1,329 @@
+// The rebalance coordinator with a real private Redis (topology, job, lease)
+// and shards played by in-memory models: each holds a set of keys, answers
+// sync/count/scan/import/purge/retire, records every call and can be made to
+// fail. The job's states, the topology epochs it writes, the calls the shards
+// receive and where every key ends up are what the tests look at.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { startRedis, type LocalRedis } from '../../src/local/redis-server.js';
+import { waitUntil } from '../../src/local/wait.js';
+import { TopologyStore } from '../../src/infra/topology-store.js';
+import { TopologyWatcher } from '../../src/infra/topology-watcher.js';
+import type { ShardConnection } from '../../src/infra/shard-client.js';
+import { Coordinator, type CoordinatorConfig, type ShardLinks } from '../../src/rebalance/coordinator.js';
+import { RebalanceStore } from '../../src/rebalance/job-store.js';
+import { planJob } from '../../src/rebalance/planner.js';
+import type { Job } from '../../src/rebalance/job.js';
+import { nextEpoch, type Topology, type TopologyShard } from '../../src/core/topology.js';
+import { Ring, keyPoint, type PointRange, type RingMember } from '../../src/core/ring.js';
+import { kvError, toWire } from '../../src/core/errors.js';
+import type { Request } from '../../src/core/protocol.js';
+import { FakeShard } from '../helpers/fake-shard.js';
+
+const KEYS = Array.from({ length: 300 }, (_, i) => `key-${i}`);
+const members = (...ids: string[]): RingMember[] => ids.map((id) => ({ id, weight: 1 }));
+
+const CONFIG: CoordinatorConfig = {
+  rebalanceLeaseMs: 1000,
+  rebalanceBatchKeys: 20,
+  rebalanceBatchBytes: 1 << 20,
+  rebalanceMaxKeysPerSec: 0,
+  rebalanceStreamConcurrency: 2,
+  rebalanceCheckpointMs: 0,
+  requestTimeoutMs: 1000,
+  connectTimeoutMs: 200,
+  maxInFlightPerShard: 100,
+  maxFrameBytes: 1 << 20,
+};
+
+type Call = Record<string, unknown> & { o: string };
+const inRanges = (p: number, ranges: readonly PointRange[]) => ranges.some((r) => p >= r.lo && p <= r.hi);
+const byPoint = (a: string, b: string) => keyPoint(a) - keyPoint(b) || (a < b ? -1 : a > b ? 1 : 0);
+
+/** A shard as the coordinator sees it: keys by point, and its answers to the rebalancing ops. */
+class ShardModel {
+  readonly keys = new Set<string>();
+  readonly calls: Call[] = [];
+  /** Fault injection: return an error to refuse this call. */
+  fail: ((req: Call) => Error | undefined) | undefined;
+
+  constructor(readonly id: string, readonly epoch: () => Promise<number>) {}
+
+  callsOf(o: string): Call[] {
+    return this.calls.filter((c) => c.o === o);
+  }
+
+  async handle(req: Call): Promise<unknown> {
+    this.calls.push(req);
+    const err = this.fail?.(req);
+    if (err) throw err;
+    switch (req.o) {
+      case 'sync': return { epoch: await this.epoch() };
+      case 'count': {
+        const n = [...this.keys].filter((k) => inRanges(keyPoint(k), req['ranges'] as PointRange[])).length;
+        return { keys: n, bytes: n * 10, estimated: false };
+      }
+      case 'scan': {
+        const [r] = req['ranges'] as PointRange[];
+        const after = req['after'] as [number, string] | undefined;
+        const all = [...this.keys].filter((k) => inRanges(keyPoint(k), [r!])).sort(byPoint);
+        // The cursor is the last [point, key] returned: go on after it.
+        const from = after ? all.findIndex((k) => byPoint(k, after[1]) > 0) : 0;
+        const rest = from < 0 ? [] : all.slice(from);
+        const batch = rest.slice(0, req['limit'] as number);
+        const last = batch[batch.length - 1];
+        return {
+          packed: Buffer.from(JSON.stringify(batch)), n: batch.length, live: batch.length, bytes: batch.length * 10,
+          next: rest.length > batch.length && last !== undefined ? [keyPoint(last), last] : undefined,
+        };
+      }
+      case 'import': {
+        const keys = JSON.parse(Buffer.from(req['packed'] as Uint8Array).toString()) as string[];
+        for (const k of keys) this.keys.add(k);
+        return { written: keys.length, received: keys.length };
+      }
+      case 'purge': {
+        const gone = [...this.keys].filter((k) => inRanges(keyPoint(k), req['ranges'] as PointRange[]));
+        for (const k of gone) this.keys.delete(k);
+        return { purged: gone.length };
+      }
+      case 'retire': return { retiring: true };
+      default: throw kvError('KV_ERR_UNKNOWN_OP', req.o);
+    }
+  }
+}
+
+/** The topology store, recording every topology it wrote. */
+class RecordingTopologyStore extends TopologyStore {
+  readonly written: Topology[] = [];
+  override async compareAndSet(expectedEpoch: number, next: Topology): Promise<boolean> {
+    const ok = await super.compareAndSet(expectedEpoch, next);
+    if (ok) this.written.push(next);
+    return ok;
+  }
+}
+
+/** The job store, counting the coordinator's attempts to take the lease. */
+class CountingRebalanceStore extends RebalanceStore {
+  leaseAttempts = 0;
+  override lease(owner: string, ttlMs: number): Promise<boolean> {
+    this.leaseAttempts++;
+    return super.lease(owner, ttlMs);
+  }
+}
+
+let redis: LocalRedis;
+let admin: Redis;
+let prefixes = 0;
+const cleanups: Array<() => Promise<void>> = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  admin = new Redis(redis.url);
+});
+afterAll(async () => {
+  admin?.disconnect();
+  await redis?.stop();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/**
+ * A ring of s1 and s2 holding KEYS, s3 registered and empty, and a
+ * coordinator (not started) that reaches the shards through fake links.
+ * Every shard also listens as a FakeShard, for calls to shards that have
+ * left the topology (the coordinator then connects by address).
+ */
+async function setUp(config: Partial<CoordinatorConfig> = {}) {
+  const prefix = `coord${++prefixes}:`;
+  const topology = new RecordingTopologyStore(admin, prefix);
+  const jobs = new CountingRebalanceStore(admin, prefix);
+  const watcher = new TopologyWatcher(topology, new Redis(redis.url), 60_000);
+  const epoch = async () => (await topology.get()).epoch;
+  const shards = new Map(['s1', 's2', 's3'].map((id) => [id, new ShardModel(id, epoch)]));
+  const listeners = new Map<string, FakeShard>();
+  for (const [id, model] of shards) {
+    const fake = new FakeShard();
+    fake.answer = (req: Request) => model.handle(req as unknown as Call).then((r) => ({ r }), (err: unknown) => ({ err: toWire(err) }));
+    await fake.listen();
+    listeners.set(id, fake);
+  }
+  const shard = (id: string): TopologyShard => ({ id, dataAddr: listeners.get(id)!.addr, adminAddr: listeners.get(id)!.addr, weight: 1, state: 'active' });
+  const start = await topology.update((cur) => nextEpoch(cur, { shards: [shard('s1'), shard('s2')] }));
+  const ring = Ring.of(members('s1', 's2'));
+  for (const k of KEYS) shards.get(ring.ownerOf(k)!)!.keys.add(k);
+  topology.written.length = 0;
+  await watcher.start();
+
+  const links: ShardLinks = {
+    get topology() { return watcher.current; },
+    connection: (id: string) => ({ request: (req: Call) => shards.get(id)!.handle(req) }) as unknown as ShardConnection,
+  };
+  const log: string[] = [];
+  const coordinator = new Coordinator({ config: { ...CONFIG, ...config }, topology, watcher, shards: links, jobs, log: (m) => log.push(m) });
+
+  // Every job state the store published, in order.
+  const sub = new Redis(redis.url);
+  const published: Job[] = [];
+  sub.on('message', (_ch: string, msg: string) => published.push((JSON.parse(msg) as { job: Job }).job));
+  await sub.subscribe(jobs.channel);
+
+  cleanups.push(async () => {
+    await coordinator.stop();
+    await watcher.close();
+    sub.disconnect();
+    await Promise.all([...listeners.values()].map((f) => f.close()));
+  });
+
+  /** Plan "add s3" against the current ring and store the job. */
+  const planAdd = async (): Promise<Job> => {
+    const job = await planJob({ kind: 'add', shardId: 's3' }, {
+      topology: await topology.get(),
+      registrations: [{ id: 's3', dataAddr: listeners.get('s3')!.addr, adminAddr: listeners.get('s3')!.addr, pid: 1, startedAt: 1 }],
+      count: async (source, ranges) => shards.get(source)!.handle({ o: 'count', ranges }) as Promise<{ keys: number; bytes: number }>,
+    });
+    for (const m of shards.values()) m.calls.length = 0;
+    await jobs.create(job);
+    return job;
+  };
+  /** The job once it is in one of `states`, and that state has been published too. */
+  const jobIn = (states: string[], timeoutMs = 10_000) =>
+    waitUntil(async () => {
+      const j = await jobs.get();
+      return j && states.includes(j.state) && published.some((p) => p.state === j.state) ? j : undefined;
+    }, { timeoutMs, what: `the job in ${states.join('/')}` });
+  /** Where each key lives now, checked against the owners in `ring`. */
+  const misplaced = (owners: RingMember[]): string[] => {
+    const r = Ring.of(owners);
+    const out: string[] = [];
+    for (const k of KEYS) {
+      for (const [id, m] of shards) {
+        if (m.keys.has(k) !== (r.ownerOf(k) === id)) out.push(`${k} ${m.keys.has(k) ? 'left on' : 'missing on'} ${id}`);
+      }
+    }
+    return out;
+  };
+  const states = () => published.map((j) => j.state).filter((s, i, a) => i === 0 || a[i - 1] !== s);
+  return { prefix, topology, jobs, watcher, shards, coordinator, log, published, start, planAdd, jobIn, misplaced, states };
+}
+
+describe('coordinator', () => {
+  it('takes the lease and drives an add job through every state to done', async () => {
+    const t = await setUp();
+    const job = await t.planAdd();
+    const e = t.start.epoch;
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.state, done.error).toBe('done');
+    expect(t.coordinator.leader).toBe(true);
+    expect(await t.jobs.leaseHolder()).toBe(t.coordinator.id);
+    expect(t.states()).toEqual(['planned', 'migrating', 'streaming', 'committing', 'purging', 'done']);
+    // Topology epochs: +1 the migration in its freeze phase, +2 the move, +3 the commit.
+    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([[e + 1, 'freeze'], [e + 2, 'move'], [e + 3, null]]);
+    expect(t.topology.written[0]!.migration).toMatchObject({ jobId: job.id, epoch: e + 1, prev: members('s1', 's2'), next: members('s1', 's2', 's3') });
+    expect(done).toMatchObject({ migrateEpoch: e + 1, moveEpoch: e + 2, commitEpoch: e + 3 });
+    const final = await t.topology.get();
+    expect(final.epoch).toBe(e + 3);
+    expect(final.migration).toBeUndefined();
+    expect(final.shards.map((s) => [s.id, s.state])).toEqual([['s1', 'active'], ['s2', 'active'], ['s3', 'active']]);
+    // A sync barrier on every shard at the migration epoch and at the commit epoch.
+    for (const m of t.shards.values()) expect(m.callsOf('sync').map((c) => c['me'])).toEqual([e + 1, e + 3]);
+    // The streams: every moved key imported at the migration epoch, then purged from its source.
+    expect(t.shards.get('s3')!.callsOf('import').every((c) => c['me'] === e + 1)).toBe(true);
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+    const moved = done.streams.reduce((n, s) => n + s.keysDone, 0);
+    expect(moved).toBe(t.shards.get('s3')!.keys.size);
+    expect(done.streams.every((s) => s.done && s.target === 's3')).toBe(true);
+    // No retire: the job added a shard.
+    for (const m of t.shards.values()) expect(m.callsOf('retire')).toEqual([]);
+  });
+
+  it('saves a checkpoint after every batch while streaming', async () => {
+    const t = await setUp();
+    await t.planAdd();
+    t.coordinator.start();
+    const done = await t.jobIn(['done']);
+    const streaming = t.published.filter((j) => j.state === 'streaming');
+    const batches = t.shards.get('s3')!.callsOf('import').length;
+    // One save when streaming starts, then at least one per imported batch.
+    expect(streaming.length).toBeGreaterThanOrEqual(batches + 1);
+    const progress = streaming.map((j) => j.streams.reduce((n, s) => n + s.keysDone, 0));
+    for (let i = 1; i < progress.length; i++) expect(progress[i]!).toBeGreaterThanOrEqual(progress[i - 1]!);
+    expect(new Set(progress).size).toBeGreaterThan(3);
+    // A checkpoint names where each unfinished stream goes on.
+    const mid = streaming.find((j) => j.streams.some((s) => !s.done && s.keysDone > 0))!;
+    const s = mid.streams.find((x) => !x.done && x.keysDone > 0)!;
+    expect(s.after ?? s.rangeIndex).toBeTruthy();
+    expect(done.streams.reduce((n, x) => n + x.keysDone, 0)).toBe(progress[progress.length - 1]);
+  });
+
+  it('retries a failing shard call until it works, with the same batch', async () => {
+    const t = await setUp({ rebalanceStreamConcurrency: 1 });
+    await t.planAdd();
+    const target = t.shards.get('s3')!;
+    let failures = 2;
+    target.fail = (req) => (req.o === 'import' && failures-- > 0 ? kvError('KV_ERR_SHARD_UNAVAILABLE', 's3', 'injected') : undefined);
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.state).toBe('done');
+    const imports = target.callsOf('import');
+    // The two refused imports and the one that took are the same batch.
+    expect(Buffer.from(imports[1]!['packed'] as Uint8Array).equals(Buffer.from(imports[0]!['packed'] as Uint8Array))).toBe(true);
+    expect(Buffer.from(imports[2]!['packed'] as Uint8Array).equals(Buffer.from(imports[0]!['packed'] as Uint8Array))).toBe(true);
+    expect(t.log.some((l) => /^coordinator: import s3: .*injected.*\(retrying\)$/.test(l))).toBe(true);
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+  });
+
+  it('cancel while streaming runs the streams back and ends cancelled on the original ring', async () => {
+    // Slow streams, so the cancel lands mid-stream.
+    const t = await setUp({ rebalanceMaxKeysPerSec: 200 });
+    await t.planAdd();
+    const e = t.start.epoch;
+    t.coordinator.start();
+    await waitUntil(async () => { const j = await t.jobs.get(); return j?.state === 'streaming' && j.streams.some((s) => s.keysDone > 0 && !s.done); }, { timeoutMs: 10_000, what: 'the job mid-stream' });
+    await t.jobs.requestCancel();
+    const end = await t.jobIn(['cancelled', 'done', 'failed'], 20_000);
+    expect(end.state).toBe('cancelled');
+    expect(end.direction).toBe('reverse');
+    expect(t.states()).toEqual(['planned', 'migrating', 'streaming', 'migrating', 'streaming', 'committing', 'purging', 'cancelled']);
+    // Forward freeze and move, then the reverse migration (next ring = the original), its move, and the commit.
+    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([[e + 1, 'freeze'], [e + 2, 'move'], [e + 3, 'freeze'], [e + 4, 'move'], [e + 5, null]]);
+    expect(t.topology.written[2]!.migration).toMatchObject({ prev: members('s1', 's2', 's3'), next: members('s1', 's2') });
+    const final = await t.topology.get();
+    expect(final.shards.map((s) => s.id)).toEqual(['s1', 's2']);
+    expect(final.migration).toBeUndefined();
+    // s3 gave back what it had taken (purged over a direct connection: it is no longer in the topology).
+    expect(t.shards.get('s3')!.callsOf('purge').length).toBeGreaterThan(0);
+    expect(t.misplaced(members('s1', 's2'))).toEqual([]);
+  });
+
+  it('fails a job planned against a ring that has changed since, and leaves the topology alone', async () => {
+    const t = await setUp();
+    await t.planAdd();
+    const changed = await t.topology.update((cur) => nextEpoch(cur, { shards: cur.shards.map((s) => (s.id === 's1' ? { ...s, weight: 2 } : s)) }));
+    t.topology.written.length = 0;
+    t.coordinator.start();
+    const failed = await t.jobIn(['failed', 'done']);
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toMatch(/the ring changed after this job was planned; plan again/);
+    expect(t.topology.written).toEqual([]);
+    expect((await t.topology.get()).epoch).toBe(changed.epoch);
+    for (const m of t.shards.values()) expect(m.calls).toEqual([]);
+  });
+
+  it('does nothing without the lease, and takes the job over once the lease is free', async () => {
+    const t = await setUp();
+    expect(await t.jobs.lease('another-router', 60_000)).toBe(true);
+    await t.planAdd();
+    t.coordinator.start();
+    await waitUntil(() => t.jobs.leaseAttempts >= 4, { timeoutMs: 5000, what: 'several lease attempts' });
+    expect(t.coordinator.leader).toBe(false);
+    expect((await t.jobs.get())!.state).toBe('planned');
+    expect(t.topology.written).toEqual([]);
+    for (const m of t.shards.values()) expect(m.calls).toEqual([]);
+    await t.jobs.releaseLease('another-router');
+    expect((await t.jobIn(['done', 'failed'])).state).toBe('done');
+    expect(t.coordinator.leader).toBe(true);
+  });
+});
