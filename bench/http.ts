@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ringOf, type Topology } from '../src/core/topology.js';
-import { startTopology, Cleanup, runBench, type BenchTopology } from './topology.js';
+import { startTopology, Cleanup, runBench, type BenchTopology, ADMIN_HEADER } from './topology.js';
 import { findNginx, startNginx, type NginxProcess } from './nginx.js';
 import { request, get, getJson, forEachLimit } from '../dev/http.js';
 import { bulkLoad } from '../dev/bulk-load.js';
@@ -117,7 +117,9 @@ async function fire(t: Target, durationS: number): Promise<autocannon.Result> {
     timeout: 10,
     requests: [{
       method: t.method,
-      ...(t.method === 'PUT' ? { body: VALUE, headers: { 'content-type': 'application/octet-stream' } } : {}),
+      // The token is needed by the shards' HTTP ports (directly or behind nginx); the router ignores it on /v1/kv.
+      headers: { ...ADMIN_HEADER, ...(t.method === 'PUT' ? { 'content-type': 'application/octet-stream' } : {}) },
+      ...(t.method === 'PUT' ? { body: VALUE } : {}),
       setupRequest: (req) => {
         req.path = paths[Math.floor(Math.random() * paths.length)]!;
         return req;
@@ -191,14 +193,14 @@ async function preloadRouter(routerUrl: string, keys: readonly string[]): Promis
 async function preloadNginx(nginxUrl: string, prefix: string): Promise<string[]> {
   const keys = Array.from({ length: settings.keys }, (_, i) => keyName(prefix, i));
   await forEachLimit(keys, settings.connections, async (key) => {
-    const res = await request('PUT', `${nginxUrl}/kv/${encodeURIComponent(key)}`, { body: VALUE, headers: { 'content-type': 'application/octet-stream' } });
+    const res = await request('PUT', `${nginxUrl}/kv/${encodeURIComponent(key)}`, { body: VALUE, headers: { ...ADMIN_HEADER, 'content-type': 'application/octet-stream' } });
     if (res.status !== 204) throw new Error(`nginx preload of ${key}: ${res.status} ${res.text.slice(0, 200)}`);
   });
   return keys;
 }
 
 async function expectValue(url: string): Promise<void> {
-  const res = await get(url);
+  const res = await get(url, { headers: ADMIN_HEADER });
   if (res.status !== 200 || !res.body.equals(VALUE)) throw new Error(`check GET ${url}: ${res.status}, ${res.body.length} bytes, not the preloaded value`);
 }
 
@@ -219,7 +221,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const startedAt = new Date();
   const machine = machineInfo();
   log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.connections} connections, ${settings.durationS} s per target (+${settings.warmupS} s warm-up), ${settings.routerWorkers} router workers`);
-  const topo = await startTopology({ shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, verbose, nodeArgs }, cleanup);
+  const topo = await startTopology({ shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, standaloneHttp: true, verbose, nodeArgs }, cleanup);
   log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${topo.router.url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
 
   log(`preloading ${settings.keys} keys of ${settings.valueBytes} bytes through the router`);

@@ -42,7 +42,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRedis } from '../src/infra/redis.js';
 import type { Job } from '../src/rebalance/job.js';
-import { startTopology, startShard, Cleanup, runBench, type BenchTopology, type ShardProcess } from './topology.js';
+import { startTopology, startShard, Cleanup, runBench, type BenchTopology, type ShardProcess, ADMIN_HEADER } from './topology.js';
 import { request, get, getJson, forEachLimit } from '../dev/http.js';
 import { bulkLoad } from '../dev/bulk-load.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
@@ -329,7 +329,7 @@ async function readJob(redisUrl: string): Promise<Job> {
 
 async function recordsPerShard(shards: readonly ShardProcess[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const s of shards) out[s.id] = (await getJson<{ records: number }>(`http://${s.adminAddr}/stats`)).records;
+  for (const s of shards) out[s.id] = (await getJson<{ records: number }>(`http://${s.adminAddr}/stats`, { headers: ADMIN_HEADER })).records;
   return out;
 }
 
@@ -395,7 +395,7 @@ async function setUp(cleanup: Cleanup): Promise<Cluster> {
   log(`loaded in ${load.seconds} s (${load.keysPerSec} keys/s); records ${JSON.stringify(recordsBefore)}`);
 
   const s4 = await startShard(settings.newShard, topo.dir, topo.redis.url, topoOpts, cleanup);
-  const listed = await getJson<{ shards: Array<{ id: string; state: string }> }>(`${url}/v1/admin/shards`);
+  const listed = await getJson<{ shards: Array<{ id: string; state: string }> }>(`${url}/v1/admin/shards`, { headers: ADMIN_HEADER });
   if (!listed.shards.some((s) => s.id === s4.id && s.state === 'available')) throw new Error(`${s4.id} is not listed as available: ${JSON.stringify(listed)}`);
   log(`${s4.id} registered (pid ${s4.pid}), not in the ring yet`);
   return { topo, url, s4, load, recordsBefore };
@@ -443,7 +443,7 @@ async function moveShard(c: Cluster, fg: Foreground): Promise<MoveRun> {
 
   // The POST plans the job: it counts the moving keys on every source before it answers.
   const postT0 = process.hrtime.bigint();
-  const post = await request('POST', `${c.url}/v1/admin/shards`, { body: JSON.stringify({ id: c.s4.id }), headers: json, timeoutMs: 60_000 });
+  const post = await request('POST', `${c.url}/v1/admin/shards`, { body: JSON.stringify({ id: c.s4.id }), headers: { ...json, ...ADMIN_HEADER }, timeoutMs: 60_000 });
   const planMs = round(Number(process.hrtime.bigint() - postT0) / 1e6);
   if (post.status !== 202) throw new Error(`POST /v1/admin/shards: ${post.status} ${post.text}`);
   const { job: created, plan } = post.json<{ job: { id: string }; plan: Record<string, unknown> }>();
@@ -459,7 +459,7 @@ async function moveShard(c: Cluster, fg: Foreground): Promise<MoveRun> {
   for (;;) {
     if (aborted) throw new Error('aborted');
     if (Date.now() > deadline) throw new Error(`the move did not finish within ${settings.moveTimeoutS} s; last: ${JSON.stringify(view)}`);
-    view = await getJson<RebalanceView>(`${c.url}/v1/admin/rebalance`).catch(() => view);
+    view = await getJson<RebalanceView>(`${c.url}/v1/admin/rebalance`, { headers: ADMIN_HEADER }).catch(() => view);
     const job = view?.job;
     if (job && job.id === created.id) {
       const p = view!.progress!;

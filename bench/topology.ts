@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newSecret } from '../src/local/secrets.js';
 import { Child, type Message } from '../src/local/child.js';
 import { startRedis, freePort, type LocalRedis } from '../src/local/redis-server.js';
 import { createRedis } from '../src/infra/redis.js';
@@ -51,6 +52,8 @@ export interface TopologyOptions {
   readonly routerWorkers: number;
   /** Shards skip fsync on commit (LMDB noSync). */
   readonly noSync: boolean;
+  /** Shards take writes of any key on their HTTP ports (httpKvWrites=standalone), for nginx in front of them. */
+  readonly standaloneHttp?: boolean;
   /** Echo every line the child processes print, not only warnings. */
   readonly verbose: boolean;
   /** Extra node flags for shards and router (e.g. --cpu-prof); cluster workers inherit them. */
@@ -100,6 +103,15 @@ export class Cleanup {
   }
 }
 
+/**
+ * The secrets of this benchmark's processes, generated per run (every router
+ * and shard needs them). Given to the children through the environment, so an
+ * older build that does not know the cluster secret simply ignores it.
+ */
+export const BENCH_SECRETS = { adminToken: newSecret(), clusterSecret: newSecret() };
+/** `Authorization` for a shard's HTTP port and the admin API. */
+export const ADMIN_HEADER = { authorization: `Bearer ${BENCH_SECRETS.adminToken}` };
+
 function spawnKv(args: string[], name: string, o: TopologyOptions): Child {
   // Own process group: Ctrl-C reaches only the benchmark, which then stops
   // the tiers in order. The IPC channel still ties each child to us: shards
@@ -107,6 +119,7 @@ function spawnKv(args: string[], name: string, o: TopologyOptions): Child {
   return new Child(KV_BIN, args, {
     nodeArgs: o.nodeArgs,
     detached: true,
+    env: { ...process.env, KV_ADMIN_TOKEN: BENCH_SECRETS.adminToken, KV_CLUSTER_SECRET: BENCH_SECRETS.clusterSecret, KV_INSECURE: '' },
     onLine: (line) => {
       // Startup banners are noise in a results table; warnings and errors are not.
       if (o.verbose || /"level":\s*[4-6]\d|error|warn|fail|deprecat/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
@@ -169,6 +182,8 @@ export function runBench(main: (cleanup: Cleanup) => Promise<void>, abort: () =>
 export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {
   const child = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
     '--data-port', '0', '--admin-port', '0', '--redis-url', redisUrl,
+    // Standalone: nginx writes keys through the shards' HTTP ports by its own hash, not our ring.
+    ...(o.standaloneHttp ? ['--set', 'httpKvWrites=standalone'] : []),
     ...(o.noSync ? ['--set', 'noSync=true'] : [])], id, o);
   cleanup.track(child);
   cleanup.add(`shard ${id}`, () => child.stop(15_000));

@@ -3,6 +3,11 @@
 // error code, for every request (`mode`) or per request (`answer`).
 import net from 'node:net';
 import { encodeFrame, FrameDecoder, type Request } from '../../src/core/protocol.js';
+import { HANDSHAKE_VERSION, isAuth, newNonce, peerProof, proofMatches, shardProof } from '../../src/core/handshake.js';
+
+import { TEST_CLUSTER_SECRET } from './secrets.js';
+
+export { TEST_CLUSTER_SECRET };
 
 export type FakeMode =
   | { kind: 'hang' }
@@ -31,14 +36,31 @@ export class FakeShard {
   readonly #sockets = new Set<net.Socket>();
   port = 0;
 
-  constructor() {
+  /** Peers that failed the handshake. */
+  authFailures = 0;
+
+  /** A shard `id` that proves `secret` in the handshake, as a real shard does. */
+  constructor(readonly id = 'f1', readonly secret = TEST_CLUSTER_SECRET) {
     this.#server = net.createServer((s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
       s.on('error', () => {});
       const dec = new FrameDecoder(1 << 26);
+      const nonce = newNonce();
+      let authed = false;
+      s.write(encodeFrame({ hello: HANDSHAKE_VERSION, id: this.id, nonce }));
       s.on('data', (chunk: Buffer) => {
         for (const frame of dec.push(chunk)) {
+          if (!authed) {
+            if (!isAuth(frame) || !proofMatches(frame.proof, peerProof(this.secret, this.id, nonce, frame.nonce))) {
+              this.authFailures++;
+              s.destroy();
+              return;
+            }
+            authed = true;
+            s.write(encodeFrame({ ok: HANDSHAKE_VERSION, proof: shardProof(this.secret, this.id, nonce, frame.nonce) }));
+            continue;
+          }
           const reqs = frame as Request[];
           this.received.push(...reqs);
           const byMode: Request[] = [];

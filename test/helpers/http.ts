@@ -27,7 +27,7 @@ export interface EventStream<T> {
 }
 
 /** Subscribe to `url` and resolve once the first event has arrived (the server is then surely subscribed). */
-export async function openEventStream<T>(url: string, timeoutMs = 10_000): Promise<EventStream<T>> {
+export async function openEventStream<T>(url: string, timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<EventStream<T>> {
   const u = new URL(url);
   const client = new Client(u.origin);
   const events: T[] = [];
@@ -35,7 +35,7 @@ export async function openEventStream<T>(url: string, timeoutMs = 10_000): Promi
   let ended = false;
   const wake = () => { for (const w of waiters) w(); };
   try {
-    const res = await client.request({ method: 'GET', path: u.pathname + u.search, headers: { accept: 'text/event-stream' }, headersTimeout: timeoutMs, bodyTimeout: 0 });
+    const res = await client.request({ method: 'GET', path: u.pathname + u.search, headers: { accept: 'text/event-stream', ...headers }, headersTimeout: timeoutMs, bodyTimeout: 0 });
     if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode} ${await res.body.text()}`);
     let buf = '';
     res.body.setEncoding('utf8');

@@ -11,6 +11,7 @@ import { Child, type Message } from '../../src/local/child.js';
 import { startRedis, freePort, type LocalRedis } from '../../src/local/redis-server.js';
 import { TopologyStore, initTopology } from '../../src/infra/topology-store.js';
 import { closeSharedAgent } from '../../dev/http.js';
+import { SECRETS_ENV } from './secrets.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const KV_BIN = path.join(ROOT, 'dist/cli/kv.js');
@@ -30,11 +31,12 @@ export class KvProc extends Child {
   readonly lines: string[];
   readonly #lineWaiters = new Set<() => void>();
 
-  constructor(args: readonly string[]) {
+  constructor(args: readonly string[], env: NodeJS.ProcessEnv = SECRETS_ENV) {
     const verbose = Boolean(process.env['KV_TEST_VERBOSE']);
     const lines: string[] = [];
     const wake = () => { for (const w of this.#lineWaiters) w(); };
     super(KV_BIN, args, {
+      env: { ...process.env, ...env },
       onLine: (line) => {
         lines.push(line);
         if (verbose) process.stderr.write(`${line}\n`);
@@ -76,8 +78,8 @@ export class KvProc extends Child {
 }
 
 /** Start `kv <args>` and wait for its ready message; a process that never gets ready is killed. */
-async function startKv(args: readonly string[], timeoutMs: number): Promise<{ proc: KvProc; ready: Message }> {
-  const proc = new KvProc(args);
+async function startKv(args: readonly string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ proc: KvProc; ready: Message }> {
+  const proc = new KvProc(args, env);
   try {
     return { proc, ready: await proc.ready(timeoutMs) };
   } catch (err) {
@@ -103,12 +105,14 @@ export interface ShardOptions {
   dataPort?: number;
   adminPort?: number;
   set?: Record<string, string | number>;
+  /** Environment of the process (default: the test secrets). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startShard(o: ShardOptions): Promise<ShardProc> {
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
   const { proc, ready } = await startKv(['shard', 'start', '--id', o.id, '--data-dir', o.dataDir, '--data-port', String(o.dataPort ?? 0),
-    '--admin-port', String(o.adminPort ?? 0), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets], SHARD_READY_TIMEOUT_MS);
+    '--admin-port', String(o.adminPort ?? 0), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets], SHARD_READY_TIMEOUT_MS, o.env);
   return Object.assign(proc, {
     id: o.id,
     dataDir: o.dataDir,
@@ -131,13 +135,15 @@ export interface RouterOptions {
   workers: number;
   port?: number;
   set?: Record<string, string | number>;
+  /** Environment of the process (default: the test secrets). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startRouter(o: RouterOptions): Promise<RouterProc> {
   const port = o.port ?? (await freePort());
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
   const { proc, ready } = await startKv(['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl,
-    '--redis-prefix', o.prefix, ...sets], ROUTER_READY_TIMEOUT_MS);
+    '--redis-prefix', o.prefix, ...sets], ROUTER_READY_TIMEOUT_MS, o.env);
   return Object.assign(proc, { url: `http://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
 }
 
@@ -201,8 +207,9 @@ export class TestCluster {
   }
 
   /** Start shard `id` on its data dir (not in the ring unless the ring already names it) and list it in `shards`. */
-  async startShard(id: string, ports: { dataPort?: number; adminPort?: number } = {}): Promise<ShardProc> {
-    const s = this.#track(this.#shardProcs, await startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, ...(this.#opts.shardSet ? { set: this.#opts.shardSet } : {}) }));
+  async startShard(id: string, ports: { dataPort?: number; adminPort?: number } = {}, set: Record<string, string | number> = {}): Promise<ShardProc> {
+    const sets = { ...this.#opts.shardSet, ...set };
+    const s = this.#track(this.#shardProcs, await startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, set: sets }));
     this.shards = [...this.shards.filter((x) => x.id !== id), s];
     return s;
   }

@@ -2,6 +2,7 @@
 // checking where keys live afterwards.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from './http.js';
+import { ADMIN_AUTH } from './secrets.js';
 import { bulkLoad as loadKeys } from '../../dev/bulk-load.js';
 import type { TestCluster } from './procs.js';
 import { ringOf } from '../../src/core/topology.js';
@@ -27,17 +28,17 @@ export interface JobView {
 }
 
 export async function rebalanceState(url: string): Promise<{ job: JobView | null; progress?: { keysDone: number; keysTotal: number }; foregroundErrors?: number }> {
-  const res = await request('GET', `${url}/v1/admin/rebalance`);
+  const res = await request('GET', `${url}/v1/admin/rebalance`, { headers: ADMIN_AUTH });
   if (res.status !== 200) throw new Error(`rebalance state: ${res.status} ${res.text}`);
   return res.json();
 }
 
 export async function addShard(url: string, id: string, weight?: number) {
-  return request('POST', `${url}/v1/admin/shards`, { body: JSON.stringify({ id, ...(weight ? { weight } : {}) }), headers: json });
+  return request('POST', `${url}/v1/admin/shards`, { body: JSON.stringify({ id, ...(weight ? { weight } : {}) }), headers: { ...json, ...ADMIN_AUTH } });
 }
 
 export async function removeShard(url: string, id: string) {
-  return request('DELETE', `${url}/v1/admin/shards/${id}`);
+  return request('DELETE', `${url}/v1/admin/shards/${id}`, { headers: ADMIN_AUTH });
 }
 
 /** How often waitForJob reads the job state. */
@@ -62,7 +63,7 @@ export async function recordsPerShard(c: TestCluster): Promise<Record<string, nu
   const out: Record<string, number> = {};
   for (const s of c.shards) {
     if (!s.alive) continue;
-    out[s.id] = (await request('GET', `${s.adminUrl}/stats`)).json()['records'] as number;
+    out[s.id] = (await request('GET', `${s.adminUrl}/stats`, { headers: ADMIN_AUTH })).json()['records'] as number;
   }
   return out;
 }
@@ -78,7 +79,7 @@ export async function checkPlacement(c: TestCluster, keys: string[], deleted: Re
     const owner = ring.ownerOf(key);
     for (const s of c.shards) {
       if (!s.alive) continue;
-      const has = (await request('GET', `${s.adminUrl}/kv/${encodeURIComponent(key)}`)).status === 200;
+      const has = (await request('GET', `${s.adminUrl}/kv/${encodeURIComponent(key)}`, { headers: ADMIN_AUTH })).status === 200;
       if (s.id === owner && !has && !deleted.has(key)) problems.push(`${key} missing on its owner ${s.id}`);
       if (s.id !== owner && has) problems.push(`${key} left behind on ${s.id} (owner ${owner})`);
     }

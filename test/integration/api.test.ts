@@ -7,6 +7,7 @@ import { request, get, put, del, onEveryWorker } from '../helpers/http.js';
 import { nextEpoch, ringOf } from '../../src/core/topology.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ADMIN_AUTH } from '../helpers/secrets.js';
 
 const WORKERS = 3;
 let c: TestCluster;
@@ -55,7 +56,7 @@ describe('put and get through every worker', () => {
       const owner = ring.ownerOf(key)!;
       owners.add(owner);
       for (const s of c.shards) {
-        const res = await get(`${s.adminUrl}/kv/${encodeURIComponent(key)}`);
+        const res = await get(`${s.adminUrl}/kv/${encodeURIComponent(key)}`, { headers: ADMIN_AUTH });
         expect(res.status, `${key} on ${s.id}`).toBe(s.id === owner ? 200 : 404);
       }
     }
@@ -172,7 +173,7 @@ describe('stale epochs', () => {
         const res = await put(`${slow.url}/v1/kv/${key}`, `v${i}`, { fresh: true });
         expect(res.status, res.text).toBe(204);
         const owner = c.shards.find((s) => s.id === ring.ownerOf(key))!;
-        expect((await get(`${owner.adminUrl}/kv/${key}`)).text).toBe(`v${i}`);
+        expect((await get(`${owner.adminUrl}/kv/${key}`, { headers: ADMIN_AUTH })).text).toBe(`v${i}`);
       }
       // Every worker of the slow router moved to the new epoch by itself.
       const epochs = await onEveryWorker(`${slow.url}/readyz`, 2, (r) => r.json()['epoch']);

@@ -1,10 +1,10 @@
 // Every kind of bad input gets its documented 4xx and KV_ERR_* code, nothing
 // is partly written, and the router and shards keep serving.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import net from 'node:net';
 import { TestCluster } from '../helpers/procs.js';
 import { request, get, put } from '../helpers/http.js';
-import { encodeFrame, FrameDecoder } from '../../src/core/protocol.js';
+import { ADMIN_AUTH } from '../helpers/secrets.js';
+import { RawPeer } from '../helpers/data-port.js';
 
 let c: TestCluster;
 const MAX_VALUE = 64 * 1024;
@@ -65,7 +65,7 @@ describe('bad input', () => {
       if (t.key !== undefined) {
         // Nothing was written: the key is absent on every shard.
         for (const s of c.shards) {
-          const r = await get(`${s.adminUrl}/kv/${encodeURIComponent(t.key)}`);
+          const r = await get(`${s.adminUrl}/kv/${encodeURIComponent(t.key)}`, { headers: ADMIN_AUTH });
           expect([400, 404]).toContain(r.status);
         }
       }
@@ -86,26 +86,24 @@ describe('bad input', () => {
 
   it('garbage and oversized frames on a shard data port close only that connection', async () => {
     const s = c.shards[0]!;
-    const send = (bytes: Buffer) => new Promise<string>((resolve) => {
-      const sock = net.connect(s.dataPort, '127.0.0.1', () => sock.write(bytes));
-      sock.on('close', () => resolve('closed'));
-      sock.on('error', () => {});
-      setTimeout(() => { sock.destroy(); resolve('still open'); }, 3000);
-    });
     const huge = Buffer.alloc(8);
     huge.writeUInt32BE(0xfffffff0, 0);
-    expect(await send(huge)).toBe('closed');
     const garbage = Buffer.concat([Buffer.from([0, 0, 0, 4]), Buffer.from([0xc1, 0xc1, 0xc1, 0xc1])]);
-    expect(await send(garbage)).toBe('closed');
+    for (const bytes of [huge, garbage]) {
+      // Before and after the handshake alike.
+      for (const secret of [null, undefined]) {
+        const p = await RawPeer.connect(s.dataPort, secret === null ? { secret: null } : {});
+        p.send(bytes);
+        expect(await p.closedWithin(3000)).toBe('closed');
+      }
+    }
     // Valid frame, nonsense requests: refused one by one, connection stays.
-    const answers = await new Promise<unknown[]>((resolve, reject) => {
-      const sock = net.connect(s.dataPort, '127.0.0.1', () => sock.write(encodeFrame([{ i: 1, o: 'explode', e: 1, k: 'a' }, { i: 2, o: 'get', e: 1 }, { i: 3, o: 'put', e: 1, k: 'a', v: 'not bytes' }])));
-      const dec = new FrameDecoder(1 << 20);
-      sock.on('data', (d: Buffer) => { const f = dec.push(d); if (f.length) { sock.destroy(); resolve(f[0] as unknown[]); } });
-      sock.on('error', reject);
-    });
-    const codes = (answers as Array<{ i: number; err?: { code: string } }>).sort((a, b) => a.i - b.i).map((a) => a.err?.code);
-    expect(codes).toEqual(['KV_ERR_UNKNOWN_OP', 'KV_ERR_KEY_INVALID', 'KV_ERR_BAD_FRAME']);
+    const p = await RawPeer.connect(s.dataPort);
+    p.send([{ i: 1, o: 'explode', e: 1, k: 'a' }, { i: 2, o: 'get', e: 1 }, { i: 3, o: 'put', e: 1, k: 'a', v: 'not bytes' }]);
+    const answers = (await p.next()) as Array<{ i: number; err?: { code: string } }>;
+    expect(answers.sort((a, b) => a.i - b.i).map((a) => a.err?.code)).toEqual(['KV_ERR_UNKNOWN_OP', 'KV_ERR_KEY_INVALID', 'KV_ERR_BAD_FRAME']);
+    expect(p.isClosed).toBe(false);
+    p.close();
   });
 
   it('router and every shard still serve after all of the above', async () => {

@@ -10,6 +10,7 @@ import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, checkPlacemen
 import { request, get } from '../helpers/http.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { ringOf } from '../../src/core/topology.js';
+import { ADMIN_AUTH } from '../helpers/secrets.js';
 
 /** Keys per cluster: at RATE, adding a 4th shard streams for about a second. */
 const N = 10_000;
@@ -138,7 +139,7 @@ describe('TTLs across a move', () => {
     const moved = job.streams.reduce((n, s) => n + s.keysDone, 0);
     expect(moved).toBeGreaterThan(300);
     // Only live long-TTL keys arrived: the target holds exactly what moved.
-    expect((await request('GET', `${t.shard('s3').adminUrl}/stats`)).json()['records']).toBe(moved);
+    expect((await request('GET', `${t.shard('s3').adminUrl}/stats`, { headers: ADMIN_AUTH })).json()['records']).toBe(moved);
     for (const [k, x] of expiry) {
       const res = await get(`${t.url}/v1/kv/${k}`);
       expect(res.status).toBe(200);
@@ -160,7 +161,7 @@ describe('cancel', () => {
     const load = runWorkload(h, { url: c.url, keys: hot, concurrency: 6, putRatio: 0.4, delRatio: 0.1, stop: () => stop, pauseMs: 2 });
     expect((await addShard(c.url, 's4')).status).toBe(202);
     await midStream(c);
-    const cancel = await request('POST', `${c.url}/v1/admin/rebalance/cancel`);
+    const cancel = await request('POST', `${c.url}/v1/admin/rebalance/cancel`, { headers: ADMIN_AUTH });
     expect(cancel.status, cancel.text).toBe(202);
     const job = await waitForJob(c.url, ['cancelled'], 120_000);
     stop = true;
@@ -173,7 +174,7 @@ describe('cancel', () => {
     expect(t.shards.map((s) => s.id)).toEqual(original);
     // s4 gave everything back.
     const s4 = c.shard('s4');
-    expect((await request('GET', `${s4.adminUrl}/stats`)).json()['records']).toBe(0);
+    expect((await request('GET', `${s4.adminUrl}/stats`, { headers: ADMIN_AUTH })).json()['records']).toBe(0);
     await s4.stop();
     expect(await checkPlacement(c, keys, h.absentAtEnd())).toEqual([]);
   }, 180_000);
@@ -244,10 +245,10 @@ describe('refused requests', () => {
       [addShard(c.url, 'nope'), 400, 'KV_ERR_SHARD_NOT_REGISTERED'],
       [addShard(c.url, 's1'), 409, 'KV_ERR_SHARD_IN_RING'],
       [removeShard(c.url, 'nope'), 404, 'KV_ERR_SHARD_NOT_IN_RING'],
-      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: 0.0001 }), headers: json }), 400, 'KV_ERR_BAD_WEIGHT'],
-      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: -1 }), headers: json }), 400, 'KV_ERR_BAD_WEIGHT'],
-      [request('POST', `${c.url}/v1/admin/shards`, { body: '{"id":', headers: json }), 400, 'KV_ERR_BAD_JSON'],
-      [request('POST', `${c.url}/v1/admin/rebalance/cancel`), 409, 'KV_ERR_NO_REBALANCE'],
+      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: 0.0001 }), headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_WEIGHT'],
+      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: -1 }), headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_WEIGHT'],
+      [request('POST', `${c.url}/v1/admin/shards`, { body: '{"id":', headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_JSON'],
+      [request('POST', `${c.url}/v1/admin/rebalance/cancel`, { headers: ADMIN_AUTH }), 409, 'KV_ERR_NO_REBALANCE'],
     ];
     for (const [p, status, code] of cases) {
       const res = await p;
@@ -262,9 +263,10 @@ describe('refused requests', () => {
 
   it('a joining shard that already holds records is refused, and nothing changes', async () => {
     const { c } = await cluster(0, { workers: 1 });
-    const s4 = await c.startShard('s4');
-    // A record written straight to its admin port, as if left from an earlier membership.
-    expect((await request('PUT', `${s4.adminUrl}/kv/left-over`, { body: 'old' })).status).toBe(204);
+    // A shard used on its own (httpKvWrites=standalone) takes a write for any key:
+    // a record as if left from an earlier membership.
+    const s4 = await c.startShard('s4', {}, { httpKvWrites: 'standalone' });
+    expect((await request('PUT', `${s4.adminUrl}/kv/left-over`, { body: 'old', headers: ADMIN_AUTH })).status).toBe(204);
     const epoch = (await c.store.get()).epoch;
     const res = await addShard(c.url, 's4');
     expect(res.status).toBe(409);
@@ -291,7 +293,7 @@ describe('a lost shard', () => {
     const onS3 = ks.filter((k) => before.ownerOf(k) === 's3');
     expect(onS3.length).toBeGreaterThan(100);
     // A live shard is not forgotten: it must be drained.
-    const alive = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+    const alive = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`, { headers: ADMIN_AUTH });
     expect(alive.status).toBe(409);
     expect(alive.json()['code']).toBe('KV_ERR_SHARD_ALIVE');
     const s3 = t.shard('s3');
@@ -303,7 +305,7 @@ describe('a lost shard', () => {
     // Its registry entry expires (no heartbeat renews it).
     await waitUntil(async () => !(await t.store.registrations()).some((r) => r.id === 's3'), { timeoutMs: 5000, intervalMs: 50, what: 's3 leaving the registry' });
     const epoch = (await t.store.get()).epoch;
-    const res = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+    const res = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`, { headers: ADMIN_AUTH });
     expect(res.status, res.text).toBe(200);
     expect(res.json()).toMatchObject({ forgotten: 's3', epoch: epoch + 1, shards: ['s1', 's2'] });
     const after = await t.store.get();
@@ -318,7 +320,7 @@ describe('a lost shard', () => {
       expect((await request('PUT', `${t.url}/v1/kv/${k}`, { body: 'again' })).status).toBe(204);
       expect((await get(`${t.url}/v1/kv/${k}`)).text).toBe('again');
     }
-    const twice = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`);
+    const twice = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`, { headers: ADMIN_AUTH });
     expect(twice.status).toBe(404);
     expect(twice.json()['code']).toBe('KV_ERR_SHARD_NOT_IN_RING');
   }, 120_000);

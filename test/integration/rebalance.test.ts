@@ -6,6 +6,7 @@ import { startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, removeShard, waitForJob, recordsPerShard, checkPlacement } from '../helpers/rebalance.js';
 import { request, openEventStream } from '../helpers/http.js';
 import { waitUntil } from '../../src/local/wait.js';
+import { ADMIN_AUTH } from '../helpers/secrets.js';
 
 interface SseEvent { job?: { id: string; state: string } | null; progress?: { keysDone: number } }
 
@@ -36,7 +37,7 @@ describe('add and remove shards under load', () => {
     expect(before['s4']).toBe(0);
     const w = startCheckedWorkload(c.url, keys.slice(0, 2000), loadedValue);
     await moreOps(w, 100, 'before the job');
-    const sse = await openEventStream<SseEvent>(`${c.url}/v1/admin/rebalance/events`);
+    const sse = await openEventStream<SseEvent>(`${c.url}/v1/admin/rebalance/events`, 10_000, ADMIN_AUTH);
     const res = await addShard(c.url, 's4');
     expect(res.status, res.text).toBe(202);
     const job = await waitForJob(c.url, ['done'], 180_000);
@@ -58,7 +59,7 @@ describe('add and remove shards under load', () => {
     const after = await recordsPerShard(c);
     expect(Object.values(after).reduce((a, b) => a + b, 0)).toBeLessThan(N * 1.05);
     expect(after['s4']).toBeGreaterThan(N * 0.15);
-    const stats = await request('GET', `${c.url}/v1/admin/rebalance`);
+    const stats = await request('GET', `${c.url}/v1/admin/rebalance`, { headers: ADMIN_AUTH });
     expect(stats.json()['foregroundErrors']).toBe(0);
     // Live progress arrived as server-sent events, ending with the job done.
     const mine = events.filter((e) => e.job?.id === job.id);

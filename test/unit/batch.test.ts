@@ -43,13 +43,18 @@ describe('parseBatch: well-formed batches', () => {
     const ops = parseBatch(body({
       ops: [
         { op: 'put', key: 'a', value: '{}', contentType: 'application/json', ttl: 60, ifMatch: '"7"' },
-        { op: 'put', key: 'b', value: 'x', ttl: '30', ifMatch: 8 },
+        { op: 'put', key: 'b', value: 'x', ttl: 30, ifMatch: 8 },
         { op: 'del', key: 'c', ifMatch: '*' },
       ],
     }), LIMITS);
     expect(ops[0]).toMatchObject({ op: 'put', key: 'a', contentType: 'application/json', ttl: 60, ifMatch: 7 });
     expect(ops[1]).toMatchObject({ op: 'put', key: 'b', ttl: 30, ifMatch: 8 });
     expect(ops[2]).toEqual({ op: 'del', key: 'c', ifMatch: '*' });
+  });
+
+  it('refuses a ttl given as a string, and a value with a lone surrogate', () => {
+    expect(thrownKvError(() => parseBatch(body({ ops: [{ op: 'put', key: 'b', value: 'x', ttl: '30' }] }), LIMITS)).code).toBe('KV_ERR_BAD_TTL');
+    expect(thrownKvError(() => parseBatch(body({ ops: [{ op: 'put', key: 'b', value: 'a\ud800b' }] }), LIMITS)).code).toBe('KV_ERR_BAD_BATCH');
   });
 
   it('accepts exactly maxBatchOps operations', () => {

@@ -18,7 +18,7 @@ import { nextEpoch, type Topology, type TopologyShard } from '../../src/core/top
 import { Ring, keyPoint, type PointRange, type RingMember } from '../../src/core/ring.js';
 import { kvError, toWire } from '../../src/core/errors.js';
 import type { Request } from '../../src/core/protocol.js';
-import { FakeShard } from '../helpers/fake-shard.js';
+import { FakeShard, TEST_CLUSTER_SECRET } from '../helpers/fake-shard.js';
 
 const KEYS = Array.from({ length: 300 }, (_, i) => `key-${i}`);
 const members = (...ids: string[]): RingMember[] => ids.map((id) => ({ id, weight: 1 }));
@@ -33,6 +33,10 @@ const CONFIG: CoordinatorConfig = {
   requestTimeoutMs: 1000,
   connectTimeoutMs: 200,
   maxInFlightPerShard: 100,
+  clusterSecret: TEST_CLUSTER_SECRET,
+  dataTls: false,
+  tlsCaFile: '',
+  dataPingIntervalMs: 0,
   maxFrameBytes: 1 << 20,
 };
 
@@ -144,7 +148,7 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
   const shards = new Map(['s1', 's2', 's3'].map((id) => [id, new ShardModel(id, epoch)]));
   const listeners = new Map<string, FakeShard>();
   for (const [id, model] of shards) {
-    const fake = new FakeShard();
+    const fake = new FakeShard(id);
     fake.answer = (req: Request) => model.handle(req as unknown as Call).then((r) => ({ r }), (err: unknown) => ({ err: toWire(err) }));
     await fake.listen();
     listeners.set(id, fake);

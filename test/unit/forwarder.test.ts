@@ -12,7 +12,7 @@ import type { Migration, Topology } from '../../src/core/topology.js';
 import type { GetResult, Request, StoredValue } from '../../src/core/protocol.js';
 import { KvError } from '../../src/core/errors.js';
 import { waitUntil } from '../../src/local/wait.js';
-import { FakeShard, type FakeAnswer } from '../helpers/fake-shard.js';
+import { TEST_CLUSTER_SECRET, FakeShard, type FakeAnswer } from '../helpers/fake-shard.js';
 
 const IDS = ['a', 'b', 'c'] as const;
 type Id = (typeof IDS)[number];
@@ -62,7 +62,10 @@ function topology(epoch: number, ring: RingMember[], migration?: Omit<Migration,
   };
 }
 
-const OPTS: ForwarderOptions = { requestTimeoutMs: 2000, connectTimeoutMs: 500, maxInFlightPerShard: 1000, maxFrameBytes: 1 << 20, maxRetries: 3, epochRetryDelayMs: 0 };
+const OPTS: ForwarderOptions = {
+  requestTimeoutMs: 2000, connectTimeoutMs: 500, maxInFlightPerShard: 1000, maxFrameBytes: 1 << 20, maxRetries: 3, epochRetryDelayMs: 0,
+  clusterSecret: TEST_CLUSTER_SECRET, dataTls: false, tlsCaFile: '', dataPingIntervalMs: 0,
+};
 
 let forwarders: Forwarder[] = [];
 function forwarder(w: FakeWatcher, o: Partial<ForwarderOptions> = {}): Forwarder {
@@ -107,7 +110,7 @@ async function rejection(p: Promise<unknown>): Promise<KvError> {
 
 beforeAll(async () => {
   for (const id of IDS) {
-    fakes[id] = new FakeShard();
+    fakes[id] = new FakeShard(id);
     await fakes[id].listen();
   }
 });
