@@ -5,7 +5,10 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 /** A relative import that reaches into one of these folders. */
-const into = (...dirs) => ({ regex: `(^|/)(${dirs.join('|')})/`, message: `see the folder map in docs/architecture.md: this folder may not import ${dirs.join(', ')}` });
+const into = (...dirs) => ({
+  regex: `(^|/)(${dirs.join('|')})/`,
+  message: `see the folder map in docs/architecture.md: this folder may not import ${dirs.join(', ')}`,
+});
 const io = (names) => names.map((name) => ({ name, message: 'src/core is pure: no I/O (see docs/architecture.md)' }));
 const restrict = (files, patterns, paths = []) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns, paths }] } });
 const NOT_IN_SRC = into('dev', 'test', 'bench');
@@ -28,8 +31,11 @@ export default tseslint.config(
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
   // The layers (docs/architecture.md, "Folders").
-  restrict(['src/core/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')],
-    io(['node:net', 'node:http', 'node:fs', 'node:child_process', 'ioredis', 'fastify', 'lmdb', 'undici'])),
+  restrict(
+    ['src/core/**'],
+    [into('infra', 'rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')],
+    io(['node:net', 'node:http', 'node:fs', 'node:child_process', 'ioredis', 'fastify', 'lmdb', 'undici']),
+  ),
   restrict(['src/infra/**'], [into('rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/rebalance/**'], [into('router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/router/**'], [into('shard', 'cli', 'local', 'dev', 'test', 'bench')]),

@@ -83,8 +83,14 @@ interface HttpResults {
   readonly settings: Record<string, unknown>;
   readonly topology: { shards: string[] };
   readonly results: ReadonlyArray<{
-    target: string; reqPerSec: number; latencyMs: { p99: number };
-    cpuUsPerReq: Record<string, number>; otherBusyPct: number; errors: number; timeouts: number; non2xx: number;
+    target: string;
+    reqPerSec: number;
+    latencyMs: { p99: number };
+    cpuUsPerReq: Record<string, number>;
+    otherBusyPct: number;
+    errors: number;
+    timeouts: number;
+    non2xx: number;
   }>;
 }
 
@@ -141,8 +147,13 @@ async function runOnce(build: Build, round: number, tmp: string): Promise<Run> {
   if (files.length !== 1) throw new Error(`${tag} expected one results file in ${resultsDir}, found ${files.length}`);
   const r = JSON.parse(readFileSync(path.join(resultsDir, files[0]!), 'utf8')) as HttpResults;
   return {
-    round, build, startedAt: r.startedAt, loadAvgAtStart: r.machine.loadAvgAtStart,
-    figures: figuresOf(r), results: r.results, benchSettings: r.settings,
+    round,
+    build,
+    startedAt: r.startedAt,
+    loadAvgAtStart: r.machine.loadAvgAtStart,
+    figures: figuresOf(r),
+    results: r.results,
+    benchSettings: r.settings,
   };
 }
 
@@ -188,12 +199,19 @@ function printSummary(summary: Summary): void {
   for (const [target, perMetric] of Object.entries(summary)) {
     const n = perMetric['reqPerSec']!;
     const failed = perMetric['failed']!;
-    console.log(`\n${target}: median (min–max) over ${n.A.n} runs of A and ${n.B.n} of B; most failed requests in one run: A ${failed.A.max}, B ${failed.B.max}\n`);
+    console.log(
+      `\n${target}: median (min–max) over ${n.A.n} runs of A and ${n.B.n} of B; most failed requests in one run: A ${failed.A.max}, B ${failed.B.max}\n`,
+    );
     const cell = (s: Spread, d: number) => `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`;
-    console.log(fmtTable(['metric', 'A', 'B', 'B/A'], METRICS.map((m) => {
-      const x = perMetric[m.key]!;
-      return [m.label, cell(x.A, m.digits), cell(x.B, m.digits), x.ratioBA === null ? '-' : x.ratioBA.toFixed(3)];
-    })));
+    console.log(
+      fmtTable(
+        ['metric', 'A', 'B', 'B/A'],
+        METRICS.map((m) => {
+          const x = perMetric[m.key]!;
+          return [m.label, cell(x.A, m.digits), cell(x.B, m.digits), x.ratioBA === null ? '-' : x.ratioBA.toFixed(3)];
+        }),
+      ),
+    );
   }
 }
 
@@ -237,7 +255,9 @@ async function main(cleanup: Cleanup): Promise<void> {
       const run = await runOnce(build, round, tmp);
       runs.push(run);
       for (const [target, f] of Object.entries(run.figures)) {
-        log(`  ${target}: ${f.reqPerSec} req/s, p99 ${f.p99Ms} ms, router workers ${f.routerWorkersUsPerReq} µs/req, shards ${f.shardsUsPerReq} µs/req, other busy ${f.otherBusyPct}%${f.failed ? `, ${f.failed} failed` : ''}`);
+        log(
+          `  ${target}: ${f.reqPerSec} req/s, p99 ${f.p99Ms} ms, router workers ${f.routerWorkersUsPerReq} µs/req, shards ${f.shardsUsPerReq} µs/req, other busy ${f.otherBusyPct}%${f.failed ? `, ${f.failed} failed` : ''}`,
+        );
       }
     }
   }
@@ -248,19 +268,34 @@ async function main(cleanup: Cleanup): Promise<void> {
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `compare-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({
-    benchmark: 'compare', startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), machine,
-    settings: { rounds: settings.rounds, targets: settings.targets, order: 'A B in odd rounds, B A in even rounds' },
-    builds,
-    /** bench/http.ts's settings, from its first run (the same for every run). */
-    benchSettings: runs[0]?.benchSettings,
-    method: 'Each round runs bench/http.ts once per build, in alternating order, each run with its own topology. Figures per run come from its results file; the summary gives the median, min and max over the runs of each build and the ratio B/A of the medians. shardsUsPerReq sums the CPU µs per request of all shards.',
-    summary,
-    runs: runs.map(({ benchSettings: _settings, ...r }) => r),
-  }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        benchmark: 'compare',
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine,
+        settings: { rounds: settings.rounds, targets: settings.targets, order: 'A B in odd rounds, B A in even rounds' },
+        builds,
+        /** bench/http.ts's settings, from its first run (the same for every run). */
+        benchSettings: runs[0]?.benchSettings,
+        method:
+          'Each round runs bench/http.ts once per build, in alternating order, each run with its own topology. Figures per run come from its results file; the summary gives the median, min and max over the runs of each build and the ratio B/A of the medians. shardsUsPerReq sums the CPU µs per request of all shards.',
+        summary,
+        runs: runs.map(({ benchSettings: _settings, ...r }) => r),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
 }
 
-runBench(main, () => {
-  aborted = true;
-}, log);
+runBench(
+  main,
+  () => {
+    aborted = true;
+  },
+  log,
+);

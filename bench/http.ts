@@ -41,10 +41,14 @@ const settings = {
   routerWorkers: envInt('ROUTER_WORKERS', 2, 1),
   shards: 3,
   noSync: envBool('BENCH_NOSYNC'),
-  targets: (process.env['BENCH_TARGETS'] ?? TARGET_NAMES.join(',')).split(',').map((s) => s.trim()).filter(Boolean),
+  targets: (process.env['BENCH_TARGETS'] ?? TARGET_NAMES.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
 };
 for (const t of settings.targets) {
-  if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`BENCH_TARGETS: unknown target ${JSON.stringify(t)} (known: ${TARGET_NAMES.join(', ')})`);
+  if (!(TARGET_NAMES as readonly string[]).includes(t))
+    throw new Error(`BENCH_TARGETS: unknown target ${JSON.stringify(t)} (known: ${TARGET_NAMES.join(', ')})`);
 }
 const verbose = envBool('BENCH_VERBOSE');
 const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
@@ -115,16 +119,18 @@ async function fire(t: Target, durationS: number): Promise<autocannon.Result> {
     connections: settings.connections,
     duration: durationS,
     timeout: 10,
-    requests: [{
-      method: t.method,
-      // The token is needed by the shards' HTTP ports (directly or behind nginx); the router ignores it on /v1/kv.
-      headers: { ...ADMIN_HEADER, ...(t.method === 'PUT' ? { 'content-type': 'application/octet-stream' } : {}) },
-      ...(t.method === 'PUT' ? { body: VALUE } : {}),
-      setupRequest: (req) => {
-        req.path = paths[Math.floor(Math.random() * paths.length)]!;
-        return req;
+    requests: [
+      {
+        method: t.method,
+        // The token is needed by the shards' HTTP ports (directly or behind nginx); the router ignores it on /v1/kv.
+        headers: { ...ADMIN_HEADER, ...(t.method === 'PUT' ? { 'content-type': 'application/octet-stream' } : {}) },
+        ...(t.method === 'PUT' ? { body: VALUE } : {}),
+        setupRequest: (req) => {
+          req.path = paths[Math.floor(Math.random() * paths.length)]!;
+          return req;
+        },
       },
-    }],
+    ],
   });
   current = inst;
   try {
@@ -172,14 +178,27 @@ async function runTarget(t: Target, tiers: Tier[], topo: BenchTopology): Promise
   const statusCodes: Record<string, number> = {};
   for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = s.count;
   return {
-    target: t.name, description: t.description, method: t.method, url: t.baseUrl, keys: t.paths.length,
-    durationS: r.duration, requests: n, reqPerSec: Math.round(n / r.duration),
+    target: t.name,
+    description: t.description,
+    method: t.method,
+    url: t.baseUrl,
+    keys: t.paths.length,
+    durationS: r.duration,
+    requests: n,
+    reqPerSec: Math.round(n / r.duration),
     latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max, mean: Math.round(r.latency.mean * 100) / 100 },
-    errors: r.errors, timeouts: r.timeouts, non2xx: r.non2xx, statusCodes, cpuUsPerReq, sysUsPerReq, cpuUsTotal,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    non2xx: r.non2xx,
+    statusCodes,
+    cpuUsPerReq,
+    sysUsPerReq,
+    cpuUsTotal,
     machineBusyPct: Math.round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 1000) / 10,
     otherBusyPct: Math.max(0, Math.round((((m1.busy - m0.busy) * US_PER_TICK - oursUs) / Math.max(1, machineUs)) * 1000) / 10),
     router: routerDelta(rc0, rc1),
-    redisCommands, redisCommandsPerReq: n > 0 ? Math.round((Object.values(redisCommands).reduce((a, b) => a + b, 0) / n) * 1000) / 1000 : 0,
+    redisCommands,
+    redisCommandsPerReq: n > 0 ? Math.round((Object.values(redisCommands).reduce((a, b) => a + b, 0) / n) * 1000) / 1000 : 0,
     lostPids,
   };
 }
@@ -193,7 +212,10 @@ async function preloadRouter(routerUrl: string, keys: readonly string[]): Promis
 async function preloadNginx(nginxUrl: string, prefix: string): Promise<string[]> {
   const keys = Array.from({ length: settings.keys }, (_, i) => keyName(prefix, i));
   await forEachLimit(keys, settings.connections, async (key) => {
-    const res = await request('PUT', `${nginxUrl}/kv/${encodeURIComponent(key)}`, { body: VALUE, headers: { ...ADMIN_HEADER, 'content-type': 'application/octet-stream' } });
+    const res = await request('PUT', `${nginxUrl}/kv/${encodeURIComponent(key)}`, {
+      body: VALUE,
+      headers: { ...ADMIN_HEADER, 'content-type': 'application/octet-stream' },
+    });
     if (res.status !== 204) throw new Error(`nginx preload of ${key}: ${res.status} ${res.text.slice(0, 200)}`);
   });
   return keys;
@@ -208,9 +230,15 @@ function table(results: readonly RunResult[], tierNames: readonly string[]): str
   const short: Record<string, string> = { 'router-workers': 'rt-wrk', 'router-primary': 'rt-pri', loadgen: 'loadgen' };
   const head = ['target', 'req/s', 'p50 ms', 'p99 ms', 'err/non2xx', ...tierNames.map((t) => short[t] ?? t), 'req/frame', 'busy%', 'other%'];
   const rows = results.map((r) => [
-    r.target, String(r.reqPerSec), String(r.latencyMs.p50), String(r.latencyMs.p99), `${r.errors}/${r.non2xx}`,
+    r.target,
+    String(r.reqPerSec),
+    String(r.latencyMs.p50),
+    String(r.latencyMs.p99),
+    `${r.errors}/${r.non2xx}`,
     ...tierNames.map((t) => (r.cpuUsPerReq[t] === undefined ? '-' : r.cpuUsPerReq[t]!.toFixed(1))),
-    r.router?.requestsPerFrame != null ? r.router.requestsPerFrame.toFixed(1) : '-', r.machineBusyPct.toFixed(0), r.otherBusyPct.toFixed(0),
+    r.router?.requestsPerFrame != null ? r.router.requestsPerFrame.toFixed(1) : '-',
+    r.machineBusyPct.toFixed(0),
+    r.otherBusyPct.toFixed(0),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -220,9 +248,16 @@ function table(results: readonly RunResult[], tierNames: readonly string[]): str
 async function main(cleanup: Cleanup): Promise<void> {
   const startedAt = new Date();
   const machine = machineInfo();
-  log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.connections} connections, ${settings.durationS} s per target (+${settings.warmupS} s warm-up), ${settings.routerWorkers} router workers`);
-  const topo = await startTopology({ shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, standaloneHttp: true, verbose, nodeArgs }, cleanup);
-  log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${topo.router.url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
+  log(
+    `${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.connections} connections, ${settings.durationS} s per target (+${settings.warmupS} s warm-up), ${settings.routerWorkers} router workers`,
+  );
+  const topo = await startTopology(
+    { shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, standaloneHttp: true, verbose, nodeArgs },
+    cleanup,
+  );
+  log(
+    `up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${topo.router.url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`,
+  );
 
   log(`preloading ${settings.keys} keys of ${settings.valueBytes} bytes through the router`);
   const routerKeys = Array.from({ length: settings.keys }, (_, i) => keyName('key-', i));
@@ -236,14 +271,42 @@ async function main(cleanup: Cleanup): Promise<void> {
   if (shardKeys.length === 0) throw new Error(`shard ${shard.id} owns none of the ${settings.keys} keys`);
   await expectValue(`${topo.router.url}/v1/kv/${encodeURIComponent(routerKeys[0]!)}`);
   await expectValue(`http://${shard.adminAddr}/kv/${encodeURIComponent(shardKeys[0]!)}`);
-  log(`${shard.id} owns ${shardKeys.length} of ${settings.keys} keys (${Object.entries(ring.shares()).map(([id, s]) => `${id} ${(s * 100).toFixed(1)}%`).join(', ')})`);
+  log(
+    `${shard.id} owns ${shardKeys.length} of ${settings.keys} keys (${Object.entries(ring.shares())
+      .map(([id, s]) => `${id} ${(s * 100).toFixed(1)}%`)
+      .join(', ')})`,
+  );
 
   const keyPath = (prefix: string) => (k: string) => `${prefix}${encodeURIComponent(k)}`;
   const targets: Target[] = [
-    { name: 'router-get', description: `GET /v1/kv/<key> through the router (${settings.routerWorkers} workers), random key of ${settings.keys}`, baseUrl: topo.router.url, method: 'GET', paths: routerKeys.map(keyPath('/v1/kv/')) },
-    { name: 'router-put', description: `PUT /v1/kv/<key> (${settings.valueBytes} B) through the router, random key of ${settings.keys}`, baseUrl: topo.router.url, method: 'PUT', paths: routerKeys.map(keyPath('/v1/kv/')) },
-    { name: 'shard-get', description: `GET /kv/<key> on ${shard.id}'s admin port (no router), random key of the ${shardKeys.length} it owns`, baseUrl: `http://${shard.adminAddr}`, method: 'GET', paths: shardKeys.map(keyPath('/kv/')) },
-    { name: 'shard-put', description: `PUT /kv/<key> (${settings.valueBytes} B) on ${shard.id}'s admin port (no router), random key of the ${shardKeys.length} it owns`, baseUrl: `http://${shard.adminAddr}`, method: 'PUT', paths: shardKeys.map(keyPath('/kv/')) },
+    {
+      name: 'router-get',
+      description: `GET /v1/kv/<key> through the router (${settings.routerWorkers} workers), random key of ${settings.keys}`,
+      baseUrl: topo.router.url,
+      method: 'GET',
+      paths: routerKeys.map(keyPath('/v1/kv/')),
+    },
+    {
+      name: 'router-put',
+      description: `PUT /v1/kv/<key> (${settings.valueBytes} B) through the router, random key of ${settings.keys}`,
+      baseUrl: topo.router.url,
+      method: 'PUT',
+      paths: routerKeys.map(keyPath('/v1/kv/')),
+    },
+    {
+      name: 'shard-get',
+      description: `GET /kv/<key> on ${shard.id}'s admin port (no router), random key of the ${shardKeys.length} it owns`,
+      baseUrl: `http://${shard.adminAddr}`,
+      method: 'GET',
+      paths: shardKeys.map(keyPath('/kv/')),
+    },
+    {
+      name: 'shard-put',
+      description: `PUT /kv/<key> (${settings.valueBytes} B) on ${shard.id}'s admin port (no router), random key of the ${shardKeys.length} it owns`,
+      baseUrl: `http://${shard.adminAddr}`,
+      method: 'PUT',
+      paths: shardKeys.map(keyPath('/kv/')),
+    },
   ];
 
   let nginx: NginxProcess | undefined;
@@ -255,11 +318,25 @@ async function main(cleanup: Cleanup): Promise<void> {
       log(msg);
       notes.push(msg);
     } else {
-      nginx = await startNginx(bin, path.join(topo.dir, 'nginx'), settings.routerWorkers, topo.shards.map((s) => s.adminAddr), cleanup);
-      log(`${nginx.version} on ${nginx.url} (${settings.routerWorkers} workers, hash $request_uri consistent over the shards' admin ports); preloading ${settings.keys} keys through it`);
+      nginx = await startNginx(
+        bin,
+        path.join(topo.dir, 'nginx'),
+        settings.routerWorkers,
+        topo.shards.map((s) => s.adminAddr),
+        cleanup,
+      );
+      log(
+        `${nginx.version} on ${nginx.url} (${settings.routerWorkers} workers, hash $request_uri consistent over the shards' admin ports); preloading ${settings.keys} keys through it`,
+      );
       const nginxKeys = await preloadNginx(nginx.url, 'nx-');
       await expectValue(`${nginx.url}/kv/${encodeURIComponent(nginxKeys[0]!)}`);
-      targets.push({ name: 'nginx-get', description: `GET /kv/<key> through nginx (${settings.routerWorkers} workers, consistent hash) to the shards' admin ports, random key of ${settings.keys}`, baseUrl: nginx.url, method: 'GET', paths: nginxKeys.map(keyPath('/kv/')) });
+      targets.push({
+        name: 'nginx-get',
+        description: `GET /kv/<key> through nginx (${settings.routerWorkers} workers, consistent hash) to the shards' admin ports, random key of ${settings.keys}`,
+        baseUrl: nginx.url,
+        method: 'GET',
+        paths: nginxKeys.map(keyPath('/kv/')),
+      });
     }
   }
 
@@ -270,7 +347,9 @@ async function main(cleanup: Cleanup): Promise<void> {
     log(`${target.name}: ${target.description}`);
     const r = await runTarget(target, tiers, topo);
     results.push(r);
-    log(`${target.name}: ${r.reqPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${r.lostPids.length ? `, processes gone during the run: ${r.lostPids.join(' ')}` : ''}`);
+    log(
+      `${target.name}: ${r.reqPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${r.lostPids.length ? `, processes gone during the run: ${r.lostPids.join(' ')}` : ''}`,
+    );
   }
 
   const tierNames = tiers.map((x) => x.name);
@@ -281,17 +360,33 @@ async function main(cleanup: Cleanup): Promise<void> {
   const outDir = RESULTS_DIR;
   mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, `http-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({
-    benchmark: 'http', startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), machine,
-    settings: { ...settings, nodeArgs, autocannon: { pipelining: 1, keepAlive: true, timeoutS: 10 } },
-    topology: { shards: topo.shards.map((s) => s.id), routerWorkers: settings.routerWorkers, epoch: t.epoch, shares: ring.shares(), nginx: nginx?.version },
-    method: 'Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. CPU per request is the change in utime+stime from /proc/<pid>/stat over the measured run, divided by completed requests.',
-    notes, results,
-  }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        benchmark: 'http',
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine,
+        settings: { ...settings, nodeArgs, autocannon: { pipelining: 1, keepAlive: true, timeoutS: 10 } },
+        topology: { shards: topo.shards.map((s) => s.id), routerWorkers: settings.routerWorkers, epoch: t.epoch, shares: ring.shares(), nginx: nginx?.version },
+        method:
+          'Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. CPU per request is the change in utime+stime from /proc/<pid>/stat over the measured run, divided by completed requests.',
+        notes,
+        results,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
 }
 
-runBench(main, () => {
-  aborted = true;
-  current?.stop();
-}, log);
+runBench(
+  main,
+  () => {
+    aborted = true;
+    current?.stop();
+  },
+  log,
+);

@@ -64,16 +64,22 @@ ${upstreams.map((u) => `    server ${u};`).join('\n')}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' }, () => { s.destroy(); resolve(true); });
+    const s = net.connect({ port, host: '127.0.0.1' }, () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const seen = await waitUntil(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return 'exited';
-    return (await accepts(port)) && 'listening';
-  }, { timeoutMs, intervalMs: 25, what: `nginx listening on ${port}` });
+  const seen = await waitUntil(
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return 'exited';
+      return (await accepts(port)) && 'listening';
+    },
+    { timeoutMs, intervalMs: 25, what: `nginx listening on ${port}` },
+  );
   if (seen === 'exited') throw new Error(`nginx exited (code ${child.exitCode}, signal ${child.signalCode})`);
 }
 
@@ -87,27 +93,37 @@ export async function startNginx(bin: string, dir: string, workers: number, upst
   const child = spawn(bin, ['-p', dir, '-c', file, '-e', path.join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   cleanup.track(child);
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString('utf8');
+  });
   cleanup.add('nginx', async () => {
     const workerPids = child.pid ? childrenOf(child.pid) : [];
     await new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
       child.kill('SIGTERM'); // nginx: fast shutdown
-      setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); }, 5000).unref();
+      setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }, 5000).unref();
     });
     // Workers of a master that had to be killed would otherwise linger.
     for (const pid of workerPids) {
       try {
         if (readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('nginx')) process.kill(pid, 'SIGKILL');
-      } catch { /* gone, as it should be */ }
+      } catch {
+        /* gone, as it should be */
+      }
     }
   });
   try {
     await waitForPort(port, child, 5000);
   } catch (err) {
     let log = '';
-    try { log = readFileSync(path.join(dir, 'error.log'), 'utf8'); } catch { /* none */ }
+    try {
+      log = readFileSync(path.join(dir, 'error.log'), 'utf8');
+    } catch {
+      /* none */
+    }
     throw new Error(`${(err as Error).message}\n${stderr}${log}`, { cause: err });
   }
   return { url: `http://127.0.0.1:${port}`, port, child, masterPid: child.pid!, version };

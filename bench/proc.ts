@@ -46,7 +46,12 @@ export function readStat(pid: number): ProcStat | undefined {
 export function childrenOf(pid: number): number[] {
   try {
     const raw = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-    return raw === '' ? [] : raw.split(/\s+/).map(Number).sort((a, b) => a - b);
+    return raw === ''
+      ? []
+      : raw
+          .split(/\s+/)
+          .map(Number)
+          .sort((a, b) => a - b);
   } catch {
     // No children file on this kernel: scan.
   }

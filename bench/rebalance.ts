@@ -149,9 +149,16 @@ class Bucket {
     const pct = (p: number) => (sorted.length === 0 ? 0 : round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!, 2));
     const seconds = Math.max(0.001, ((this.endMs ?? Date.now()) - this.startMs) / 1000);
     return {
-      seconds: round(seconds, 2), responses: this.lat.length + this.non2xx, reqPerSec: Math.round((this.lat.length + this.non2xx) / seconds),
-      p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: sorted.length ? round(sorted[sorted.length - 1]!, 2) : 0,
-      non2xx: this.non2xx, errors: this.errors, statusCodes: { ...this.statuses },
+      seconds: round(seconds, 2),
+      responses: this.lat.length + this.non2xx,
+      reqPerSec: Math.round((this.lat.length + this.non2xx) / seconds),
+      p50: pct(0.5),
+      p90: pct(0.9),
+      p99: pct(0.99),
+      max: sorted.length ? round(sorted[sorted.length - 1]!, 2) : 0,
+      non2xx: this.non2xx,
+      errors: this.errors,
+      statusCodes: { ...this.statuses },
     };
   }
 }
@@ -230,10 +237,12 @@ class Recorder {
 
   /** One row per second since the start: [second, responses, p99 ms, non-2xx + errors], plus the phase tags. */
   perSecond(phaseOf: (startMs: number) => string): Array<[number, number, number, number, string]> {
-    return [...this.#seconds.entries()].sort((a, b) => a[0] - b[0]).map(([sec, b]) => {
-      const s = b.stats();
-      return [sec, s.responses, s.p99, s.non2xx + s.errors, phaseOf(b.startMs)];
-    });
+    return [...this.#seconds.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([sec, b]) => {
+        const s = b.stats();
+        return [sec, s.responses, s.p99, s.non2xx + s.errors, phaseOf(b.startMs)];
+      });
   }
 }
 
@@ -273,7 +282,11 @@ function tiersFor(topo: BenchTopology, s4: ShardProcess): Tier[] {
   ];
 }
 
-const snapshot = (tiers: readonly Tier[]): Snapshot => ({ atMs: Date.now(), tiers: new Map(tiers.map((t) => [t.name, sampleTier(t)])), machine: machineTicks() });
+const snapshot = (tiers: readonly Tier[]): Snapshot => ({
+  atMs: Date.now(),
+  tiers: new Map(tiers.map((t) => [t.name, sampleTier(t)])),
+  machine: machineTicks(),
+});
 
 /** CPU µs per tier between two snapshots, plus the whole machine's busy share. */
 function cpuBetween(a: Snapshot, b: Snapshot): { seconds: number; us: Record<string, number>; machineBusyPct: number; otherBusyPct: number } {
@@ -287,14 +300,19 @@ function cpuBetween(a: Snapshot, b: Snapshot): { seconds: number; us: Record<str
   const total = Math.max(1, b.machine.total - a.machine.total);
   const busy = b.machine.busy - a.machine.busy;
   return {
-    seconds: (b.atMs - a.atMs) / 1000, us,
+    seconds: (b.atMs - a.atMs) / 1000,
+    us,
     machineBusyPct: round((busy / total) * 100),
     otherBusyPct: Math.max(0, round(((busy * US_PER_TICK - ours) / (total * US_PER_TICK)) * 100)),
   };
 }
 
 /** µs per moved key per tier over a window; "net" takes off the tier's foreground-only rate from the baseline window. */
-function cpuPerKey(win: ReturnType<typeof cpuBetween>, base: ReturnType<typeof cpuBetween>, keys: number): Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> {
+function cpuPerKey(
+  win: ReturnType<typeof cpuBetween>,
+  base: ReturnType<typeof cpuBetween>,
+  keys: number,
+): Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> {
   const out: Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> = {};
   for (const [name, us] of Object.entries(win.us)) {
     const baseline = ((base.us[name] ?? 0) / base.seconds) * win.seconds;
@@ -387,7 +405,9 @@ async function setUp(cleanup: Cleanup): Promise<Cluster> {
   const topoOpts = { shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, verbose, nodeArgs, routerSets };
   const topo = await startTopology(topoOpts, cleanup);
   const url = topo.router.url;
-  log(`up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`);
+  log(
+    `up: redis ${topo.redis.url}, shards ${topo.shards.map((s) => `${s.id} pid ${s.pid}`).join(', ')}, router ${url} (primary ${topo.router.pid}, workers ${topo.router.workers.join(' ')})`,
+  );
 
   log(`loading ${settings.keys} keys through POST /v1/kv/_batch (1000 per batch, ${settings.loadConcurrency} in flight)`);
   const load = await loadKeys(url);
@@ -408,7 +428,9 @@ async function measurePeak(url: string): Promise<Peak> {
   if (aborted) throw new Error('aborted');
   const fgRate = Math.max(1, Math.round((max.reqPerSec * settings.fgPct) / 100));
   const fgConnections = Math.min(settings.fgConnections, fgRate);
-  log(`peak ${max.reqPerSec} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors}, non-2xx ${max.non2xx}); foreground at ${settings.fgPct}%: ${fgRate} req/s over ${fgConnections} connections`);
+  log(
+    `peak ${max.reqPerSec} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors}, non-2xx ${max.non2xx}); foreground at ${settings.fgPct}%: ${fgRate} req/s over ${fgConnections} connections`,
+  );
   return { max, fgRate, fgConnections };
 }
 
@@ -417,7 +439,10 @@ async function startForeground(c: Cluster, peak: Peak): Promise<Foreground> {
   const tiers = tiersFor(c.topo, c.s4);
   const rec = new Recorder();
   const inst = autocannon({
-    url: c.url, connections: settings.fgConnections, overallRate: peak.fgRate, timeout: 10,
+    url: c.url,
+    connections: settings.fgConnections,
+    overallRate: peak.fgRate,
+    timeout: 10,
     duration: settings.warmupS + settings.baselineS + settings.moveTimeoutS + settings.afterS + 30,
     requests: [mixedRequest()],
   });
@@ -443,7 +468,11 @@ async function moveShard(c: Cluster, fg: Foreground): Promise<MoveRun> {
 
   // The POST plans the job: it counts the moving keys on every source before it answers.
   const postT0 = process.hrtime.bigint();
-  const post = await request('POST', `${c.url}/v1/admin/shards`, { body: JSON.stringify({ id: c.s4.id }), headers: { ...json, ...ADMIN_HEADER }, timeoutMs: 60_000 });
+  const post = await request('POST', `${c.url}/v1/admin/shards`, {
+    body: JSON.stringify({ id: c.s4.id }),
+    headers: { ...json, ...ADMIN_HEADER },
+    timeoutMs: 60_000,
+  });
   const planMs = round(Number(process.hrtime.bigint() - postT0) / 1e6);
   if (post.status !== 202) throw new Error(`POST /v1/admin/shards: ${post.status} ${post.text}`);
   const { job: created, plan } = post.json<{ job: { id: string }; plan: Record<string, unknown> }>();
@@ -503,7 +532,9 @@ function moveFigures(job: Job, run: MoveRun, moveStartMs: number) {
   const streamingS = (streamsEnd - (job.streamingStartedAt ?? 0)) / 1000;
   return {
     jobId: job.id,
-    keysMoved, bytesMoved, mbMoved: round(bytesMoved / 1e6, 2),
+    keysMoved,
+    bytesMoved,
+    mbMoved: round(bytesMoved / 1e6, 2),
     keysPlanned: (run.plan['keysToMove'] as number | undefined) ?? null,
     /** How long POST /v1/admin/shards took to answer (planning, with a count of the moving keys on each source). */
     planMs: run.planMs,
@@ -521,7 +552,11 @@ function moveFigures(job: Job, run: MoveRun, moveStartMs: number) {
     wallS: round((run.snapMoveEnd.atMs - moveStartMs) / 1000, 2),
     foregroundErrorsCountedByRouter: run.lastView?.foregroundErrors ?? null,
     streams: job.streams.map((s) => ({
-      source: s.source, target: s.target, arcs: s.ranges.length, keys: s.keysDone, bytes: s.bytesDone,
+      source: s.source,
+      target: s.target,
+      arcs: s.ranges.length,
+      keys: s.keysDone,
+      bytes: s.bytesDone,
       seconds: round(((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000, 2),
       keysPerSec: Math.round(s.keysDone / Math.max(0.001, ((s.finishedAt ?? 0) - (s.startedAt ?? 0)) / 1000)),
     })),
@@ -536,8 +571,18 @@ function cpuFigures(fg: Foreground, run: MoveRun, keysMoved: number) {
   const streamCpu = run.streamStart && run.streamEnd ? cpuBetween(run.streamStart, run.streamEnd) : undefined;
   return {
     baselineBusyPctOfOneCpu: Object.fromEntries(Object.entries(base.us).map(([k, us]) => [k, round((us / (base.seconds * 1e6)) * 100)])),
-    job: { seconds: round(moveCpu.seconds, 2), machineBusyPct: moveCpu.machineBusyPct, otherBusyPct: moveCpu.otherBusyPct, usPerKey: cpuPerKey(moveCpu, base, keysMoved) },
-    streaming: streamCpu && { seconds: round(streamCpu.seconds, 2), machineBusyPct: streamCpu.machineBusyPct, otherBusyPct: streamCpu.otherBusyPct, usPerKey: cpuPerKey(streamCpu, base, keysMoved) },
+    job: {
+      seconds: round(moveCpu.seconds, 2),
+      machineBusyPct: moveCpu.machineBusyPct,
+      otherBusyPct: moveCpu.otherBusyPct,
+      usPerKey: cpuPerKey(moveCpu, base, keysMoved),
+    },
+    streaming: streamCpu && {
+      seconds: round(streamCpu.seconds, 2),
+      machineBusyPct: streamCpu.machineBusyPct,
+      otherBusyPct: streamCpu.otherBusyPct,
+      usPerKey: cpuPerKey(streamCpu, base, keysMoved),
+    },
     baseline: { seconds: round(base.seconds, 2), machineBusyPct: base.machineBusyPct, otherBusyPct: base.otherBusyPct },
   };
 }
@@ -573,7 +618,11 @@ function foregroundFigures(fg: Foreground, run: MoveRun) {
   const perSecond = rec.perSecond((t) => (t + 1000 <= fg.snapBefore.atMs ? 'warmup' : t < moveStartMs ? 'before' : t < moveEndMs ? 'during' : 'after'));
   const duringSeconds = perSecond.filter((r) => r[4] === 'during' && r[1] > 0);
   return {
-    before, during, streaming: rec.get('during:streaming'), after: rec.get('after'), perSecond,
+    before,
+    during,
+    streaming: rec.get('during:streaming'),
+    after: rec.get('after'),
+    perSecond,
     worstSecondP99: duringSeconds.length ? Math.max(...duringSeconds.map((r) => r[2])) : null,
     p99Ratio: before.p99 > 0 ? round(during.p99 / before.p99, 2) : null,
   };
@@ -595,7 +644,12 @@ interface Report {
 
 function targetsMet(move: MoveFigures, p99Ratio: number | null) {
   return {
-    keysPerSec: { target: TARGETS.keysPerSec, measuredStreaming: move.keysPerSecStreaming, measuredJob: move.keysPerSecJob, met: move.keysPerSecStreaming >= TARGETS.keysPerSec },
+    keysPerSec: {
+      target: TARGETS.keysPerSec,
+      measuredStreaming: move.keysPerSecStreaming,
+      measuredJob: move.keysPerSecJob,
+      met: move.keysPerSecStreaming >= TARGETS.keysPerSec,
+    },
     p99Ratio: { target: TARGETS.p99Ratio, measured: p99Ratio, met: p99Ratio !== null && p99Ratio <= TARGETS.p99Ratio },
   };
 }
@@ -613,57 +667,129 @@ function printTables(r: Report, f: ForegroundFigures, targets: Targets): void {
   const { move, cpu, check, peak } = r;
   const { rec } = r.fg;
   const lat = (name: string, s: LatencyStats | undefined) =>
-    s ? [name, s.seconds.toFixed(1), String(s.reqPerSec), s.p50.toFixed(1), s.p99.toFixed(1), s.max.toFixed(1), String(s.non2xx), String(s.errors)] : [name, '-', '-', '-', '-', '-', '-', '-'];
-  console.log(`\nForeground: ${peak.fgRate} req/s fixed (${settings.fgPct}% of the ${peak.max.reqPerSec} req/s peak), ${peak.fgConnections} connections, 50% GET / 50% PUT, ${settings.keys} keys.\n`);
-  console.log(fmtTable(['window', 's', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'non2xx', 'errors'], [
-    lat('before', f.before), lat('during (job)', f.during),
-    ...['planned', 'migrating', 'streaming', 'committing', 'purging'].map((st) => lat(`  ${st}`, rec.get(`during:${st}`))),
-    lat('after', f.after),
-  ]));
+    s
+      ? [name, s.seconds.toFixed(1), String(s.reqPerSec), s.p50.toFixed(1), s.p99.toFixed(1), s.max.toFixed(1), String(s.non2xx), String(s.errors)]
+      : [name, '-', '-', '-', '-', '-', '-', '-'];
+  console.log(
+    `\nForeground: ${peak.fgRate} req/s fixed (${settings.fgPct}% of the ${peak.max.reqPerSec} req/s peak), ${peak.fgConnections} connections, 50% GET / 50% PUT, ${settings.keys} keys.\n`,
+  );
+  console.log(
+    fmtTable(
+      ['window', 's', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'non2xx', 'errors'],
+      [
+        lat('before', f.before),
+        lat('during (job)', f.during),
+        ...['planned', 'migrating', 'streaming', 'committing', 'purging'].map((st) => lat(`  ${st}`, rec.get(`during:${st}`))),
+        lat('after', f.after),
+      ],
+    ),
+  );
   console.log(`\np99 during / before: ${f.p99Ratio ?? '-'} (target <= ${TARGETS.p99Ratio}); worst 1-s p99 during the job: ${f.worstSecondP99 ?? '-'} ms\n`);
-  console.log(fmtTable(['move', 'keys', 'MB', 'job s', 'streaming s', 'keys/s (stream)', 'keys/s (job)', 'MB/s (stream)', 'fg errors'], [[
-    `${r.cluster.s4.id} joins`, String(move.keysMoved), move.mbMoved.toFixed(1), move.jobS.toFixed(2), move.streamingS.toFixed(2),
-    String(move.keysPerSecStreaming), String(move.keysPerSecJob), move.mbPerSecStreaming.toFixed(1),
-    String((f.during.non2xx + f.during.errors)) + (move.foregroundErrorsCountedByRouter !== null ? ` (router ${move.foregroundErrorsCountedByRouter})` : ''),
-  ]]));
+  console.log(
+    fmtTable(
+      ['move', 'keys', 'MB', 'job s', 'streaming s', 'keys/s (stream)', 'keys/s (job)', 'MB/s (stream)', 'fg errors'],
+      [
+        [
+          `${r.cluster.s4.id} joins`,
+          String(move.keysMoved),
+          move.mbMoved.toFixed(1),
+          move.jobS.toFixed(2),
+          move.streamingS.toFixed(2),
+          String(move.keysPerSecStreaming),
+          String(move.keysPerSecJob),
+          move.mbPerSecStreaming.toFixed(1),
+          String(f.during.non2xx + f.during.errors) +
+            (move.foregroundErrorsCountedByRouter !== null ? ` (router ${move.foregroundErrorsCountedByRouter})` : ''),
+        ],
+      ],
+    ),
+  );
   console.log(`\nstreams: ${move.streams.map((s) => `${s.source}->${s.target} ${s.keys} keys over ${s.arcs} arcs in ${s.seconds} s`).join('; ')}`);
-  console.log(`phases: POST answered in ${move.planMs} ms, queued ${move.queuedS} s, migrate barrier ${move.migrateBarrierS} s, streaming ${move.streamingS} s, commit+purge ${move.commitAndPurgeS} s\n`);
-  const cpuRows = Object.entries(cpu.job.usPerKey).map(([tier, c]) => [tier, c.raw.toFixed(2), c.net.toFixed(2), c.busyPctOfOneCpu.toFixed(0),
-    cpu.streaming ? cpu.streaming.usPerKey[tier]!.net.toFixed(2) : '-', cpu.streaming ? cpu.streaming.usPerKey[tier]!.busyPctOfOneCpu.toFixed(0) : '-']);
+  console.log(
+    `phases: POST answered in ${move.planMs} ms, queued ${move.queuedS} s, migrate barrier ${move.migrateBarrierS} s, streaming ${move.streamingS} s, commit+purge ${move.commitAndPurgeS} s\n`,
+  );
+  const cpuRows = Object.entries(cpu.job.usPerKey).map(([tier, c]) => [
+    tier,
+    c.raw.toFixed(2),
+    c.net.toFixed(2),
+    c.busyPctOfOneCpu.toFixed(0),
+    cpu.streaming ? cpu.streaming.usPerKey[tier]!.net.toFixed(2) : '-',
+    cpu.streaming ? cpu.streaming.usPerKey[tier]!.busyPctOfOneCpu.toFixed(0) : '-',
+  ]);
   console.log(fmtTable(['tier', 'µs/key (job)', 'net of fg', 'busy % (job)', 'net µs/key (streaming)', 'busy % (streaming)'], cpuRows));
-  console.log(`\nmachine busy during the job: ${cpu.job.machineBusyPct}% (other processes: ${cpu.job.otherBusyPct}%); baseline ${cpu.baseline.machineBusyPct}% (other ${cpu.baseline.otherBusyPct}%)`);
+  console.log(
+    `\nmachine busy during the job: ${cpu.job.machineBusyPct}% (other processes: ${cpu.job.otherBusyPct}%); baseline ${cpu.baseline.machineBusyPct}% (other ${cpu.baseline.otherBusyPct}%)`,
+  );
   const { bad } = check;
-  console.log(`records before ${JSON.stringify(r.cluster.recordsBefore)}, after ${JSON.stringify(check.recordsAfter)}; read-back check: ${check.sampled - bad.length}/${check.sampled} ok${bad.length ? `, e.g. ${bad.slice(0, 3).join(', ')}` : ''}`);
-  console.log(`targets: keys/s ${targets.keysPerSec.met ? 'met' : 'NOT met'} (${move.keysPerSecStreaming} vs ${TARGETS.keysPerSec}), p99 ratio ${targets.p99Ratio.met ? 'met' : 'NOT met'} (${f.p99Ratio} vs ${TARGETS.p99Ratio})`);
+  console.log(
+    `records before ${JSON.stringify(r.cluster.recordsBefore)}, after ${JSON.stringify(check.recordsAfter)}; read-back check: ${check.sampled - bad.length}/${check.sampled} ok${bad.length ? `, e.g. ${bad.slice(0, 3).join(', ')}` : ''}`,
+  );
+  console.log(
+    `targets: keys/s ${targets.keysPerSec.met ? 'met' : 'NOT met'} (${move.keysPerSecStreaming} vs ${TARGETS.keysPerSec}), p99 ratio ${targets.p99Ratio.met ? 'met' : 'NOT met'} (${f.p99Ratio} vs ${TARGETS.p99Ratio})`,
+  );
 }
 
 function writeResults(r: Report, f: ForegroundFigures, targets: Targets): void {
   const { rec } = r.fg;
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `rebalance-${r.startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({
-    benchmark: 'rebalance', startedAt: r.startedAt.toISOString(), finishedAt: new Date().toISOString(), machine: r.machine,
-    settings: { ...settings, routerSets, nodeArgs },
-    method: 'Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. The foreground is one autocannon instance at a fixed overall rate spanning the before, during and after windows; latencies are per 2xx response. CPU per moved key is the change in utime+stime from /proc/<pid>/stat over the job (POST to done) divided by keys moved; net subtracts the tier\'s CPU rate in the before window.',
-    load: r.cluster.load, peak: { connections: settings.maxConnections, durationS: settings.maxS, ...r.peak.max },
-    foreground: {
-      rate: r.peak.fgRate, connections: r.peak.fgConnections, before: f.before, during: f.during, duringByState: Object.fromEntries(rec.keys().filter((k) => k.startsWith('during:')).map((k) => [k.slice(7), rec.get(k)])),
-      after: f.after, p99Ratio: f.p99Ratio, worstSecondP99During: f.worstSecondP99, streaming: f.streaming,
-      autocannonTotals: { requests: r.fgTotal.requests.total, errors: r.fgTotal.errors, timeouts: r.fgTotal.timeouts, non2xx: r.fgTotal.non2xx },
-      perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: f.perSecond },
-      slowestDuring: { columns: ['msSinceJobStart', 'latencyMs', 'state'], rows: [...rec.during].sort((a, b) => b[1] - a[1]).slice(0, 30) },
-    },
-    move: r.move, cpu: r.cpu, targets,
-    check: { sampled: r.check.sampled, bad: r.check.bad.length, examples: r.check.bad.slice(0, 10), recordsBefore: r.cluster.recordsBefore, recordsAfter: r.check.recordsAfter },
-    timeline: r.run.timeline,
-  }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        benchmark: 'rebalance',
+        startedAt: r.startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: r.machine,
+        settings: { ...settings, routerSets, nodeArgs },
+        method:
+          "Every tier is a separate process on 127.0.0.1 of one machine, the load generator included. The foreground is one autocannon instance at a fixed overall rate spanning the before, during and after windows; latencies are per 2xx response. CPU per moved key is the change in utime+stime from /proc/<pid>/stat over the job (POST to done) divided by keys moved; net subtracts the tier's CPU rate in the before window.",
+        load: r.cluster.load,
+        peak: { connections: settings.maxConnections, durationS: settings.maxS, ...r.peak.max },
+        foreground: {
+          rate: r.peak.fgRate,
+          connections: r.peak.fgConnections,
+          before: f.before,
+          during: f.during,
+          duringByState: Object.fromEntries(
+            rec
+              .keys()
+              .filter((k) => k.startsWith('during:'))
+              .map((k) => [k.slice(7), rec.get(k)]),
+          ),
+          after: f.after,
+          p99Ratio: f.p99Ratio,
+          worstSecondP99During: f.worstSecondP99,
+          streaming: f.streaming,
+          autocannonTotals: { requests: r.fgTotal.requests.total, errors: r.fgTotal.errors, timeouts: r.fgTotal.timeouts, non2xx: r.fgTotal.non2xx },
+          perSecond: { columns: ['second', 'responses', 'p99Ms', 'non2xxAndErrors', 'window'], rows: f.perSecond },
+          slowestDuring: { columns: ['msSinceJobStart', 'latencyMs', 'state'], rows: [...rec.during].sort((a, b) => b[1] - a[1]).slice(0, 30) },
+        },
+        move: r.move,
+        cpu: r.cpu,
+        targets,
+        check: {
+          sampled: r.check.sampled,
+          bad: r.check.bad.length,
+          examples: r.check.bad.slice(0, 10),
+          recordsBefore: r.cluster.recordsBefore,
+          recordsAfter: r.check.recordsAfter,
+        },
+        timeline: r.run.timeline,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
 }
 
 async function main(cleanup: Cleanup): Promise<void> {
   const startedAt = new Date();
   const machine = machineInfo();
-  log(`${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.keys} keys of ${settings.valueBytes} B, router ${routerSets.join(' ')}`);
+  log(
+    `${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.keys} keys of ${settings.valueBytes} B, router ${routerSets.join(' ')}`,
+  );
   const cluster = await setUp(cleanup);
   const peak = await measurePeak(cluster.url);
   const fg = await startForeground(cluster, peak);
@@ -675,7 +801,11 @@ async function main(cleanup: Cleanup): Promise<void> {
   report({ startedAt, machine, cluster, peak, fg, fgTotal, run, move, cpu, check });
 }
 
-runBench(main, () => {
-  aborted = true;
-  current?.stop();
-}, log);
+runBench(
+  main,
+  () => {
+    aborted = true;
+    current?.stop();
+  },
+  log,
+);

@@ -26,11 +26,19 @@ export function machineInfo(): Record<string, unknown> {
   const cpus = os.cpus();
   const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: path.dirname(fileURLToPath(import.meta.url)) });
   // Changes to the benchmarks themselves do not change what is measured.
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', '--', ':/', ':(exclude,top)bench'], { encoding: 'utf8', cwd: path.dirname(fileURLToPath(import.meta.url)) });
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', '--', ':/', ':(exclude,top)bench'], {
+    encoding: 'utf8',
+    cwd: path.dirname(fileURLToPath(import.meta.url)),
+  });
   return {
-    cpuModel: cpus[0]?.model ?? 'unknown', cpuCount: cpus.length, availableParallelism: os.availableParallelism(),
-    node: process.version, platform: `${os.platform()} ${os.release()} ${os.arch()}`, totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-    loadAvgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100), clkTck: CLK_TCK,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuCount: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    loadAvgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    clkTck: CLK_TCK,
     commit: git.status === 0 ? git.stdout.trim() : undefined,
     /** Uncommitted changes outside bench/ at the start of the run. */
     uncommittedChanges: dirty.status === 0 ? dirty.stdout.trim() !== '' : undefined,

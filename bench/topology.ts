@@ -139,7 +139,9 @@ function killIfAlive(pid: number): void {
   try {
     process.kill(pid, 0);
     process.kill(pid, 'SIGKILL');
-  } catch { /* already gone */ }
+  } catch {
+    /* already gone */
+  }
 }
 
 /**
@@ -180,17 +182,39 @@ export function runBench(main: (cleanup: Cleanup) => Promise<void>, abort: () =>
  * admin action puts it there.
  */
 export async function startShard(id: string, dir: string, redisUrl: string, o: TopologyOptions, cleanup: Cleanup): Promise<ShardProcess> {
-  const child = spawnKv(['shard', 'start', '--id', id, '--data-dir', path.join(dir, id), '--host', '127.0.0.1',
-    '--data-port', '0', '--admin-port', '0', '--redis-url', redisUrl,
-    // Standalone: nginx writes keys through the shards' HTTP ports by its own hash, not our ring.
-    ...(o.standaloneHttp ? ['--set', 'httpKvWrites=standalone'] : []),
-    ...(o.noSync ? ['--set', 'noSync=true'] : [])], id, o);
+  const child = spawnKv(
+    [
+      'shard',
+      'start',
+      '--id',
+      id,
+      '--data-dir',
+      path.join(dir, id),
+      '--host',
+      '127.0.0.1',
+      '--data-port',
+      '0',
+      '--admin-port',
+      '0',
+      '--redis-url',
+      redisUrl,
+      // Standalone: nginx writes keys through the shards' HTTP ports by its own hash, not our ring.
+      ...(o.standaloneHttp ? ['--set', 'httpKvWrites=standalone'] : []),
+      ...(o.noSync ? ['--set', 'noSync=true'] : []),
+    ],
+    id,
+    o,
+  );
   cleanup.track(child);
   cleanup.add(`shard ${id}`, () => child.stop(15_000));
   const m = await ready(child, id);
   return {
-    id: String(m['id']), pid: Number(m['pid']), dataAddr: String(m['dataAddr']), adminAddr: String(m['adminAddr']),
-    adminPort: Number(m['adminPort']), child,
+    id: String(m['id']),
+    pid: Number(m['pid']),
+    dataAddr: String(m['dataAddr']),
+    adminAddr: String(m['adminAddr']),
+    adminPort: Number(m['adminPort']),
+    child,
   };
 }
 
@@ -215,8 +239,23 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
   }
 
   const port = await freePort();
-  const child = spawnKv(['router', 'start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(o.routerWorkers),
-    '--redis-url', redis.url, ...(o.routerSets?.length ? ['--set', ...o.routerSets] : [])], 'router', o);
+  const child = spawnKv(
+    [
+      'router',
+      'start',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--workers',
+      String(o.routerWorkers),
+      '--redis-url',
+      redis.url,
+      ...(o.routerSets?.length ? ['--set', ...o.routerSets] : []),
+    ],
+    'router',
+    o,
+  );
   cleanup.track(child);
   let workerPids: number[] = [];
   cleanup.add('router', async () => {

@@ -56,7 +56,7 @@ export async function request(method: string, url: string, o: HttpOptions = {}):
       headers: res.headers,
       body,
       text: body.toString('utf8'),
-      json: <T,>() => JSON.parse(body.toString('utf8')) as T,
+      json: <T>() => JSON.parse(body.toString('utf8')) as T,
     };
   } finally {
     await oneShot?.close();

@@ -34,7 +34,9 @@ function checkSecurity(name: string, cfg: Parameters<typeof securityProblem>[1])
   const problem = securityProblem(name, cfg);
   if (problem) throw kvError('KV_ERR_CONFIG', problem);
   if (cfg.insecure) {
-    console.error(`WARNING: ${name} runs with insecure=true: the admin API and the shard data and HTTP ports accept anyone who can reach ${cfg.host}. For local development only.`);
+    console.error(
+      `WARNING: ${name} runs with insecure=true: the admin API and the shard data and HTTP ports accept anyone who can reach ${cfg.host}. For local development only.`,
+    );
   }
 }
 
@@ -45,7 +47,8 @@ function fail(err: unknown): never {
 }
 
 const shard = program.command('shard').description('run a shard process');
-shard.command('start')
+shard
+  .command('start')
   .description('start one shard (LMDB store, data port, admin port) and register it in Redis')
   .option('--id <id>', 'stable shard id, e.g. s1 (env SHARD_ID)')
   .option('--data-dir <dir>', 'LMDB directory (env SHARD_DATA_DIR; default ./data/<id>)')
@@ -58,10 +61,20 @@ shard.command('start')
   .option('--set <key=value...>', 'any other shard option, e.g. --set maxValueBytes=2097152')
   .action(async (o: Record<string, string | string[] | undefined>) => {
     try {
-      const input: Record<string, unknown> = { ...configFromEnv(SHARD_DEFAULTS, 'SHARD_'), ...compact({
-        id: o['id'], dataDir: o['dataDir'], host: o['host'], advertiseHost: o['advertiseHost'], dataPort: o['dataPort'],
-        adminPort: o['adminPort'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
-      }), ...parseSets(o['set']) };
+      const input: Record<string, unknown> = {
+        ...configFromEnv(SHARD_DEFAULTS, 'SHARD_'),
+        ...compact({
+          id: o['id'],
+          dataDir: o['dataDir'],
+          host: o['host'],
+          advertiseHost: o['advertiseHost'],
+          dataPort: o['dataPort'],
+          adminPort: o['adminPort'],
+          redisUrl: o['redisUrl'],
+          redisPrefix: o['redisPrefix'],
+        }),
+        ...parseSets(o['set']),
+      };
       if (!input['dataDir'] && typeof input['id'] === 'string') input['dataDir'] = `./data/${input['id']}`;
       if (input['redisUrl'] === undefined && localRedisUrl()) input['redisUrl'] = localRedisUrl();
       withLocalSecrets(input);
@@ -69,11 +82,14 @@ shard.command('start')
       const config = parseShardConfig(input);
       checkSecurity(`shard ${config.id}`, config);
       await startShardProcess(config);
-    } catch (err) { fail(err); }
+    } catch (err) {
+      fail(err);
+    }
   });
 
 const router = program.command('router').description('run the router cluster');
-router.command('start')
+router
+  .command('start')
   .description('start the router primary and its workers (cluster module)')
   .option('--port <port>', 'HTTP port (env ROUTER_PORT)')
   .option('--host <host>', 'address to bind (env ROUTER_HOST)')
@@ -84,9 +100,18 @@ router.command('start')
   .action(async (o: Record<string, string | string[] | undefined>) => {
     try {
       const local = localRedisUrl();
-      const input: Record<string, unknown> = { ...(local ? { redisUrl: local } : {}), ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'), ...compact({
-        port: o['port'], host: o['host'], workers: o['workers'], redisUrl: o['redisUrl'], redisPrefix: o['redisPrefix'],
-      }), ...parseSets(o['set']) };
+      const input: Record<string, unknown> = {
+        ...(local ? { redisUrl: local } : {}),
+        ...configFromEnv(ROUTER_DEFAULTS, 'ROUTER_'),
+        ...compact({
+          port: o['port'],
+          host: o['host'],
+          workers: o['workers'],
+          redisUrl: o['redisUrl'],
+          redisPrefix: o['redisPrefix'],
+        }),
+        ...parseSets(o['set']),
+      };
       withLocalSecrets(input);
       const config = parseRouterConfig(input);
       if (cluster.isPrimary) checkSecurity('router', config);
@@ -97,11 +122,14 @@ router.command('start')
         const { runWorker } = await import('../router/worker.js');
         await runWorker(config);
       }
-    } catch (err) { fail(err); }
+    } catch (err) {
+      fail(err);
+    }
   });
 
 const topo = program.command('topology').description('inspect or bootstrap the topology');
-topo.command('init')
+topo
+  .command('init')
   .description('put registered shards into an empty ring (first start only)')
   .argument('<ids...>', 'shard ids')
   .option('--wait-ms <ms>', 'wait this long for the shards to register', '10000')
@@ -115,10 +143,15 @@ topo.command('init')
       const t = await initTopology(store, ids, { waitMs: Number(o['waitMs']) });
       if (before.shards.length > 0) console.error(`the ring is already set up (epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}); nothing changed`);
       console.log(JSON.stringify(t, null, 2));
-    } catch (err) { fail(err); } finally { redis.disconnect(); }
+    } catch (err) {
+      fail(err);
+    } finally {
+      redis.disconnect();
+    }
   });
-topo.command('show')
-  .description('print the topology, its epoch and each shard\'s share of the ring')
+topo
+  .command('show')
+  .description("print the topology, its epoch and each shard's share of the ring")
   .option('--redis-url <url>', 'Redis (env REDIS_URL)')
   .option('--redis-prefix <prefix>', 'key prefix in Redis (env KV_REDIS_PREFIX)', defaultRedisPrefix())
   .action(async (o: Record<string, string>) => {
@@ -131,14 +164,21 @@ topo.command('show')
       console.log(`epoch ${t.epoch}${t.migration ? ' (migration in progress)' : ''}`);
       for (const s of t.shards) {
         const up = regs.some((r) => r.id === s.id) ? 'registered' : 'NOT REGISTERED';
-        console.log(`  ${s.id.padEnd(10)} ${s.state.padEnd(8)} weight ${String(s.weight).padEnd(4)} share ${((shares[s.id] ?? 0) * 100).toFixed(1).padStart(5)}%  data ${s.dataAddr}  admin ${s.adminAddr}  ${up}`);
+        console.log(
+          `  ${s.id.padEnd(10)} ${s.state.padEnd(8)} weight ${String(s.weight).padEnd(4)} share ${((shares[s.id] ?? 0) * 100).toFixed(1).padStart(5)}%  data ${s.dataAddr}  admin ${s.adminAddr}  ${up}`,
+        );
       }
       const extra = regs.filter((r) => !t.shards.some((s) => s.id === r.id));
       for (const r of extra) console.log(`  ${r.id.padEnd(10)} available (registered, not in the ring)  data ${r.dataAddr}`);
-    } catch (err) { fail(err); } finally { redis.disconnect(); }
+    } catch (err) {
+      fail(err);
+    } finally {
+      redis.disconnect();
+    }
   });
 
-program.command('up')
+program
+  .command('up')
   .description('start the whole local system: Redis, three shards and the router cluster')
   .option('--data-dir <dir>', 'where shard data (and a private Redis) live', './data')
   .option('--shards <n>', 'number of shards', '3')
@@ -149,12 +189,24 @@ program.command('up')
   .action(async (o: Record<string, string | boolean | undefined>) => {
     try {
       const insecure = o['insecure'] === true || /^(1|true|yes|on)$/i.test(process.env['KV_INSECURE'] ?? '');
-      await runUp({ dataDir: o['dataDir'] as string, shards: Number(o['shards']), port: Number(o['port']), workers: o['workers'] ? Number(o['workers']) : undefined, shardBasePort: Number(o['shardBasePort']), insecure });
-    } catch (err) { fail(err); }
+      await runUp({
+        dataDir: o['dataDir'] as string,
+        shards: Number(o['shards']),
+        port: Number(o['port']),
+        workers: o['workers'] ? Number(o['workers']) : undefined,
+        shardBasePort: Number(o['shardBasePort']),
+        insecure,
+      });
+    } catch (err) {
+      fail(err);
+    }
   });
 
 const url = (o: Record<string, string>) => (o['url'] ?? localRouterUrl()).replace(/\/$/, '');
-program.command('get').description('GET a key through the router').argument('<key>')
+program
+  .command('get')
+  .description('GET a key through the router')
+  .argument('<key>')
   .option('--url <url>', 'router URL (env KV_URL)')
   .action(async (key: string, o: Record<string, string>) => {
     const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`).catch(fail);
@@ -162,17 +214,26 @@ program.command('get').description('GET a key through the router').argument('<ke
     process.stdout.write(Buffer.from(await res.arrayBuffer()));
     if (process.stdout.isTTY) process.stdout.write('\n');
   });
-program.command('put').description('PUT a key through the router').argument('<key>').argument('<value>')
+program
+  .command('put')
+  .description('PUT a key through the router')
+  .argument('<key>')
+  .argument('<value>')
   .option('--url <url>', 'router URL (env KV_URL)')
   .option('--ttl <seconds>', 'expire after this many seconds')
   .option('--type <contentType>', 'content type', 'text/plain; charset=utf-8')
   .action(async (key: string, value: string, o: Record<string, string>) => {
     const q = o['ttl'] ? `?ttl=${encodeURIComponent(o['ttl'])}` : '';
-    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}${q}`, { method: 'PUT', body: value, headers: { 'content-type': o['type']! } }).catch(fail);
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}${q}`, { method: 'PUT', body: value, headers: { 'content-type': o['type']! } }).catch(
+      fail,
+    );
     if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
     console.log(`stored ${key} (version ${res.headers.get('etag')})`);
   });
-program.command('del').description('DELETE a key through the router').argument('<key>')
+program
+  .command('del')
+  .description('DELETE a key through the router')
+  .argument('<key>')
   .option('--url <url>', 'router URL (env KV_URL)')
   .action(async (key: string, o: Record<string, string>) => {
     const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE' }).catch(fail);
@@ -180,7 +241,8 @@ program.command('del').description('DELETE a key through the router').argument('
     console.log(`deleted ${key}`);
   });
 
-const admin = (o: Record<string, unknown>) => new RouterClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? localAdminToken() });
+const admin = (o: Record<string, unknown>) =>
+  new RouterClient({ url: url(o as Record<string, string>), token: (o['token'] as string | undefined) ?? localAdminToken() });
 
 async function change(o: Record<string, unknown>, method: string, path: string, body: unknown): Promise<void> {
   const c = admin(o);
@@ -196,46 +258,84 @@ async function change(o: Record<string, unknown>, method: string, path: string, 
 
 const shards = program.command('shards').description('list shards and change the ring (rebalances live)');
 const adminOpts = (cmd: Command) => cmd.option('--url <url>', 'router URL (env KV_URL)').option('--token <token>', 'admin token (env KV_ADMIN_TOKEN)');
-adminOpts(shards.command('list').description('each shard: state, weight, share of the ring, records and size'))
-  .action(async (o: Record<string, unknown>) => { await listShards(admin(o)).catch(fail); });
-adminOpts(shards.command('add').description('put a registered shard into the ring and move its share of keys to it').argument('<id>')
-  .option('--weight <w>', 'ring weight', '1').option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
-  .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'POST', '/v1/admin/shards', { id, weight: Number(o['weight']) }).catch(fail); });
-adminOpts(shards.command('remove').description('move all keys off a shard and take it out of the ring').argument('<id>')
-  .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
-  .action(async (id: string, o: Record<string, unknown>) => { await change(o, 'DELETE', `/v1/admin/shards/${encodeURIComponent(id)}`, undefined).catch(fail); });
-adminOpts(shards.command('forget').description('drop a shard that is lost for good from the ring WITHOUT moving its keys (they are lost)').argument('<id>')
-  .option('--yes', 'confirm that the shard\'s keys are lost'))
-  .action(async (id: string, o: Record<string, unknown>) => {
-    if (o['yes'] !== true) fail(new Error(`forgetting ${id} loses every key it holds; use \`kv shards remove ${id}\` to drain a running shard, or pass --yes if ${id} is gone for good`));
-    const res = await admin(o).call<{ epoch: number; shareLost: number; shards: string[] }>('DELETE', `/v1/admin/shards/${encodeURIComponent(id)}?lost=1`).catch(fail);
-    console.log(`forgot ${id} at epoch ${res.body.epoch}; its ${(res.body.shareLost * 100).toFixed(1)}% of the ring now belongs to ${res.body.shards.join(', ')} (those keys are gone)`);
-  });
-adminOpts(shards.command('weight').description('change a shard\'s weight (moves keys to match)').argument('<id>').argument('<weight>')
-  .option('--dry-run', 'only show the plan').option('--no-watch', 'start the job and return'))
-  .action(async (id: string, w: string, o: Record<string, unknown>) => {
-    if (!/^\d+(\.\d+)?$/.test(w)) fail(new Error(`weight must be a positive number, got ${JSON.stringify(w)}`));
-    await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail); });
+adminOpts(shards.command('list').description('each shard: state, weight, share of the ring, records and size')).action(async (o: Record<string, unknown>) => {
+  await listShards(admin(o)).catch(fail);
+});
+adminOpts(
+  shards
+    .command('add')
+    .description('put a registered shard into the ring and move its share of keys to it')
+    .argument('<id>')
+    .option('--weight <w>', 'ring weight', '1')
+    .option('--dry-run', 'only show the plan')
+    .option('--no-watch', 'start the job and return'),
+).action(async (id: string, o: Record<string, unknown>) => {
+  await change(o, 'POST', '/v1/admin/shards', { id, weight: Number(o['weight']) }).catch(fail);
+});
+adminOpts(
+  shards
+    .command('remove')
+    .description('move all keys off a shard and take it out of the ring')
+    .argument('<id>')
+    .option('--dry-run', 'only show the plan')
+    .option('--no-watch', 'start the job and return'),
+).action(async (id: string, o: Record<string, unknown>) => {
+  await change(o, 'DELETE', `/v1/admin/shards/${encodeURIComponent(id)}`, undefined).catch(fail);
+});
+adminOpts(
+  shards
+    .command('forget')
+    .description('drop a shard that is lost for good from the ring WITHOUT moving its keys (they are lost)')
+    .argument('<id>')
+    .option('--yes', "confirm that the shard's keys are lost"),
+).action(async (id: string, o: Record<string, unknown>) => {
+  if (o['yes'] !== true)
+    fail(
+      new Error(`forgetting ${id} loses every key it holds; use \`kv shards remove ${id}\` to drain a running shard, or pass --yes if ${id} is gone for good`),
+    );
+  const res = await admin(o)
+    .call<{ epoch: number; shareLost: number; shards: string[] }>('DELETE', `/v1/admin/shards/${encodeURIComponent(id)}?lost=1`)
+    .catch(fail);
+  console.log(
+    `forgot ${id} at epoch ${res.body.epoch}; its ${(res.body.shareLost * 100).toFixed(1)}% of the ring now belongs to ${res.body.shards.join(', ')} (those keys are gone)`,
+  );
+});
+adminOpts(
+  shards
+    .command('weight')
+    .description("change a shard's weight (moves keys to match)")
+    .argument('<id>')
+    .argument('<weight>')
+    .option('--dry-run', 'only show the plan')
+    .option('--no-watch', 'start the job and return'),
+).action(async (id: string, w: string, o: Record<string, unknown>) => {
+  if (!/^\d+(\.\d+)?$/.test(w)) fail(new Error(`weight must be a positive number, got ${JSON.stringify(w)}`));
+  await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail);
+});
 
 const rebalance = program.command('rebalance').description('follow or cancel the running rebalance job');
-adminOpts(rebalance.command('watch').description('live progress bars per stream until the job ends'))
-  .action(async (o: Record<string, unknown>) => {
-    const c = admin(o);
-    const s = await c.status().catch(fail);
-    if (!s.job) { console.log('no rebalance job'); return; }
-    const last = await watch(c).catch(fail);
-    if (last.job && last.job.state !== 'done' && last.job.state !== 'cancelled') process.exitCode = 1;
-  });
-adminOpts(rebalance.command('status').description('the current (or last) job as JSON'))
-  .action(async (o: Record<string, unknown>) => { console.log(JSON.stringify(await admin(o).status().catch(fail), null, 2)); });
-adminOpts(rebalance.command('cancel').description('stop the job and stream moved keys back to the original ring'))
-  .action(async (o: Record<string, unknown>) => {
+adminOpts(rebalance.command('watch').description('live progress bars per stream until the job ends')).action(async (o: Record<string, unknown>) => {
+  const c = admin(o);
+  const s = await c.status().catch(fail);
+  if (!s.job) {
+    console.log('no rebalance job');
+    return;
+  }
+  const last = await watch(c).catch(fail);
+  if (last.job && last.job.state !== 'done' && last.job.state !== 'cancelled') process.exitCode = 1;
+});
+adminOpts(rebalance.command('status').description('the current (or last) job as JSON')).action(async (o: Record<string, unknown>) => {
+  console.log(JSON.stringify(await admin(o).status().catch(fail), null, 2));
+});
+adminOpts(rebalance.command('cancel').description('stop the job and stream moved keys back to the original ring')).action(
+  async (o: Record<string, unknown>) => {
     const c = admin(o);
     await c.call('POST', '/v1/admin/rebalance/cancel').catch(fail);
     console.log('cancel requested; keys already moved stream back to their original owners');
     const last = await watch(c).catch(fail);
     if (last.job?.state !== 'cancelled') process.exitCode = 1;
-  });
+  },
+);
 
 function parseSets(v: string | string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};

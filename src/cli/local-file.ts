@@ -7,7 +7,10 @@ import { readSecrets, type Secrets } from '../local/secrets.js';
 
 export const LOCAL_FILE = 'local.json';
 
-interface Local { redisUrl?: string; routerUrl?: string }
+interface Local {
+  redisUrl?: string;
+  routerUrl?: string;
+}
 
 const localDir = () => process.env['KV_DATA_DIR'] ?? './data';
 

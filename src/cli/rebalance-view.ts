@@ -5,10 +5,19 @@ import cliProgress from 'cli-progress';
 import type { RouterClient, StatusView } from './router-client.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
-const fmtSecs = (s: number | null) => (s === null ? '?' : s < 10 ? `${s.toFixed(1)}s` : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`);
+const fmtSecs = (s: number | null) =>
+  s === null ? '?' : s < 10 ? `${s.toFixed(1)}s` : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
 
 export function printPlan(plan: Record<string, unknown>): void {
-  const p = plan as { kind: string; shard: string; sharesBefore: Record<string, number>; sharesAfter: Record<string, number>; streams: Array<{ source: string; target: string; arcs: number; keys: number; bytes: number }>; keysToMove: number; bytesToMove: number };
+  const p = plan as {
+    kind: string;
+    shard: string;
+    sharesBefore: Record<string, number>;
+    sharesAfter: Record<string, number>;
+    streams: Array<{ source: string; target: string; arcs: number; keys: number; bytes: number }>;
+    keysToMove: number;
+    bytesToMove: number;
+  };
   console.log(`plan: ${p.kind} ${p.shard}`);
   const ids = [...new Set([...Object.keys(p.sharesBefore), ...Object.keys(p.sharesAfter)])].sort();
   for (const id of ids) {
@@ -23,11 +32,18 @@ export function printPlan(plan: Record<string, unknown>): void {
 /** Follow the active job until it ends; returns the final status. */
 export async function watch(client: RouterClient, opts: { intervalMs?: number; quiet?: boolean } = {}): Promise<StatusView> {
   const tty = process.stderr.isTTY === true && !opts.quiet;
-  const bars = new cliProgress.MultiBar({
-    format: ' {stream} |{bar}| {percentage}% {value}/{total} keys | {mb} MB | {rate} keys/s | ETA {left} {note}',
-    hideCursor: true, clearOnComplete: false, stopOnComplete: false, noTTYOutput: !tty && !opts.quiet, notTTYSchedule: 2000,
-    stream: process.stderr,
-  }, cliProgress.Presets.shades_classic);
+  const bars = new cliProgress.MultiBar(
+    {
+      format: ' {stream} |{bar}| {percentage}% {value}/{total} keys | {mb} MB | {rate} keys/s | ETA {left} {note}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      noTTYOutput: !tty && !opts.quiet,
+      notTTYSchedule: 2000,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   const byStream = new Map<string, cliProgress.SingleBar>();
   let last: StatusView;
   let lastState = '';
@@ -50,7 +66,13 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
         let bar = byStream.get(key);
         const rate = last.progress?.keysPerSec ?? 0;
         const eta = s.done ? '0s' : rate > 0 ? fmtSecs(Math.max(0, s.keysTotal - s.keysDone) / rate) : '?';
-        const payload = { stream: `${s.source} -> ${s.target}`.padEnd(12), mb: mb(s.bytesDone), rate: '0', left: eta, note: s.lastError ? `(retrying: ${s.lastError.slice(0, 60)})` : '' };
+        const payload = {
+          stream: `${s.source} -> ${s.target}`.padEnd(12),
+          mb: mb(s.bytesDone),
+          rate: '0',
+          left: eta,
+          note: s.lastError ? `(retrying: ${s.lastError.slice(0, 60)})` : '',
+        };
         if (!bar && !opts.quiet) {
           bar = bars.create(Math.max(1, s.keysTotal), s.keysDone, payload);
           byStream.set(key, bar);
@@ -73,17 +95,36 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
   if (job && !opts.quiet) {
     const p = last.progress!;
     const secs = job.startedAt ? ((job.finishedAt ?? Date.now()) - job.startedAt) / 1000 : 0;
-    console.log(`${job.state}: ${job.kind} ${job.shardId}; moved ${p.keysDone} keys (${mb(p.bytesDone)} MB) in ${fmtSecs(secs)}, ` +
-      `${Math.round(p.keysPerSec)} keys/s; foreground errors (5xx) during the job: ${last.foregroundErrors ?? 0}${job.error ? `; error: ${job.error}` : ''}`);
+    console.log(
+      `${job.state}: ${job.kind} ${job.shardId}; moved ${p.keysDone} keys (${mb(p.bytesDone)} MB) in ${fmtSecs(secs)}, ` +
+        `${Math.round(p.keysPerSec)} keys/s; foreground errors (5xx) during the job: ${last.foregroundErrors ?? 0}${job.error ? `; error: ${job.error}` : ''}`,
+    );
   }
   return last;
 }
 
 export async function listShards(client: RouterClient): Promise<void> {
-  const { body } = await client.call<{ epoch: number; migration: { jobId: string } | null; shards: Array<{ id: string; state: string; weight: number | null; share: number; registered: boolean; keys: number | null; bytes: number | null; dataAddr: string }> }>('GET', '/v1/admin/shards');
+  const { body } = await client.call<{
+    epoch: number;
+    migration: { jobId: string } | null;
+    shards: Array<{
+      id: string;
+      state: string;
+      weight: number | null;
+      share: number;
+      registered: boolean;
+      keys: number | null;
+      bytes: number | null;
+      dataAddr: string;
+    }>;
+  }>('GET', '/v1/admin/shards');
   console.log(`epoch ${body.epoch}${body.migration ? ` (migration ${body.migration.jobId.slice(0, 8)} running)` : ''}`);
-  console.log(`  ${'id'.padEnd(10)} ${'state'.padEnd(10)} ${'weight'.padEnd(7)} ${'share'.padStart(7)} ${'records'.padStart(10)} ${'MB'.padStart(8)}  data address`);
+  console.log(
+    `  ${'id'.padEnd(10)} ${'state'.padEnd(10)} ${'weight'.padEnd(7)} ${'share'.padStart(7)} ${'records'.padStart(10)} ${'MB'.padStart(8)}  data address`,
+  );
   for (const s of body.shards) {
-    console.log(`  ${s.id.padEnd(10)} ${s.state.padEnd(10)} ${String(s.weight ?? '-').padEnd(7)} ${(s.share * 100).toFixed(1).padStart(6)}% ${String(s.keys ?? '?').padStart(10)} ${(s.bytes === null ? '?' : mb(s.bytes)).padStart(8)}  ${s.dataAddr}${s.registered ? '' : '  (not registered: down?)'}`);
+    console.log(
+      `  ${s.id.padEnd(10)} ${s.state.padEnd(10)} ${String(s.weight ?? '-').padEnd(7)} ${(s.share * 100).toFixed(1).padStart(6)}% ${String(s.keys ?? '?').padStart(10)} ${(s.bytes === null ? '?' : mb(s.bytes)).padStart(8)}  ${s.dataAddr}${s.registered ? '' : '  (not registered: down?)'}`,
+    );
   }
 }

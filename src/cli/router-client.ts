@@ -6,9 +6,33 @@ export interface RouterClientOptions {
   token?: string | undefined;
 }
 
-interface StreamView { source: string; target: string; keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; done: boolean; lastError?: string }
-interface JobView { id: string; kind: string; shardId: string; state: string; direction: string; error?: string; startedAt?: number; finishedAt?: number; streams: StreamView[] }
-export interface StatusView { job: JobView | null; progress?: { keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; keysPerSec: number; etaSeconds: number | null }; foregroundErrors?: number; coordinator?: string | null }
+interface StreamView {
+  source: string;
+  target: string;
+  keysDone: number;
+  keysTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  done: boolean;
+  lastError?: string;
+}
+interface JobView {
+  id: string;
+  kind: string;
+  shardId: string;
+  state: string;
+  direction: string;
+  error?: string;
+  startedAt?: number;
+  finishedAt?: number;
+  streams: StreamView[];
+}
+export interface StatusView {
+  job: JobView | null;
+  progress?: { keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; keysPerSec: number; etaSeconds: number | null };
+  foregroundErrors?: number;
+  coordinator?: string | null;
+}
 
 export class RouterClient {
   constructor(readonly o: RouterClientOptions) {}
@@ -24,7 +48,11 @@ export class RouterClient {
     });
     const text = await res.text();
     let parsed: unknown = text;
-    try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
     if (res.status >= 400) {
       const e = parsed as { code?: string; message?: string };
       throw new Error(e?.code ? `${e.code}: ${e.message}` : `${res.status} ${text}`);

@@ -43,7 +43,9 @@ export async function runUp(o: UpOptions): Promise<void> {
   let localRedis: LocalRedis | undefined;
   if (!redisUrl) {
     if (!findRedisServer()) {
-      throw new Error('no Redis: set REDIS_URL to a running Redis, or install redis-server (e.g. `sudo apt-get install -y redis-server`, `brew install redis`) and run again');
+      throw new Error(
+        'no Redis: set REDIS_URL to a running Redis, or install redis-server (e.g. `sudo apt-get install -y redis-server`, `brew install redis`) and run again',
+      );
     }
     localRedis = await startRedis({ dir: path.join(dataDir, 'redis'), detached: true });
     redisUrl = localRedis.url;
@@ -78,11 +80,19 @@ export async function runUp(o: UpOptions): Promise<void> {
     if (router) await router.stop(ROUTER_STOP_MS);
     await Promise.all(shards.map((c) => c.stop(SHARD_STOP_MS)));
     if (localRedis) await localRedis.stop();
-    try { unlinkSync(path.join(dataDir, LOCAL_FILE)); } catch { /* never written */ }
+    try {
+      unlinkSync(path.join(dataDir, LOCAL_FILE));
+    } catch {
+      /* never written */
+    }
     process.exit(code);
   };
-  process.on('SIGINT', () => { void stopAll(0); });
-  process.on('SIGTERM', () => { void stopAll(0); });
+  process.on('SIGINT', () => {
+    void stopAll(0);
+  });
+  process.on('SIGTERM', () => {
+    void stopAll(0);
+  });
 
   const info: Record<string, unknown>[] = [];
   try {
@@ -110,7 +120,10 @@ export async function runUp(o: UpOptions): Promise<void> {
 
     router = spawnKv(['router', 'start', '--port', String(o.port), ...(o.workers ? ['--workers', String(o.workers)] : [])], 'router', env);
     const ready = await router.ready(READY_TIMEOUT_MS);
-    for (const c of [...shards, router]) void c.exited().then(({ code, signal }) => { if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${signal})`); });
+    for (const c of [...shards, router])
+      void c.exited().then(({ code, signal }) => {
+        if (!stopping) console.error(`[up] a process exited (code ${code}, signal ${signal})`);
+      });
 
     const base = `http://127.0.0.1:${String(ready['port'])}`;
     // Let other `kv` commands run from this directory find this system.

@@ -187,10 +187,12 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.workers < 1) throw kvError('KV_ERR_CONFIG', 'router: option "workers" must be at least 1');
   if (cfg.requestTimeoutMs < 1) throw kvError('KV_ERR_CONFIG', 'router: option "requestTimeoutMs" must be at least 1');
   if (cfg.maxInFlightPerShard < 1) throw kvError('KV_ERR_CONFIG', 'router: option "maxInFlightPerShard" must be at least 1');
-  if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
+  if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
   if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
   if (cfg.rebalanceLeaseMs < 1000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceLeaseMs" must be at least 1000');
-  if (cfg.maxPendingOps < cfg.maxBatchOps) throw kvError('KV_ERR_CONFIG', 'router: option "maxPendingOps" must be at least maxBatchOps, or no batch could ever run');
+  if (cfg.maxPendingOps < cfg.maxBatchOps)
+    throw kvError('KV_ERR_CONFIG', 'router: option "maxPendingOps" must be at least maxBatchOps, or no batch could ever run');
   checkCommon('router', cfg);
   return cfg;
 }
@@ -202,10 +204,12 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
   }
   if (cfg.dataDir === '') throw kvError('KV_ERR_CONFIG', 'shard: option "dataDir" is required');
   if (cfg.heartbeatTtlMs <= cfg.heartbeatMs) throw kvError('KV_ERR_CONFIG', 'shard: heartbeatTtlMs must be larger than heartbeatMs');
-  if (!HTTP_KV_WRITES.has(cfg.httpKvWrites)) throw kvError('KV_ERR_CONFIG', `shard: option "httpKvWrites" must be one of ${[...HTTP_KV_WRITES].join(', ')}, got ${JSON.stringify(cfg.httpKvWrites)}`);
+  if (!HTTP_KV_WRITES.has(cfg.httpKvWrites))
+    throw kvError('KV_ERR_CONFIG', `shard: option "httpKvWrites" must be one of ${[...HTTP_KV_WRITES].join(', ')}, got ${JSON.stringify(cfg.httpKvWrites)}`);
   if (cfg.maxBodyBytes < cfg.maxValueBytes) throw kvError('KV_ERR_CONFIG', 'shard: option "maxBodyBytes" must be at least maxValueBytes');
   if (cfg.maxBufferedFrameBytes < cfg.maxFrameBytes) throw kvError('KV_ERR_CONFIG', 'shard: option "maxBufferedFrameBytes" must be at least maxFrameBytes');
-  if (cfg.handshakeTimeoutMs < 1 || cfg.dataIdleTimeoutMs < 1) throw kvError('KV_ERR_CONFIG', 'shard: handshakeTimeoutMs and dataIdleTimeoutMs must be at least 1');
+  if (cfg.handshakeTimeoutMs < 1 || cfg.dataIdleTimeoutMs < 1)
+    throw kvError('KV_ERR_CONFIG', 'shard: handshakeTimeoutMs and dataIdleTimeoutMs must be at least 1');
   checkCommon('shard', cfg);
   return cfg;
 }
@@ -234,14 +238,19 @@ export function isLoopback(host: string): boolean {
  */
 export function securityProblem(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS> & { readonly host: string }): string | undefined {
   if (cfg.insecure) {
-    if (!isLoopback(cfg.host)) return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;
+    if (!isLoopback(cfg.host))
+      return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;
     return undefined;
   }
-  const missing = [cfg.adminToken.length < MIN_SECRET_CHARS ? 'adminToken' : '', cfg.clusterSecret.length < MIN_SECRET_CHARS ? 'clusterSecret' : ''].filter(Boolean);
+  const missing = [cfg.adminToken.length < MIN_SECRET_CHARS ? 'adminToken' : '', cfg.clusterSecret.length < MIN_SECRET_CHARS ? 'clusterSecret' : ''].filter(
+    Boolean,
+  );
   if (missing.length === 0) return undefined;
-  return `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing or shorter than ${MIN_SECRET_CHARS} characters. ` +
+  return (
+    `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing or shorter than ${MIN_SECRET_CHARS} characters. ` +
     '`npm start` (kv up) generates both into <data dir>/secrets.json; otherwise set KV_ADMIN_TOKEN and KV_CLUSTER_SECRET (the same on every router and shard), ' +
-    'e.g. from `openssl rand -base64 32`. For local development on 127.0.0.1 only, insecure=true (KV_INSECURE=1) runs without them.';
+    'e.g. from `openssl rand -base64 32`. For local development on 127.0.0.1 only, insecure=true (KV_INSECURE=1) runs without them.'
+  );
 }
 
 /** The Redis key prefix for tools that are neither router nor shard (CLI, `kv up`). */
@@ -254,8 +263,11 @@ export function isValidShardId(id: string): boolean {
 }
 
 const SHARED_ENV: ReadonlyArray<[string, string]> = [
-  ['REDIS_URL', 'redisUrl'], ['KV_REDIS_PREFIX', 'redisPrefix'],
-  ['KV_ADMIN_TOKEN', 'adminToken'], ['KV_CLUSTER_SECRET', 'clusterSecret'], ['KV_INSECURE', 'insecure'],
+  ['REDIS_URL', 'redisUrl'],
+  ['KV_REDIS_PREFIX', 'redisPrefix'],
+  ['KV_ADMIN_TOKEN', 'adminToken'],
+  ['KV_CLUSTER_SECRET', 'clusterSecret'],
+  ['KV_INSECURE', 'insecure'],
 ];
 
 /** Map environment variables onto config keys: `ROUTER_PORT` -> `port` for prefix `ROUTER_`. */

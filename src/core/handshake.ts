@@ -28,8 +28,6 @@ export interface Auth {
   readonly proof: Uint8Array;
 }
 
-export type AuthAnswer = { readonly ok: typeof HANDSHAKE_VERSION; readonly proof: Uint8Array } | { readonly denied: typeof HANDSHAKE_VERSION; readonly code: string; readonly message: string };
-
 export const newNonce = (): Buffer => randomBytes(NONCE_BYTES);
 
 function proof(secret: string, who: 'peer' | 'shard', id: string, shardNonce: Uint8Array, peerNonce: Uint8Array): Buffer {
@@ -40,8 +38,10 @@ function proof(secret: string, who: 'peer' | 'shard', id: string, shardNonce: Ui
   return h.digest();
 }
 
-export const peerProof = (secret: string, id: string, shardNonce: Uint8Array, peerNonce: Uint8Array): Buffer => proof(secret, 'peer', id, shardNonce, peerNonce);
-export const shardProof = (secret: string, id: string, shardNonce: Uint8Array, peerNonce: Uint8Array): Buffer => proof(secret, 'shard', id, shardNonce, peerNonce);
+export const peerProof = (secret: string, id: string, shardNonce: Uint8Array, peerNonce: Uint8Array): Buffer =>
+  proof(secret, 'peer', id, shardNonce, peerNonce);
+export const shardProof = (secret: string, id: string, shardNonce: Uint8Array, peerNonce: Uint8Array): Buffer =>
+  proof(secret, 'shard', id, shardNonce, peerNonce);
 
 /** Constant-time comparison of a received proof with the expected one. */
 export function proofMatches(got: unknown, want: Uint8Array): boolean {

@@ -121,11 +121,13 @@ export type Request = { [O in Op]: RequestOf<O> }[Op];
 /** What a request of op O answers. */
 export type ResultOf<O extends Op> = OpMap[O]['res'];
 
-export interface ErrorBody { code: ErrorCode; message: string; [k: string]: unknown }
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  [k: string]: unknown;
+}
 
-export type Response =
-  | { i: number; r: unknown }
-  | { i: number; err: ErrorBody };
+export type Response = { i: number; r: unknown } | { i: number; err: ErrorBody };
 
 export const FRAME_HEADER_BYTES = 4;
 

@@ -9,7 +9,10 @@ import { kvError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 // hashring ships CommonJS without types; this is the subset we use.
-interface HashRingNode { value: number; server: string }
+interface HashRingNode {
+  value: number;
+  server: string;
+}
 interface HashRingInstance {
   get(key: string): string | undefined;
   find(point: number): number;
@@ -43,9 +46,10 @@ export interface RingMember {
  * so that a moving arc is a range scan.
  */
 // crypto.hash (Node >= 20.12) hashes in one call, without a Hash object.
-const md5: (s: string) => Buffer = typeof (cryptoNs as { hash?: unknown }).hash === 'function'
-  ? (s) => (cryptoNs as unknown as { hash(alg: string, data: string, enc: 'buffer'): Buffer }).hash('md5', s, 'buffer')
-  : (s) => createHash('md5').update(s).digest();
+const md5: (s: string) => Buffer =
+  typeof (cryptoNs as { hash?: unknown }).hash === 'function'
+    ? (s) => (cryptoNs as unknown as { hash(alg: string, data: string, enc: 'buffer'): Buffer }).hash('md5', s, 'buffer')
+    : (s) => createHash('md5').update(s).digest();
 
 export function keyPoint(key: string): number {
   const x = md5(key);
@@ -74,8 +78,11 @@ export function validateMembers(members: readonly RingMember[]): void {
       // Solve w / (rest + w) * 40n >= 1 for w: raising w raises the total too.
       const rest = total - m.weight;
       const min = rest / (VNODES_PER_SHARD * members.length - 1);
-      throw kvError('KV_ERR_BAD_WEIGHT', m.id,
-        `weight ${m.weight} of a total ${total} gives it no ring points; the smallest usable weight here is about ${min.toPrecision(3)}`);
+      throw kvError(
+        'KV_ERR_BAD_WEIGHT',
+        m.id,
+        `weight ${m.weight} of a total ${total} gives it no ring points; the smallest usable weight here is about ${min.toPrecision(3)}`,
+      );
     }
   }
 }

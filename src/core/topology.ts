@@ -50,7 +50,9 @@ export const EMPTY_TOPOLOGY: Topology = Object.freeze({ epoch: 0, shards: [], up
 const ADDR_RE = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/;
 
 export function validateTopology(t: unknown): Topology {
-  const fail = (why: string): never => { throw kvError('KV_ERR_BAD_TOPOLOGY', why); };
+  const fail = (why: string): never => {
+    throw kvError('KV_ERR_BAD_TOPOLOGY', why);
+  };
   if (typeof t !== 'object' || t === null) fail('not an object');
   const o = t as Record<string, unknown>;
   if (!Number.isSafeInteger(o['epoch']) || (o['epoch'] as number) < 0) fail('epoch must be a whole number >= 0');

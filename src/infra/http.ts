@@ -92,7 +92,9 @@ function clientErrors(maxHeaderBytes: number) {
     else kv = kvError('KV_ERR_BAD_HTTP', (err.code ?? 'parse error').replace(/^HPE_/, '').toLowerCase().replace(/_/g, ' '));
     const body = JSON.stringify(errorBody(kv, newRequestId()));
     if (socket.writable) {
-      socket.write(`HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.write(
+        `HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
     }
     socket.destroy();
   };
@@ -120,7 +122,10 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
     if (kv.statusCode >= 500) {
       if (kv.code === 'KV_ERR_INTERNAL') {
         req.log.error({ err, requestId: req.id }, 'unhandled error');
-        return reply.code(500).type('application/json').send(errorBody(kvError('KV_ERR_INTERNAL', `see the server log for request ${req.id}`), req.id));
+        return reply
+          .code(500)
+          .type('application/json')
+          .send(errorBody(kvError('KV_ERR_INTERNAL', `see the server log for request ${req.id}`), req.id));
       }
     }
     if (kv.retryAfterS !== undefined) void reply.header('retry-after', String(kv.retryAfterS));
@@ -130,9 +135,8 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? req.url;
     const allowed = methodsFor(path);
-    const err = allowed && !allowed.includes(req.method)
-      ? kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path)
-      : kvError('KV_ERR_ROUTE_NOT_FOUND', req.method, path);
+    const err =
+      allowed && !allowed.includes(req.method) ? kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path) : kvError('KV_ERR_ROUTE_NOT_FOUND', req.method, path);
     if (allowed && !allowed.includes(req.method)) void reply.header('allow', allowed.join(', '));
     void reply.code(err.statusCode).send(errorBody(err, req.id));
   });
@@ -143,7 +147,13 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
     const q = req.query as Record<string, unknown>;
     const allowed = req.routeOptions.config?.query ?? NO_QUERY;
     for (const name in q) {
-      if (!allowed.includes(name)) return done(kvError('KV_ERR_BAD_QUERY', `unknown parameter ${JSON.stringify(name)}${allowed.length ? ` (this endpoint takes ${allowed.join(', ')})` : ' (this endpoint takes none)'}`));
+      if (!allowed.includes(name))
+        return done(
+          kvError(
+            'KV_ERR_BAD_QUERY',
+            `unknown parameter ${JSON.stringify(name)}${allowed.length ? ` (this endpoint takes ${allowed.join(', ')})` : ' (this endpoint takes none)'}`,
+          ),
+        );
       if (typeof q[name] !== 'string') return done(kvError('KV_ERR_BAD_QUERY', `parameter ${JSON.stringify(name)} is given more than once`));
     }
     done();
@@ -168,7 +178,8 @@ export function flagParam(req: FastifyRequest, name: string): boolean {
 }
 
 /** Errors ioredis raises when Redis cannot answer (down, timed out, connection closed). */
-const REDIS_DOWN = /Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries per request limit|ECONNREFUSED|ETIMEDOUT|Socket closed unexpectedly/;
+const REDIS_DOWN =
+  /Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries per request limit|ECONNREFUSED|ETIMEDOUT|Socket closed unexpectedly/;
 
 export function toKvError(err: unknown, bodyLimit?: number): KvError {
   if (err instanceof KvError) return err;
@@ -202,7 +213,9 @@ export function bodyBytes(body: unknown): Uint8Array {
 /** A JSON body must say so, and must not be compressed or otherwise encoded. */
 export function requireJson(req: FastifyRequest): void {
   const ct = String(req.headers['content-type'] ?? '');
-  if (!/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(ct)) throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'application/json', JSON.stringify(ct.slice(0, 100)));
+  if (!/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(ct))
+    throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'application/json', JSON.stringify(ct.slice(0, 100)));
   const ce = req.headers['content-encoding'];
-  if (ce !== undefined && ce !== 'identity') throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'an unencoded body', `content-encoding ${JSON.stringify(String(ce).slice(0, 50))}`);
+  if (ce !== undefined && ce !== 'identity')
+    throw kvError('KV_ERR_UNSUPPORTED_MEDIA_TYPE', 'an unencoded body', `content-encoding ${JSON.stringify(String(ce).slice(0, 50))}`);
 }

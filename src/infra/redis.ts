@@ -27,7 +27,10 @@ export function createRedis(cfg: RedisSettings, o: { subscriber?: boolean } = {}
   // The offline queue only covers the first connect (so start-up need not
   // wait for 'ready'); after that, a command sent while Redis is away fails
   // at once instead of queueing.
-  if (!o.subscriber) client.once('ready', () => { client.options.enableOfflineQueue = false; });
+  if (!o.subscriber)
+    client.once('ready', () => {
+      client.options.enableOfflineQueue = false;
+    });
   // Callers see failures as rejected commands; here we only keep a reconnect
   // storm from flooding the log (one line per outage window).
   let lastLog = 0;

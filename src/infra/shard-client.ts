@@ -117,7 +117,10 @@ export class ShardConnection {
     this.#connected = false;
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(this.#opts.maxFrameBytes);
-    const connectTimer = setTimeout(() => socket.destroy(new Error(`connect and handshake took over ${this.#opts.connectTimeoutMs} ms`)), this.#opts.connectTimeoutMs);
+    const connectTimer = setTimeout(
+      () => socket.destroy(new Error(`connect and handshake took over ${this.#opts.connectTimeoutMs} ms`)),
+      this.#opts.connectTimeoutMs,
+    );
     let lastError = 'connection refused';
     const nonce = newNonce();
     let shardNonce: Uint8Array | undefined;
@@ -158,7 +161,9 @@ export class ShardConnection {
         for (const res of frame as Response[]) this.#settle(res);
       }
     });
-    socket.on('error', (err: Error) => { lastError = err.message; });
+    socket.on('error', (err: Error) => {
+      lastError = err.message;
+    });
     socket.once('close', () => {
       clearTimeout(connectTimer);
       const wasConnected = this.#connected;
@@ -275,7 +280,11 @@ export class ShardConnection {
         p.reject(kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
       } else {
         // Never sent: nothing was written.
-        p.reject(this.#connected ? kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'));
+        p.reject(
+          this.#connected
+            ? kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard)
+            : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'),
+        );
       }
     }
     if (this.#pending.size === 0 && this.#timer) {

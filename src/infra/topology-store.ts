@@ -107,7 +107,9 @@ export class TopologyStore {
     } while (cursor !== '0');
     if (found.length === 0) return [];
     const vals = await this.#redis.mget(...found);
-    return vals.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as Registration)
+    return vals
+      .filter((v): v is string => v !== null)
+      .map((v) => JSON.parse(v) as Registration)
       .sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 }

@@ -43,14 +43,18 @@ export class TopologyWatcher extends EventEmitter {
       if (t) this.#apply(t);
       else this.refresh().catch(() => {});
     });
-    this.#sub.on('ready', () => { this.refresh().catch(() => {}); });
+    this.#sub.on('ready', () => {
+      this.refresh().catch(() => {});
+    });
     await this.#sub.subscribe(this.#store.channel);
     const t = await this.refresh();
     const poll = () => {
       if (this.#closed) return;
-      this.refresh().catch(() => {}).finally(() => {
-        if (!this.#closed) this.#timer = setTimeout(poll, this.#pollMs).unref();
-      });
+      this.refresh()
+        .catch(() => {})
+        .finally(() => {
+          if (!this.#closed) this.#timer = setTimeout(poll, this.#pollMs).unref();
+        });
     };
     this.#timer = setTimeout(poll, this.#pollMs).unref();
     return t;
@@ -59,10 +63,15 @@ export class TopologyWatcher extends EventEmitter {
   /** Re-read from Redis; concurrent callers share one read. */
   refresh(): Promise<Topology> {
     if (this.#refreshing) return this.#refreshing;
-    this.#refreshing = this.#store.get().then((t) => {
-      this.#apply(t);
-      return this.#current!;
-    }).finally(() => { this.#refreshing = undefined; });
+    this.#refreshing = this.#store
+      .get()
+      .then((t) => {
+        this.#apply(t);
+        return this.#current!;
+      })
+      .finally(() => {
+        this.#refreshing = undefined;
+      });
     return this.#refreshing;
   }
 

@@ -38,10 +38,12 @@ export class Child {
       detached: o.detached ?? false,
     });
     this.pid = this.child.pid!;
-    this.#exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-      this.#wake();
-    }));
+    this.#exited = new Promise((resolve) =>
+      this.child.once('exit', (code, signal) => {
+        resolve({ code, signal });
+        this.#wake();
+      }),
+    );
     this.child.on('message', (m: Message) => {
       this.messages.push(m);
       this.#wake();
@@ -78,7 +80,11 @@ export class Child {
           resolve(m);
         } else if (!this.alive) {
           done();
-          reject(new Error(`process ${this.pid} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}) before ${what}; its last output:\n${this.tail}`));
+          reject(
+            new Error(
+              `process ${this.pid} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}) before ${what}; its last output:\n${this.tail}`,
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {

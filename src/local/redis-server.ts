@@ -35,14 +35,18 @@ function pings(port: number): Promise<boolean> {
     const s = net.connect({ port, host: '127.0.0.1' }, () => {
       s.write('PING\r\n');
     });
-    s.once('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
+    s.once('data', (d) => {
+      s.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
     s.once('error', () => resolve(false));
   });
 }
 
 async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
   await waitUntil(() => pings(port), {
-    timeoutMs, what: `redis-server answering on port ${port}`,
+    timeoutMs,
+    what: `redis-server answering on port ${port}`,
     giveUp: () => (child.exitCode !== null ? `redis-server exited with code ${child.exitCode}` : undefined),
   });
 }
@@ -80,12 +84,13 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<LocalRed
       url: `redis://127.0.0.1:${port}`,
       port,
       process: child,
-      stop: () => new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
-      }),
+      stop: () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+          setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+        }),
     };
   }
 }

@@ -24,8 +24,11 @@ export interface ShardLinks {
   connection(id: string): ShardConnection;
 }
 
-export type CoordinatorConfig = Pick<RouterConfig, 'rebalanceLeaseMs' | 'rebalanceBatchKeys' | 'rebalanceBatchBytes' | 'rebalanceMaxKeysPerSec'
-  | 'rebalanceStreamConcurrency' | 'rebalanceCheckpointMs'> & ShardConnectionOptions;
+export type CoordinatorConfig = Pick<
+  RouterConfig,
+  'rebalanceLeaseMs' | 'rebalanceBatchKeys' | 'rebalanceBatchBytes' | 'rebalanceMaxKeysPerSec' | 'rebalanceStreamConcurrency' | 'rebalanceCheckpointMs'
+> &
+  ShardConnectionOptions;
 
 export interface CoordinatorDeps {
   readonly config: CoordinatorConfig;
@@ -72,9 +75,11 @@ export class Coordinator {
   start(): void {
     const tick = () => {
       if (this.#stopped) return;
-      this.#tick().catch((err: Error) => this.#d.log(`coordinator: ${err.message}`)).finally(() => {
-        if (!this.#stopped) this.#timer = setTimeout(tick, TICK_MS);
-      });
+      this.#tick()
+        .catch((err: Error) => this.#d.log(`coordinator: ${err.message}`))
+        .finally(() => {
+          if (!this.#stopped) this.#timer = setTimeout(tick, TICK_MS);
+        });
     };
     tick();
   }
@@ -94,9 +99,13 @@ export class Coordinator {
     if (!this.#leader || this.#running) return;
     const job = await this.#d.jobs.get();
     if (!isActive(job)) return;
-    this.#running = this.#drive(job).catch((err: unknown) => {
-      if (!(err instanceof Abandon)) this.#d.log(`coordinator: job ${job.id}: ${(err as Error).message}`);
-    }).finally(() => { this.#running = undefined; });
+    this.#running = this.#drive(job)
+      .catch((err: unknown) => {
+        if (!(err instanceof Abandon)) this.#d.log(`coordinator: job ${job.id}: ${(err as Error).message}`);
+      })
+      .finally(() => {
+        this.#running = undefined;
+      });
   }
 
   #check(): void {
@@ -153,15 +162,24 @@ export class Coordinator {
     while (!FINAL_STATES.has(job.state)) {
       this.#check();
       switch (job.state) {
-        case JOB_STATES.PLANNED: await this.#migrate(job); break;
+        case JOB_STATES.PLANNED:
+          await this.#migrate(job);
+          break;
         case JOB_STATES.MIGRATING:
-          if (job.direction === 'forward' && await this.#cancelRequested(job)) await this.#reverse(job);
+          if (job.direction === 'forward' && (await this.#cancelRequested(job))) await this.#reverse(job);
           else await this.#barrier(job, job.migrateEpoch!, JOB_STATES.STREAMING);
           break;
-        case JOB_STATES.STREAMING: await this.#stream(job); break;
-        case JOB_STATES.COMMITTING: await this.#commit(job); break;
-        case JOB_STATES.PURGING: await this.#purge(job); break;
-        default: throw kvError('KV_ERR_INTERNAL', `unknown job state ${String(job.state)}`);
+        case JOB_STATES.STREAMING:
+          await this.#stream(job);
+          break;
+        case JOB_STATES.COMMITTING:
+          await this.#commit(job);
+          break;
+        case JOB_STATES.PURGING:
+          await this.#purge(job);
+          break;
+        default:
+          throw kvError('KV_ERR_INTERNAL', `unknown job state ${String(job.state)}`);
       }
     }
     this.#d.log(`coordinator: job ${job.id} ${job.state}`);
@@ -178,12 +196,17 @@ export class Coordinator {
       job.finishedAt = Date.now();
       return this.#save(job);
     }
-    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
-      if (cur.migration?.jobId === job.id) return null; // done before a crash
-      if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
-      if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
-      return nextEpoch(cur, { shards: withCurrentAddrs(job.migrateShards, cur), migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.from, next: job.to } });
-    })).catch((err: unknown) => {
+    const t = await this.#retry('topology update', () =>
+      this.#d.topology.update((cur) => {
+        if (cur.migration?.jobId === job.id) return null; // done before a crash
+        if (cur.migration) throw kvError('KV_ERR_REBALANCE_IN_PROGRESS', cur.migration.jobId, 'move', 'migrating');
+        if (!sameMembers(ringMembers(cur), job.from)) throw new TopologyMoved();
+        return nextEpoch(cur, {
+          shards: withCurrentAddrs(job.migrateShards, cur),
+          migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.from, next: job.to },
+        });
+      }),
+    ).catch((err: unknown) => {
       if (err instanceof TopologyMoved || (err instanceof KvError && err.code === 'KV_ERR_REBALANCE_IN_PROGRESS')) return err;
       throw err;
     });
@@ -215,29 +238,39 @@ export class Coordinator {
    */
   async #barrier(job: Job, epoch: number, next: Job['state']): Promise<void> {
     const ids = [...new Set([...job.from, ...job.to].map((m) => m.id))];
-    await Promise.all(ids.map((id) => this.#retry(`sync ${id}`, async () => {
-      await this.#d.watcher.refresh();
-      const r = await this.#shardCall(id, { o: OPS.SYNC, me: epoch });
-      if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
-    })));
+    await Promise.all(
+      ids.map((id) =>
+        this.#retry(`sync ${id}`, async () => {
+          await this.#d.watcher.refresh();
+          const r = await this.#shardCall(id, { o: OPS.SYNC, me: epoch });
+          if (r.epoch < epoch) throw new Error(`shard ${id} is at epoch ${r.epoch}, waiting for ${epoch}`);
+        }),
+      ),
+    );
     const saving = this.#migrateSave;
     this.#migrateSave = undefined;
     await saving;
     if (next === JOB_STATES.STREAMING) {
       // Every shard has seen the migration: open writes on the new owners.
-      const moved = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
-        const m = cur.migration;
-        if (m?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
-        if (m.phase === 'move') return null;
-        return nextEpoch(cur, { migration: { ...m, phase: 'move' } });
-      }));
+      const moved = await this.#retry('topology update', () =>
+        this.#d.topology.update((cur) => {
+          const m = cur.migration;
+          if (m?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+          if (m.phase === 'move') return null;
+          return nextEpoch(cur, { migration: { ...m, phase: 'move' } });
+        }),
+      );
       job.moveEpoch = moved.epoch;
       // Fresh estimates now that the sources take no more writes for moving keys.
-      await Promise.all(job.streams.filter((s) => !s.done && s.keysDone === 0).map(async (s) => {
-        const c = await this.#retry(`count ${s.source}`, () => this.#shardCall(s.source, { o: OPS.COUNT, ranges: s.ranges }));
-        s.keysTotal = c.keys;
-        s.bytesTotal = c.bytes;
-      }));
+      await Promise.all(
+        job.streams
+          .filter((s) => !s.done && s.keysDone === 0)
+          .map(async (s) => {
+            const c = await this.#retry(`count ${s.source}`, () => this.#shardCall(s.source, { o: OPS.COUNT, ranges: s.ranges }));
+            s.keysTotal = c.keys;
+            s.bytesTotal = c.bytes;
+          }),
+      );
       job.streamingStartedAt ??= Date.now();
     }
     job.state = next;
@@ -253,7 +286,7 @@ export class Coordinator {
     const checkpoint = async (force = false) => {
       if (!force && Date.now() - lastSave < cfg.rebalanceCheckpointMs) return;
       lastSave = Date.now();
-      if (job.direction === 'forward' && await this.#cancelRequested(job)) cancel = true;
+      if (job.direction === 'forward' && (await this.#cancelRequested(job))) cancel = true;
       saving = this.#save(job);
       await saving;
     };
@@ -275,9 +308,21 @@ export class Coordinator {
   async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {
     const cfg = this.#d.config;
     st.startedAt ??= Date.now();
-    const scan = (rangeIndex: number, after: [number, string] | undefined): Promise<ScanResult> => this.#retry(`scan ${st.source}`, () => this.#shardCall(st.source, {
-      o: OPS.SCAN, ranges: [st.ranges[rangeIndex]!], after, limit: cfg.rebalanceBatchKeys, maxBytes: cfg.rebalanceBatchBytes,
-    }), (m) => { st.lastError = m; });
+    const scan = (rangeIndex: number, after: [number, string] | undefined): Promise<ScanResult> =>
+      this.#retry(
+        `scan ${st.source}`,
+        () =>
+          this.#shardCall(st.source, {
+            o: OPS.SCAN,
+            ranges: [st.ranges[rangeIndex]!],
+            after,
+            limit: cfg.rebalanceBatchKeys,
+            maxBytes: cfg.rebalanceBatchBytes,
+          }),
+        (m) => {
+          st.lastError = m;
+        },
+      );
     // Read ahead: the next batch is scanned on the source while this one is
     // imported on the target. The checkpoint moves only after an import.
     let ahead: Promise<ScanResult> | undefined = st.rangeIndex < st.ranges.length ? scan(st.rangeIndex, st.after) : undefined;
@@ -296,8 +341,13 @@ export class Coordinator {
       if (res.n > 0) {
         await limiter.take(res.n);
         // The target re-reads the topology by itself if `me` is newer than its epoch.
-        await this.#retry(`import ${st.target}`, () => this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch!, packed: res.packed }),
-          (m) => { st.lastError = m; });
+        await this.#retry(
+          `import ${st.target}`,
+          () => this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch!, packed: res.packed }),
+          (m) => {
+            st.lastError = m;
+          },
+        );
       }
       st.keysDone += res.live;
       st.bytesDone += res.bytes;
@@ -314,10 +364,12 @@ export class Coordinator {
   /** Cancel while moving: run the streams back so nothing written meanwhile is lost. */
   async #reverse(job: Job): Promise<void> {
     this.#d.log(`coordinator: cancelling job ${job.id}: streaming back to the original ring`);
-    const t = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
-      if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
-      return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.to, next: job.from } });
-    }));
+    const t = await this.#retry('topology update', () =>
+      this.#d.topology.update((cur) => {
+        if (cur.migration?.jobId !== job.id) throw kvError('KV_ERR_BAD_TOPOLOGY', 'migration of this job not found');
+        return nextEpoch(cur, { migration: { jobId: job.id, epoch: cur.epoch + 1, phase: 'freeze', prev: job.to, next: job.from } });
+      }),
+    );
     const from = job.from;
     job.from = job.to;
     job.to = from;
@@ -326,8 +378,15 @@ export class Coordinator {
     job.migrateEpoch = t.epoch;
     job.streamingStartedAt = undefined;
     job.streams = job.streams.map((s) => ({
-      source: s.target, target: s.source, ranges: s.ranges,
-      keysTotal: 0, bytesTotal: 0, keysDone: 0, bytesDone: 0, rangeIndex: 0, done: false,
+      source: s.target,
+      target: s.source,
+      ranges: s.ranges,
+      keysTotal: 0,
+      bytesTotal: 0,
+      keysDone: 0,
+      bytesDone: 0,
+      rangeIndex: 0,
+      done: false,
     }));
     job.state = JOB_STATES.MIGRATING;
     await this.#save(job);
@@ -335,10 +394,12 @@ export class Coordinator {
 
   /** streaming -> committing -> purging: epoch e+3 (one past the move phase) without the migration. */
   async #commit(job: Job): Promise<void> {
-    const t: Topology = await this.#retry('topology update', () => this.#d.topology.update((cur) => {
-      if (cur.migration?.jobId !== job.id) return null; // committed before a crash
-      return nextEpoch(cur, { shards: withCurrentAddrs(job.finalShards, cur), migration: undefined });
-    }));
+    const t: Topology = await this.#retry('topology update', () =>
+      this.#d.topology.update((cur) => {
+        if (cur.migration?.jobId !== job.id) return null; // committed before a crash
+        return nextEpoch(cur, { shards: withCurrentAddrs(job.finalShards, cur), migration: undefined });
+      }),
+    );
     job.commitEpoch = t.epoch;
     await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
   }

@@ -20,13 +20,25 @@ export class RebalanceStore {
     this.#prefix = prefix;
   }
 
-  get jobKey(): string { return `${this.#prefix}rebalance:job`; }
-  get historyKey(): string { return `${this.#prefix}rebalance:history`; }
-  get channel(): string { return `${this.#prefix}rebalance:events`; }
-  get leaseKey(): string { return `${this.#prefix}rebalance:lease`; }
-  get cancelKey(): string { return `${this.#prefix}rebalance:cancel`; }
+  get jobKey(): string {
+    return `${this.#prefix}rebalance:job`;
+  }
+  get historyKey(): string {
+    return `${this.#prefix}rebalance:history`;
+  }
+  get channel(): string {
+    return `${this.#prefix}rebalance:events`;
+  }
+  get leaseKey(): string {
+    return `${this.#prefix}rebalance:lease`;
+  }
+  get cancelKey(): string {
+    return `${this.#prefix}rebalance:cancel`;
+  }
   /** Server errors the routers answered while this job ran (for its summary). */
-  foregroundErrorsKey(jobId: string): string { return `${this.#prefix}rebalance:fg5xx:${jobId}`; }
+  foregroundErrorsKey(jobId: string): string {
+    return `${this.#prefix}rebalance:fg5xx:${jobId}`;
+  }
 
   async get(): Promise<Job | null> {
     const raw = await this.#redis.get(this.jobKey);

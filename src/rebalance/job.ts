@@ -89,7 +89,10 @@ export interface JobProgress {
 }
 
 export function progress(job: Job, now = Date.now()): JobProgress {
-  let keysDone = 0, keysTotal = 0, bytesDone = 0, bytesTotal = 0;
+  let keysDone = 0,
+    keysTotal = 0,
+    bytesDone = 0,
+    bytesTotal = 0;
   for (const s of job.streams) {
     keysDone += s.keysDone;
     bytesDone += s.bytesDone;

@@ -69,14 +69,22 @@ export async function planJob(req: PlanRequest, deps: PlanDeps): Promise<Job> {
   }
   new Ring(to); // refuses weights that leave a shard without ring points
   const moves = planMoves(from, to);
-  const streams: StreamState[] = await Promise.all(moves.map(async (m) => {
-    const est = await deps.count(m.source, [...m.ranges]).catch(() => ({ keys: 0, bytes: 0 }));
-    return {
-      source: m.source, target: m.target, ranges: [...m.ranges],
-      keysTotal: est.keys, bytesTotal: est.bytes, keysDone: 0, bytesDone: 0,
-      rangeIndex: 0, done: false,
-    };
-  }));
+  const streams: StreamState[] = await Promise.all(
+    moves.map(async (m) => {
+      const est = await deps.count(m.source, [...m.ranges]).catch(() => ({ keys: 0, bytes: 0 }));
+      return {
+        source: m.source,
+        target: m.target,
+        ranges: [...m.ranges],
+        keysTotal: est.keys,
+        bytesTotal: est.bytes,
+        keysDone: 0,
+        bytesDone: 0,
+        rangeIndex: 0,
+        done: false,
+      };
+    }),
+  );
   const now = Date.now();
   return {
     id: randomUUID(),
@@ -84,8 +92,11 @@ export async function planJob(req: PlanRequest, deps: PlanDeps): Promise<Job> {
     shardId: req.shardId,
     state: JOB_STATES.PLANNED,
     direction: 'forward',
-    from, to,
-    migrateShards, finalShards, originalShards: [...t.shards],
+    from,
+    to,
+    migrateShards,
+    finalShards,
+    originalShards: [...t.shards],
     streams,
     createdAt: now,
     updatedAt: now,

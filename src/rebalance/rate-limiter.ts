@@ -12,7 +12,9 @@ export interface Clock {
 
 const SYSTEM_CLOCK: Clock = {
   now: () => Date.now(),
-  sleep: async (ms) => { await sleep(ms); },
+  sleep: async (ms) => {
+    await sleep(ms);
+  },
 };
 
 /**
@@ -26,7 +28,10 @@ export class RateLimiter {
   readonly #clock: Clock;
   #tokens: number;
   #last: number;
-  constructor(readonly perSec: number, clock: Clock = SYSTEM_CLOCK) {
+  constructor(
+    readonly perSec: number,
+    clock: Clock = SYSTEM_CLOCK,
+  ) {
     this.#clock = clock;
     this.#last = clock.now();
     this.#burst = Math.max(1, perSec / 10);

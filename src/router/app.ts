@@ -72,7 +72,12 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     const jobId = reply.statusCode >= 500 ? forwarder.topology?.migration?.jobId : undefined;
     if (jobId) {
       const key = jobs.foregroundErrorsKey(jobId);
-      redis.multi().incr(key).pexpire(key, FG_ERRORS_TTL_MS).exec().catch(() => undefined);
+      redis
+        .multi()
+        .incr(key)
+        .pexpire(key, FG_ERRORS_TTL_MS)
+        .exec()
+        .catch(() => undefined);
     }
     done(null, payload);
   });
@@ -89,7 +94,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   });
 
   return {
-    app, forwarder, watcher,
+    app,
+    forwarder,
+    watcher,
     async start() {
       await watcher.start();
     },

@@ -67,12 +67,15 @@ function parseOp(o: unknown, limits: Limits): BatchOp {
       if (typeof r['value'] !== 'string') throw kvError('KV_ERR_BAD_BATCH', 'put needs "value" as a string (utf8, or base64 with "encoding": "base64")');
       const enc = r['encoding'] ?? 'utf8';
       if (enc !== 'utf8' && enc !== 'base64') throw kvError('KV_ERR_BAD_BATCH', 'encoding must be "utf8" or "base64"');
-      if (enc === 'base64' && (!/^[A-Za-z0-9+/]*={0,2}$/.test(r['value']) || r['value'].replace(/=+$/, '').length % 4 === 1)) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid base64');
+      if (enc === 'base64' && (!/^[A-Za-z0-9+/]*={0,2}$/.test(r['value']) || r['value'].replace(/=+$/, '').length % 4 === 1))
+        throw kvError('KV_ERR_BAD_BATCH', 'value is not valid base64');
       // A lone surrogate would silently become U+FFFD: refuse it, as in a key.
-      if (enc === 'utf8' && !isWellFormed(r['value'])) throw kvError('KV_ERR_BAD_BATCH', 'value is not valid UTF-8 text (lone surrogate); send binary values as base64');
+      if (enc === 'utf8' && !isWellFormed(r['value']))
+        throw kvError('KV_ERR_BAD_BATCH', 'value is not valid UTF-8 text (lone surrogate); send binary values as base64');
       const value = validateValue(Buffer.from(r['value'], enc), limits);
       const contentType = validateContentType(r['contentType'] ?? (enc === 'utf8' ? 'text/plain; charset=utf-8' : undefined), limits);
-      if (r['ttl'] !== undefined && typeof r['ttl'] !== 'number') throw kvError('KV_ERR_BAD_TTL', limits.maxTtlSeconds, `${JSON.stringify(r['ttl'])} (a JSON number is needed)`);
+      if (r['ttl'] !== undefined && typeof r['ttl'] !== 'number')
+        throw kvError('KV_ERR_BAD_TTL', limits.maxTtlSeconds, `${JSON.stringify(r['ttl'])} (a JSON number is needed)`);
       return { op: 'put', key, value, contentType, ttl: parseTtl(r['ttl'], limits), ifMatch };
     }
     default:
@@ -84,28 +87,39 @@ function encodeValue(v: Uint8Array, ct: string): { value: string; encoding: Enco
   if (/^text\/|json|xml|javascript|x-www-form-urlencoded/i.test(ct)) {
     try {
       return { value: utf8.decode(v), encoding: 'utf8' };
-    } catch { /* not UTF-8 after all: fall through */ }
+    } catch {
+      /* not UTF-8 after all: fall through */
+    }
   }
   return { value: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'), encoding: 'base64' };
 }
 
 export async function runBatch(ops: BatchOp[], fwd: Forwarder): Promise<BatchResult[]> {
-  return Promise.all(ops.map(async (op): Promise<BatchResult> => {
-    try {
-      if (op.op === 'get') {
-        const rec = await fwd.exec({ o: OPS.GET, k: op.key });
-        if (!rec) return { key: op.key, status: 404, code: 'KV_ERR_NOT_FOUND', message: 'key not found' };
-        return { key: op.key, status: 200, ...encodeValue(rec.v, rec.ct), contentType: rec.ct, etag: etag(rec.ver), ...(rec.x ? { expiresAt: rec.x } : {}) };
+  return Promise.all(
+    ops.map(async (op): Promise<BatchResult> => {
+      try {
+        if (op.op === 'get') {
+          const rec = await fwd.exec({ o: OPS.GET, k: op.key });
+          if (!rec) return { key: op.key, status: 404, code: 'KV_ERR_NOT_FOUND', message: 'key not found' };
+          return { key: op.key, status: 200, ...encodeValue(rec.v, rec.ct), contentType: rec.ct, etag: etag(rec.ver), ...(rec.x ? { expiresAt: rec.x } : {}) };
+        }
+        if (op.op === 'put') {
+          const r = await fwd.exec({
+            o: OPS.PUT,
+            k: op.key,
+            v: op.value,
+            ct: op.contentType,
+            x: op.ttl ? Date.now() + op.ttl * 1000 : 0,
+            ...(op.ifMatch !== undefined ? { m: op.ifMatch } : {}),
+          });
+          return { key: op.key, status: 204, etag: etag(r.ver) };
+        }
+        const r = await fwd.exec({ o: OPS.DEL, k: op.key, ...(op.ifMatch !== undefined ? { m: op.ifMatch } : {}) });
+        return r.deleted ? { key: op.key, status: 204 } : { key: op.key, status: 404, code: 'KV_ERR_NOT_FOUND', message: 'key not found' };
+      } catch (err) {
+        const w = toWire(err);
+        return { key: op.key, status: err instanceof KvError ? err.statusCode : 500, code: w.code, message: w.message };
       }
-      if (op.op === 'put') {
-        const r = await fwd.exec({ o: OPS.PUT, k: op.key, v: op.value, ct: op.contentType, x: op.ttl ? Date.now() + op.ttl * 1000 : 0, ...(op.ifMatch !== undefined ? { m: op.ifMatch } : {}) });
-        return { key: op.key, status: 204, etag: etag(r.ver) };
-      }
-      const r = await fwd.exec({ o: OPS.DEL, k: op.key, ...(op.ifMatch !== undefined ? { m: op.ifMatch } : {}) });
-      return r.deleted ? { key: op.key, status: 204 } : { key: op.key, status: 404, code: 'KV_ERR_NOT_FOUND', message: 'key not found' };
-    } catch (err) {
-      const w = toWire(err);
-      return { key: op.key, status: err instanceof KvError ? err.statusCode : 500, code: w.code, message: w.message };
-    }
-  }));
+    }),
+  );
 }

@@ -212,11 +212,20 @@ export class Forwarder {
   #waitForMove(epoch: number, deadline: number): Promise<void> {
     if ((this.#view?.topology.epoch ?? 0) > epoch) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const w = { epoch, wake: () => { clearTimeout(timer); resolve(); } };
-      const timer = setTimeout(() => {
-        this.#epochWaiters.delete(w);
-        reject(kvError('KV_ERR_MIGRATION_FREEZE', this.#opts.requestTimeoutMs));
-      }, Math.max(0, deadline - Date.now()));
+      const w = {
+        epoch,
+        wake: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(
+        () => {
+          this.#epochWaiters.delete(w);
+          reject(kvError('KV_ERR_MIGRATION_FREEZE', this.#opts.requestTimeoutMs));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.#epochWaiters.add(w);
       this.#pollForWaiters();
     });
@@ -225,10 +234,13 @@ export class Forwarder {
   #pollForWaiters(): void {
     if (this.#waitPoll || this.#epochWaiters.size === 0) return;
     this.#waitPoll = setTimeout(() => {
-      this.#watcher.refresh().catch(() => undefined).finally(() => {
-        this.#waitPoll = undefined;
-        this.#pollForWaiters();
-      });
+      this.#watcher
+        .refresh()
+        .catch(() => undefined)
+        .finally(() => {
+          this.#waitPoll = undefined;
+          this.#pollForWaiters();
+        });
     }, WAITER_POLL_MS);
   }
 

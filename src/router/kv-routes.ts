@@ -14,7 +14,10 @@ export const BATCH_PATH = '/v1/kv/_batch';
 const TTL_HEADER = 'x-kv-ttl';
 
 /** Names under /v1/kv/ that are API endpoints, not keys. */
-const RESERVED = new Map([['_batch', ['POST']], ['_scan', ['GET']]]);
+const RESERVED = new Map([
+  ['_batch', ['POST']],
+  ['_scan', ['GET']],
+]);
 
 export interface KvRoutesDeps {
   readonly config: RouterConfig;
@@ -30,7 +33,11 @@ export function ttlOf(query: string | undefined, header: string | string[] | und
   if (Array.isArray(header)) throw kvError('KV_ERR_BAD_TTL', cfg.maxTtlSeconds, 'x-kv-ttl given more than once');
   if (query === '' || header === '') throw kvError('KV_ERR_BAD_TTL', cfg.maxTtlSeconds, 'an empty value');
   if (query !== undefined && header !== undefined && query !== header) {
-    throw kvError('KV_ERR_BAD_TTL', cfg.maxTtlSeconds, `?ttl=${JSON.stringify(query.slice(0, 20))} and x-kv-ttl: ${JSON.stringify(header.slice(0, 20))} disagree`);
+    throw kvError(
+      'KV_ERR_BAD_TTL',
+      cfg.maxTtlSeconds,
+      `?ttl=${JSON.stringify(query.slice(0, 20))} and x-kv-ttl: ${JSON.stringify(header.slice(0, 20))} disagree`,
+    );
   }
   return parseTtl(query ?? header, cfg);
 }
@@ -45,7 +52,7 @@ function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
 
 export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission }) => {
   // Each HTTP connection is one client for admission control.
-  const one = <T,>(req: FastifyRequest, fn: () => Promise<T>) => admission.run(req.raw.socket, 1, fn);
+  const one = <T>(req: FastifyRequest, fn: () => Promise<T>) => admission.run(req.raw.socket, 1, fn);
 
   app.get('/v1/kv/*', async (req, reply) => {
     const k = keyOf(req, config);
@@ -64,10 +71,17 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const inm = req.headers['if-none-match'];
     if (inm !== undefined && inm !== '*') throw kvError('KV_ERR_BAD_PRECONDITION', JSON.stringify(inm));
-    const r = await one(req, () => forwarder.exec({
-      o: OPS.PUT, k: key, v: value, ct: contentType, x: ttl ? Date.now() + ttl * 1000 : 0,
-      ...(ifMatch !== undefined ? { m: ifMatch } : {}), ...(inm === '*' ? { n: true } : {}),
-    }));
+    const r = await one(req, () =>
+      forwarder.exec({
+        o: OPS.PUT,
+        k: key,
+        v: value,
+        ct: contentType,
+        x: ttl ? Date.now() + ttl * 1000 : 0,
+        ...(ifMatch !== undefined ? { m: ifMatch } : {}),
+        ...(inm === '*' ? { n: true } : {}),
+      }),
+    );
     return reply.code(204).header('etag', etag(r.ver)).send();
   });
 

@@ -16,7 +16,15 @@ export interface MetricsDeps {
 
 /** A counter that reports a number kept elsewhere (it only ever grows). */
 function mirrorCounter(registry: client.Registry, name: string, help: string, read: () => number): void {
-  new client.Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  new client.Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }
 
 export const metricsRoutes: FastifyPluginAsync<MetricsDeps> = async (app, d) => {
@@ -24,21 +32,63 @@ export const metricsRoutes: FastifyPluginAsync<MetricsDeps> = async (app, d) => 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'kv_router_' });
   const job = { last: null as Job | null };
-  const refreshJob = async () => { job.last = await d.jobs.get().catch(() => job.last); };
+  const refreshJob = async () => {
+    job.last = await d.jobs.get().catch(() => job.last);
+  };
   const c = d.forwarder.counters;
   mirrorCounter(registry, 'kv_router_retries_total', 'Requests this worker retried after a STALE_EPOCH or NOT_OWNER refusal', () => c.retries);
-  mirrorCounter(registry, 'kv_router_fallback_reads_total', 'Reads of a moving key that also needed the old owner\'s record during a migration', () => c.fallbackReads);
-  mirrorCounter(registry, 'kv_router_pulled_ahead_total', 'Conditional writes and deletes of a moving key that first copied its record to the new owner', () => c.pulledAhead);
-  new client.Gauge({ name: 'kv_topology_epoch', help: 'Topology epoch this worker routes with', registers: [registry],
-    collect() { this.set(d.forwarder.topology?.epoch ?? 0); } });
-  new client.Gauge({ name: 'kv_rebalance_keys_moved', help: 'Keys moved by the current or last rebalance job', registers: [registry],
-    collect() { this.set(job.last ? progress(job.last).keysDone : 0); } });
-  new client.Gauge({ name: 'kv_rebalance_bytes_moved', help: 'Value bytes moved by the current or last rebalance job', registers: [registry],
-    collect() { this.set(job.last ? progress(job.last).bytesDone : 0); } });
-  new client.Gauge({ name: 'kv_rebalance_keys_total', help: 'Keys the current or last rebalance job moves in all', registers: [registry],
-    collect() { this.set(job.last ? progress(job.last).keysTotal : 0); } });
-  new client.Gauge({ name: 'kv_rebalance_active', help: '1 while a rebalance job runs', registers: [registry],
-    collect() { this.set(isActive(job.last) ? 1 : 0); } });
+  mirrorCounter(
+    registry,
+    'kv_router_fallback_reads_total',
+    "Reads of a moving key that also needed the old owner's record during a migration",
+    () => c.fallbackReads,
+  );
+  mirrorCounter(
+    registry,
+    'kv_router_pulled_ahead_total',
+    'Conditional writes and deletes of a moving key that first copied its record to the new owner',
+    () => c.pulledAhead,
+  );
+  new client.Gauge({
+    name: 'kv_topology_epoch',
+    help: 'Topology epoch this worker routes with',
+    registers: [registry],
+    collect() {
+      this.set(d.forwarder.topology?.epoch ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'kv_rebalance_keys_moved',
+    help: 'Keys moved by the current or last rebalance job',
+    registers: [registry],
+    collect() {
+      this.set(job.last ? progress(job.last).keysDone : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'kv_rebalance_bytes_moved',
+    help: 'Value bytes moved by the current or last rebalance job',
+    registers: [registry],
+    collect() {
+      this.set(job.last ? progress(job.last).bytesDone : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'kv_rebalance_keys_total',
+    help: 'Keys the current or last rebalance job moves in all',
+    registers: [registry],
+    collect() {
+      this.set(job.last ? progress(job.last).keysTotal : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'kv_rebalance_active',
+    help: '1 while a rebalance job runs',
+    registers: [registry],
+    collect() {
+      this.set(isActive(job.last) ? 1 : 0);
+    },
+  });
 
   app.get('/metrics', async (_req, reply) => {
     await refreshJob();

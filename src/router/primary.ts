@@ -29,7 +29,9 @@ async function startCoordinator(config: RouterConfig, log: (msg: string) => void
 }
 
 export async function runPrimary(config: RouterConfig, log: (msg: string) => void = (m) => console.error(m)): Promise<void> {
-  const emit = (ev: PrimaryEvent) => { if (process.send) process.send(ev); };
+  const emit = (ev: PrimaryEvent) => {
+    if (process.send) process.send(ev);
+  };
   let stopCoordinator = async (): Promise<void> => undefined;
   let shuttingDown = false;
   const shutdown = async (code: number): Promise<void> => {
@@ -40,12 +42,22 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
     await pool.stop();
     process.exit(code);
   };
-  const pool = new WorkerPool(config, log, emit, () => { void shutdown(1); });
+  const pool = new WorkerPool(config, log, emit, () => {
+    void shutdown(1);
+  });
 
-  process.on('SIGUSR2', () => { void pool.roll(); });
-  process.on('SIGTERM', () => { void shutdown(0); });
-  process.on('SIGINT', () => { void shutdown(0); });
-  process.on('disconnect', () => { void shutdown(0); });
+  process.on('SIGUSR2', () => {
+    void pool.roll();
+  });
+  process.on('SIGTERM', () => {
+    void shutdown(0);
+  });
+  process.on('SIGINT', () => {
+    void shutdown(0);
+  });
+  process.on('disconnect', () => {
+    void shutdown(0);
+  });
 
   try {
     await pool.start(config.workers);

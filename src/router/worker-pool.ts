@@ -88,7 +88,9 @@ export class WorkerPool {
     crashes.push(now);
     while (crashes.length > 0 && crashes[0]! < now - this.#cfg.crashLoopWindowMs) crashes.shift();
     if (crashes.length > this.#cfg.crashLoopMaxRestarts) {
-      this.#log(`router: ${crashes.length} worker crashes within ${this.#cfg.crashLoopWindowMs} ms, over the budget of ${this.#cfg.crashLoopMaxRestarts}; stopping`);
+      this.#log(
+        `router: ${crashes.length} worker crashes within ${this.#cfg.crashLoopWindowMs} ms, over the budget of ${this.#cfg.crashLoopMaxRestarts}; stopping`,
+      );
       this.#emit({ type: 'crash-loop', restarts: crashes.length });
       this.#onCrashLoop();
       return;
@@ -97,8 +99,10 @@ export class WorkerPool {
     this.#log(`router: worker ${slot.workerId} (pid ${worker.process.pid}) died (code ${code}, signal ${signal}); respawning in ${delay} ms`);
     setTimeout(() => {
       if (this.#stopping) return;
-      this.#fork().then((s) => this.#emit({ type: 'respawned', pid: s.worker.process.pid!, replaced: worker.process.pid! }),
-        (err: Error) => this.#log(`router: respawn failed: ${err.message}`));
+      this.#fork().then(
+        (s) => this.#emit({ type: 'respawned', pid: s.worker.process.pid!, replaced: worker.process.pid! }),
+        (err: Error) => this.#log(`router: respawn failed: ${err.message}`),
+      );
     }, delay);
   }
 
@@ -107,8 +111,13 @@ export class WorkerPool {
     slot.retiring = true;
     return new Promise((resolve) => {
       if (slot.worker.isDead()) return resolve();
-      const timer = setTimeout(() => { slot.worker.process.kill('SIGKILL'); }, timeoutMs);
-      slot.worker.once('exit', () => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => {
+        slot.worker.process.kill('SIGKILL');
+      }, timeoutMs);
+      slot.worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       // A worker still starting has no requests to drain and may not listen
       // for messages yet: a signal stops it.
       if (!slot.ready) {
@@ -125,7 +134,10 @@ export class WorkerPool {
 
   /** Rolling restart; a roll asked for while one runs starts again when it ends. */
   async roll(): Promise<void> {
-    if (this.#rolling) { this.#rollAgain = true; return; }
+    if (this.#rolling) {
+      this.#rollAgain = true;
+      return;
+    }
     this.#rolling = true;
     try {
       do {

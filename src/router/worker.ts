@@ -13,9 +13,7 @@ import { buildRouter } from './app.js';
 /** How often a draining worker looks whether its connections are gone. */
 const DRAIN_POLL_MS = 50;
 
-export type WorkerMessage =
-  | { type: 'ready'; pid: number; port: number; workerId: string }
-  | { type: 'drained'; pid: number };
+export type WorkerMessage = { type: 'ready'; pid: number; port: number; workerId: string } | { type: 'drained'; pid: number };
 
 export async function runWorker(config: RouterConfig): Promise<void> {
   let draining = false;
@@ -51,9 +49,13 @@ export async function runWorker(config: RouterConfig): Promise<void> {
   // The primary coordinates shutdown; a terminal's Ctrl-C reaches every
   // process in the group, so workers ignore the signal and wait to be told.
   process.on('SIGINT', () => {});
-  process.on('SIGTERM', () => { void drain(); });
+  process.on('SIGTERM', () => {
+    void drain();
+  });
   // Primary gone: drain and leave rather than linger as an orphan.
-  process.on('disconnect', () => { void drain(); });
+  process.on('disconnect', () => {
+    void drain();
+  });
 
   await router.start();
   await app.listen({ port: config.port, host: config.host });

@@ -98,7 +98,10 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
   };
 
   return {
-    config, store, http, topologyStore,
+    config,
+    store,
+    http,
+    topologyStore,
     view: () => view,
     async start() {
       const host = config.advertiseHost || config.host;
@@ -117,7 +120,9 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
       });
       await watcher.refresh();
       await register();
-      heartbeat = setInterval(() => { register().catch((err: Error) => http.log.warn({ err }, 'heartbeat failed')); }, config.heartbeatMs);
+      heartbeat = setInterval(() => {
+        register().catch((err: Error) => http.log.warn({ err }, 'heartbeat failed'));
+      }, config.heartbeatMs);
       heartbeat.unref();
       sweeper = setTimeout(sweep, config.sweepIntervalMs).unref();
       return addrs;

@@ -98,7 +98,7 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     socket.write(encodeFrame({ hello: HANDSHAKE_VERSION, id: opts.id, nonce }));
     const authenticate = (frame: unknown): void => {
       if (!isAuth(frame)) return deny('the first frame must be the handshake');
-      if (!proofMatches(frame.proof, peerProof(opts.clusterSecret, opts.id, nonce, frame.nonce))) return deny('the proof does not match this cluster\'s secret');
+      if (!proofMatches(frame.proof, peerProof(opts.clusterSecret, opts.id, nonce, frame.nonce))) return deny("the proof does not match this cluster's secret");
       clearTimeout(handshakeTimer);
       authed = true;
       counters.authenticated++;
@@ -150,12 +150,15 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
           continue;
         }
         conn.inFlight += reqs.length;
-        void handler.handle(reqs).then(write, (err: unknown) => {
-          write(refuseAll(reqs, err instanceof Error && 'code' in err ? (err as KvError) : kvError('KV_ERR_INTERNAL', String(err))));
-        }).finally(() => {
-          conn.inFlight -= reqs.length;
-          endIfDrained();
-        });
+        void handler
+          .handle(reqs)
+          .then(write, (err: unknown) => {
+            write(refuseAll(reqs, err instanceof Error && 'code' in err ? (err as KvError) : kvError('KV_ERR_INTERNAL', String(err))));
+          })
+          .finally(() => {
+            conn.inFlight -= reqs.length;
+            endIfDrained();
+          });
       }
     });
     socket.on('error', () => {});
@@ -170,9 +173,13 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     ? tls.createServer({ cert: readFileSync(opts.tlsCertFile), key: readFileSync(opts.tlsKeyFile) }, serve)
     : net.createServer(serve);
   server.maxConnections = opts.maxDataConnections;
-  server.on('drop', () => { counters.connectionsRefused++; });
+  server.on('drop', () => {
+    counters.connectionsRefused++;
+  });
   // A TLS handshake that fails never reaches serve(); it still counts as a refused peer.
-  server.on('tlsClientError', () => { counters.authFailures++; });
+  server.on('tlsClientError', () => {
+    counters.authFailures++;
+  });
 
   return {
     server,
@@ -189,8 +196,13 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     close(timeoutMs) {
       closing = true;
       return new Promise<void>((resolve) => {
-        const timer = setTimeout(() => { for (const s of conns.keys()) s.destroy(); }, timeoutMs);
-        server.close(() => { clearTimeout(timer); resolve(); });
+        const timer = setTimeout(() => {
+          for (const s of conns.keys()) s.destroy();
+        }, timeoutMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
         for (const [s, c] of conns) if (c.inFlight === 0) s.end();
       });
     },

@@ -51,13 +51,23 @@ type OpSpec<O extends Op> =
 
 const OP_TABLE: { readonly [O in Op]: OpSpec<O> } = {
   ping: { kind: 'inline', run: (_req, view, d) => ({ epoch: view.epoch, id: d.shardId }) },
-  stats: { kind: 'inline', run: (_req, _view, d) => { const s = d.store.stats(); return { records: s.records, bytes: s.bytes }; } },
+  stats: {
+    kind: 'inline',
+    run: (_req, _view, d) => {
+      const s = d.store.stats();
+      return { records: s.records, bytes: s.bytes };
+    },
+  },
   get: { kind: 'read', run: (req, store, now) => store.lookup(req.k, now) },
   fetch: { kind: 'read', run: (req, store, now) => store.fetchPacked(req.k, now) },
   put: {
     kind: 'write',
     apply: (req, store, epoch, now) => ({
-      ver: store.putInTxn(req.k, { value: req.v, contentType: req.ct ?? 'application/octet-stream', expiresAt: req.x ?? 0, ifMatch: req.m, ifNoneMatch: req.n, epoch }, now),
+      ver: store.putInTxn(
+        req.k,
+        { value: req.v, contentType: req.ct ?? 'application/octet-stream', expiresAt: req.x ?? 0, ifMatch: req.m, ifNoneMatch: req.n, epoch },
+        now,
+      ),
     }),
   },
   del: { kind: 'write', apply: (req, store, epoch, now) => store.delInTxn(req.k, req.m, now, epoch) },
@@ -193,7 +203,10 @@ export class FrameHandler {
         }
       });
     });
-    this.#lastWrite = txn.then(() => undefined, () => undefined);
+    this.#lastWrite = txn.then(
+      () => undefined,
+      () => undefined,
+    );
     return txn;
   }
 }

@@ -80,7 +80,10 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
   app.get('/kv/*', async (req, reply) => {
     const rec = store.get(keyOf(req.url, cfg));
     if (!rec) throw kvError('KV_ERR_NOT_FOUND');
-    return reply.header('etag', etag(rec.ver)).type(rec.ct).send(Buffer.from(rec.v.buffer, rec.v.byteOffset, rec.v.byteLength));
+    return reply
+      .header('etag', etag(rec.ver))
+      .type(rec.ct)
+      .send(Buffer.from(rec.v.buffer, rec.v.byteOffset, rec.v.byteLength));
   });
   if (cfg.httpKvWrites === 'off') return app;
 
@@ -102,8 +105,15 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
     let ver: number;
     if (cfg.httpKvWrites === 'ring') {
       const r = (await viaDataPort({
-        i: 1, o: OPS.PUT, e: deps.view().epoch, k: key, v: value, ct: contentType, x: expiresAt,
-        ...(ifMatch !== undefined ? { m: ifMatch } : {}), ...(ifNoneMatch ? { n: true } : {}),
+        i: 1,
+        o: OPS.PUT,
+        e: deps.view().epoch,
+        k: key,
+        v: value,
+        ct: contentType,
+        x: expiresAt,
+        ...(ifMatch !== undefined ? { m: ifMatch } : {}),
+        ...(ifNoneMatch ? { n: true } : {}),
       })) as { ver: number };
       ver = r.ver;
     } else {
@@ -114,9 +124,10 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
   app.delete('/kv/*', async (req, reply) => {
     const key = keyOf(req.url, cfg);
     const ifMatch = parseIfMatch(req.headers['if-match']);
-    const res = cfg.httpKvWrites === 'ring'
-      ? ((await viaDataPort({ i: 1, o: OPS.DEL, e: deps.view().epoch, k: key, ...(ifMatch !== undefined ? { m: ifMatch } : {}) })) as { deleted: boolean })
-      : await store.transaction(() => store.delInTxn(key, ifMatch));
+    const res =
+      cfg.httpKvWrites === 'ring'
+        ? ((await viaDataPort({ i: 1, o: OPS.DEL, e: deps.view().epoch, k: key, ...(ifMatch !== undefined ? { m: ifMatch } : {}) })) as { deleted: boolean })
+        : await store.transaction(() => store.delInTxn(key, ifMatch));
     if (!res.deleted) throw kvError('KV_ERR_NOT_FOUND');
     return reply.code(204).send();
   });
@@ -128,9 +139,24 @@ function metrics(deps: ShardHttpDeps): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'kv_shard_' });
   const gauge = (name: string, help: string, read: () => number) =>
-    new client.Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
   const counter = (name: string, help: string, read: () => number) =>
-    new client.Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
   gauge('kv_shard_records', 'Records in the store (live, tombstones and expired ones not swept yet)', () => deps.store.stats().records);
   gauge('kv_shard_store_bytes', 'Bytes of LMDB pages holding the records', () => deps.store.stats().bytes);
   gauge('kv_shard_topology_epoch', 'Topology epoch this shard runs at', () => deps.view().epoch);

@@ -24,7 +24,13 @@ export async function startShardProcess(config: ShardConfig): Promise<void> {
     await shard.close().catch((err: Error) => console.error(`shard ${config.id}: close failed: ${err.message}`));
     process.exit(0);
   };
-  process.on('SIGTERM', () => { void stop(); });
-  process.on('SIGINT', () => { void stop(); });
-  process.on('disconnect', () => { void stop(); });
+  process.on('SIGTERM', () => {
+    void stop();
+  });
+  process.on('SIGINT', () => {
+    void stop();
+  });
+  process.on('disconnect', () => {
+    void stop();
+  });
 }

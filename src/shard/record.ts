@@ -242,7 +242,8 @@ export function checkMoved(m: MovedEntry, limits: Limits, epoch: number, now: nu
   // Not yet seen here: the sender retries once this shard has caught up.
   if (e > epoch) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch }, e, epoch);
   const ver = versionOf(v);
-  if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000) throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
+  if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000)
+    throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
   const x = expiryOf(v);
   if (!Number.isSafeInteger(x) || x < 0 || x > now + limits.maxTtlSeconds * 1000 + EXPIRY_SKEW_MS) throw bad(`expiry ${x} is out of range`);
   const ctLen = v.readUInt16LE(OFF_CT_LEN);

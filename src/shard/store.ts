@@ -17,8 +17,24 @@ import { kvError } from '../core/errors.js';
 import { keyPoint } from '../core/ring.js';
 import type { StoredValue } from '../core/protocol.js';
 import {
-  FORMAT_VERSION, MovedWriter, cursorOf, decodeRecord, encodeRecord, epochOf, expiryBound, expiryKey, expiryKeyParts,
-  expiryOf, isExpired, isTombstone, pointBytes, recordKey, successor, valueLength, versionOf, type StoredRecord,
+  FORMAT_VERSION,
+  MovedWriter,
+  cursorOf,
+  decodeRecord,
+  encodeRecord,
+  epochOf,
+  expiryBound,
+  expiryKey,
+  expiryKeyParts,
+  expiryOf,
+  isExpired,
+  isTombstone,
+  pointBytes,
+  recordKey,
+  successor,
+  valueLength,
+  versionOf,
+  type StoredRecord,
 } from './record.js';
 
 export type { StoredRecord } from './record.js';
@@ -80,7 +96,10 @@ export class Store {
     const format = meta.get('format');
     if (format === undefined && this.#records.getCount() > 0) {
       void this.#root.close();
-      throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`);
+      throw kvError(
+        'KV_ERR_CONFIG',
+        `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`,
+      );
     }
     if (format !== undefined && format !== FORMAT_VERSION) {
       void this.#root.close();
@@ -303,7 +322,13 @@ export class Store {
   }
 
   stats(): StoreStats {
-    const s = this.#records.getStats() as { entryCount?: number; pageSize?: number; treeBranchPageCount?: number; treeLeafPageCount?: number; overflowPages?: number };
+    const s = this.#records.getStats() as {
+      entryCount?: number;
+      pageSize?: number;
+      treeBranchPageCount?: number;
+      treeLeafPageCount?: number;
+      overflowPages?: number;
+    };
     const pages = (s.treeBranchPageCount ?? 0) + (s.treeLeafPageCount ?? 0) + (s.overflowPages ?? 0);
     const records = s.entryCount ?? 0;
     return {

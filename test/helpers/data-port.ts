@@ -25,11 +25,13 @@ export class RawPeer {
       this.#wake();
     });
     socket.on('error', () => {});
-    this.closed = new Promise((resolve) => socket.once('close', () => {
-      this.#isClosed = true;
-      this.#wake();
-      resolve();
-    }));
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.#isClosed = true;
+        this.#wake();
+        resolve();
+      }),
+    );
   }
 
   #wake(): void {
@@ -43,7 +45,10 @@ export class RawPeer {
   /** Connect; with `secret` (default: the test secret) also authenticate, as a router does. `secret: null` skips the handshake. */
   static async connect(port: number, o: { secret?: string | null } = {}): Promise<RawPeer> {
     const socket = net.connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => { socket.once('connect', () => resolve()); socket.once('error', reject); });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
     const peer = new RawPeer(socket);
     const hello = await peer.next();
     if (!isHello(hello)) throw new Error(`expected the shard's hello, got ${JSON.stringify(hello)}`);

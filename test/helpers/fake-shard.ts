@@ -10,11 +10,7 @@ import { TEST_CLUSTER_SECRET } from './secrets.js';
 export { TEST_CLUSTER_SECRET };
 
 export type FakeMode =
-  | { kind: 'hang' }
-  | { kind: 'hangup' }
-  | { kind: 'error'; code: string; message: string }
-  | { kind: 'ok' }
-  | { kind: 'delay'; ms: number };
+  { kind: 'hang' } | { kind: 'hangup' } | { kind: 'error'; code: string; message: string } | { kind: 'ok' } | { kind: 'delay'; ms: number };
 
 /** The scripted answer to one request. */
 export type FakeAnswer =
@@ -40,7 +36,10 @@ export class FakeShard {
   authFailures = 0;
 
   /** A shard `id` that proves `secret` in the handshake, as a real shard does. */
-  constructor(readonly id = 'f1', readonly secret = TEST_CLUSTER_SECRET) {
+  constructor(
+    readonly id = 'f1',
+    readonly secret = TEST_CLUSTER_SECRET,
+  ) {
     this.#server = net.createServer((s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
@@ -93,10 +92,16 @@ export class FakeShard {
   #byMode(s: net.Socket, reqs: Request[]): void {
     const m = this.mode;
     if (m.kind === 'hang') return;
-    if (m.kind === 'hangup') { s.destroy(); return; }
+    if (m.kind === 'hangup') {
+      s.destroy();
+      return;
+    }
     const ok = () => encodeFrame(reqs.map((r) => ({ i: r.i, r: r.o === 'get' ? null : { ver: 1, deleted: true } })));
     if (m.kind === 'error') s.write(encodeFrame(reqs.map((r) => ({ i: r.i, err: { code: m.code, message: m.message } }))));
-    else if (m.kind === 'delay') setTimeout(() => { if (!s.destroyed) s.write(ok()); }, m.ms);
+    else if (m.kind === 'delay')
+      setTimeout(() => {
+        if (!s.destroyed) s.write(ok());
+      }, m.ms);
     else s.write(ok());
   }
 
@@ -105,10 +110,12 @@ export class FakeShard {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => {
-      this.port = (this.#server.address() as net.AddressInfo).port;
-      resolve();
-    }));
+    return new Promise((resolve) =>
+      this.#server.listen(0, '127.0.0.1', () => {
+        this.port = (this.#server.address() as net.AddressInfo).port;
+        resolve();
+      }),
+    );
   }
 
   close(): Promise<void> {

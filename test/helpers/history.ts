@@ -167,15 +167,21 @@ export async function runWorkload(h: History, o: WorkloadOptions): Promise<void>
       let res: HttpResult | undefined;
       try {
         const opt = o.fresh ? { fresh: true, timeoutMs: 15_000 } : { agent, timeoutMs: 15_000 };
-        res = kind === 'put' ? await request('PUT', url, { ...opt, body: value! })
-          : kind === 'del' ? await request('DELETE', url, opt)
-          : await request('GET', url, opt);
+        res =
+          kind === 'put'
+            ? await request('PUT', url, { ...opt, body: value! })
+            : kind === 'del'
+              ? await request('DELETE', url, opt)
+              : await request('GET', url, opt);
       } catch {
         res = undefined;
       }
       const end = h.now();
       h.add({
-        kind, key, start, end,
+        kind,
+        key,
+        start,
+        end,
         value: kind === 'get' ? (res?.status === 200 ? res.text : null) : value,
         outcome: outcomeOf(kind, res),
         status: res ? res.status : 'error',
@@ -206,22 +212,32 @@ export async function finalReads(h: History, url: string, keys: string[]): Promi
   const failed: string[] = [];
   const deadline = Date.now() + FINAL_READ_PATIENCE_MS;
   try {
-    await Promise.all(Array.from({ length: 16 }, async () => {
-      for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
-        for (;;) {
-          const start = h.now();
-          const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
-          const answered = res.status === 200 || res.status === 404;
-          h.add({ kind: 'get', key, start, end: h.now(), value: res.status === 200 ? res.text : null, outcome: answered ? 'ok' : 'fail', status: res.status });
-          if (answered) break;
-          if (res.status !== 503 || Date.now() > deadline) {
-            failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
-            break;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let key = todo.pop(); key !== undefined; key = todo.pop()) {
+          for (;;) {
+            const start = h.now();
+            const res = await request('GET', `${url}/v1/kv/${encodeURIComponent(key)}`, { agent });
+            const answered = res.status === 200 || res.status === 404;
+            h.add({
+              kind: 'get',
+              key,
+              start,
+              end: h.now(),
+              value: res.status === 200 ? res.text : null,
+              outcome: answered ? 'ok' : 'fail',
+              status: res.status,
+            });
+            if (answered) break;
+            if (res.status !== 503 || Date.now() > deadline) {
+              failed.push(`${key}: ${res.status} ${res.text.slice(0, 200)}`);
+              break;
+            }
+            await sleep(FINAL_READ_RETRY_MS);
           }
-          await sleep(FINAL_READ_RETRY_MS);
         }
-      }
-    }));
+      }),
+    );
   } finally {
     await agent.close();
   }
@@ -233,8 +249,12 @@ export async function finalReads(h: History, url: string, keys: string[]): Promi
  * and return a function that stops it, reads every key once more and hands
  * back the history to check.
  */
-export function startCheckedWorkload(url: string, keys: string[], initial: (key: string) => string,
-  opts: Partial<Pick<WorkloadOptions, 'concurrency' | 'putRatio' | 'delRatio' | 'pauseMs'>> = {}): { history: History; finish: () => Promise<History> } {
+export function startCheckedWorkload(
+  url: string,
+  keys: string[],
+  initial: (key: string) => string,
+  opts: Partial<Pick<WorkloadOptions, 'concurrency' | 'putRatio' | 'delRatio' | 'pauseMs'>> = {},
+): { history: History; finish: () => Promise<History> } {
   const h = new History();
   h.preload(keys.map((k) => [k, initial(k)]));
   let stop = false;

@@ -4,7 +4,7 @@
 import { Client } from 'undici';
 import { get, type HttpResult } from '../../dev/http.js';
 
-export { request, get, put, del, keepAliveAgent, type HttpResult, type HttpOptions } from '../../dev/http.js';
+export { request, get, put, del, keepAliveAgent, type HttpResult } from '../../dev/http.js';
 
 /** Reach every router worker: fresh connections until each worker id (`x-kv-worker`) has answered. */
 export async function onEveryWorker<T>(url: string, workers: number, fn: (res: HttpResult) => T, maxTries = 50): Promise<Map<string, T>> {
@@ -33,9 +33,17 @@ export async function openEventStream<T>(url: string, timeoutMs = 10_000, header
   const events: T[] = [];
   const waiters = new Set<() => void>();
   let ended = false;
-  const wake = () => { for (const w of waiters) w(); };
+  const wake = () => {
+    for (const w of waiters) w();
+  };
   try {
-    const res = await client.request({ method: 'GET', path: u.pathname + u.search, headers: { accept: 'text/event-stream', ...headers }, headersTimeout: timeoutMs, bodyTimeout: 0 });
+    const res = await client.request({
+      method: 'GET',
+      path: u.pathname + u.search,
+      headers: { accept: 'text/event-stream', ...headers },
+      headersTimeout: timeoutMs,
+      bodyTimeout: 0,
+    });
     if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode} ${await res.body.text()}`);
     let buf = '';
     res.body.setEncoding('utf8');
@@ -44,34 +52,42 @@ export async function openEventStream<T>(url: string, timeoutMs = 10_000, header
       for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
         const block = buf.slice(0, i);
         buf = buf.slice(i + 2);
-        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
         if (data) events.push(JSON.parse(data) as T);
       }
       wake();
     });
     res.body.on('error', () => undefined);
-    res.body.on('close', () => { ended = true; wake(); });
+    res.body.on('close', () => {
+      ended = true;
+      wake();
+    });
   } catch (err) {
     await client.destroy();
     throw err;
   }
   const stream: EventStream<T> = {
     events,
-    waitFor: (pred, ms, what = 'an event') => new Promise<T>((resolve, reject) => {
-      const check = () => {
-        const e = events.find(pred);
-        if (e !== undefined) finish(() => resolve(e));
-        else if (ended) finish(() => reject(new Error(`event stream ${url} ended before ${what}; got ${events.length} events`)));
-      };
-      const timer = setTimeout(() => finish(() => reject(new Error(`no ${what} on ${url} within ${ms} ms; got ${events.length} events`))), ms);
-      const finish = (settle: () => void) => {
-        clearTimeout(timer);
-        waiters.delete(check);
-        settle();
-      };
-      waiters.add(check);
-      check();
-    }),
+    waitFor: (pred, ms, what = 'an event') =>
+      new Promise<T>((resolve, reject) => {
+        const check = () => {
+          const e = events.find(pred);
+          if (e !== undefined) finish(() => resolve(e));
+          else if (ended) finish(() => reject(new Error(`event stream ${url} ended before ${what}; got ${events.length} events`)));
+        };
+        const timer = setTimeout(() => finish(() => reject(new Error(`no ${what} on ${url} within ${ms} ms; got ${events.length} events`))), ms);
+        const finish = (settle: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          settle();
+        };
+        waiters.add(check);
+        check();
+      }),
     close: async () => {
       ended = true;
       await client.destroy();

@@ -34,7 +34,9 @@ export class KvProc extends Child {
   constructor(args: readonly string[], env: NodeJS.ProcessEnv = SECRETS_ENV) {
     const verbose = Boolean(process.env['KV_TEST_VERBOSE']);
     const lines: string[] = [];
-    const wake = () => { for (const w of this.#lineWaiters) w(); };
+    const wake = () => {
+      for (const w of this.#lineWaiters) w();
+    };
     super(KV_BIN, args, {
       env: { ...process.env, ...env },
       onLine: (line) => {
@@ -61,7 +63,10 @@ export class KvProc extends Child {
         if (line !== undefined) done(() => resolve(line));
         else if (!this.alive) done(() => reject(new Error(`process ${this.pid} exited before ${what}; its last output:\n${this.tail}`)));
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`no ${what} from process ${this.pid} within ${timeoutMs} ms; its last output:\n${this.tail}`))), timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`no ${what} from process ${this.pid} within ${timeoutMs} ms; its last output:\n${this.tail}`))),
+        timeoutMs,
+      );
       const done = (settle: () => void) => {
         clearTimeout(timer);
         this.#lineWaiters.delete(check);
@@ -111,8 +116,27 @@ export interface ShardOptions {
 
 export async function startShard(o: ShardOptions): Promise<ShardProc> {
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-  const { proc, ready } = await startKv(['shard', 'start', '--id', o.id, '--data-dir', o.dataDir, '--data-port', String(o.dataPort ?? 0),
-    '--admin-port', String(o.adminPort ?? 0), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets], SHARD_READY_TIMEOUT_MS, o.env);
+  const { proc, ready } = await startKv(
+    [
+      'shard',
+      'start',
+      '--id',
+      o.id,
+      '--data-dir',
+      o.dataDir,
+      '--data-port',
+      String(o.dataPort ?? 0),
+      '--admin-port',
+      String(o.adminPort ?? 0),
+      '--redis-url',
+      o.redisUrl,
+      '--redis-prefix',
+      o.prefix,
+      ...sets,
+    ],
+    SHARD_READY_TIMEOUT_MS,
+    o.env,
+  );
   return Object.assign(proc, {
     id: o.id,
     dataDir: o.dataDir,
@@ -142,8 +166,11 @@ export interface RouterOptions {
 export async function startRouter(o: RouterOptions): Promise<RouterProc> {
   const port = o.port ?? (await freePort());
   const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-  const { proc, ready } = await startKv(['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl,
-    '--redis-prefix', o.prefix, ...sets], ROUTER_READY_TIMEOUT_MS, o.env);
+  const { proc, ready } = await startKv(
+    ['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets],
+    ROUTER_READY_TIMEOUT_MS,
+    o.env,
+  );
   return Object.assign(proc, { url: `http://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
 }
 
@@ -209,7 +236,10 @@ export class TestCluster {
   /** Start shard `id` on its data dir (not in the ring unless the ring already names it) and list it in `shards`. */
   async startShard(id: string, ports: { dataPort?: number; adminPort?: number } = {}, set: Record<string, string | number> = {}): Promise<ShardProc> {
     const sets = { ...this.#opts.shardSet, ...set };
-    const s = this.#track(this.#shardProcs, await startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, set: sets }));
+    const s = this.#track(
+      this.#shardProcs,
+      await startShard({ redisUrl: this.redis.url, prefix: this.prefix, id, dataDir: path.join(this.dir, id), ...ports, set: sets }),
+    );
     this.shards = [...this.shards.filter((x) => x.id !== id), s];
     return s;
   }
@@ -228,10 +258,16 @@ export class TestCluster {
   /** Start the router (again, on the same port after the first time) with the cluster's options. */
   async startRouter(): Promise<RouterProc> {
     const port = this.router?.port;
-    this.router = this.#track(this.#routers, await startRouter({
-      redisUrl: this.redis.url, prefix: this.prefix, workers: this.#opts.workers ?? 2,
-      ...(port !== undefined ? { port } : {}), ...(this.#opts.routerSet ? { set: this.#opts.routerSet } : {}),
-    }));
+    this.router = this.#track(
+      this.#routers,
+      await startRouter({
+        redisUrl: this.redis.url,
+        prefix: this.prefix,
+        workers: this.#opts.workers ?? 2,
+        ...(port !== undefined ? { port } : {}),
+        ...(this.#opts.routerSet ? { set: this.#opts.routerSet } : {}),
+      }),
+    );
     return this.router;
   }
 

@@ -27,7 +27,9 @@ export interface JobView {
   streams: Array<{ source: string; target: string; keysDone: number; keysTotal: number; done: boolean; lastError?: string }>;
 }
 
-export async function rebalanceState(url: string): Promise<{ job: JobView | null; progress?: { keysDone: number; keysTotal: number }; foregroundErrors?: number }> {
+export async function rebalanceState(
+  url: string,
+): Promise<{ job: JobView | null; progress?: { keysDone: number; keysTotal: number }; foregroundErrors?: number }> {
   const res = await request('GET', `${url}/v1/admin/rebalance`, { headers: ADMIN_AUTH });
   if (res.status !== 200) throw new Error(`rebalance state: ${res.status} ${res.text}`);
   return res.json();

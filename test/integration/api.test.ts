@@ -78,7 +78,13 @@ describe('put and get through every worker', () => {
 
   it('batch: multi-put and multi-get across shards', async () => {
     const ops = Array.from({ length: 50 }, (_, i) => ({ op: 'put', key: `b-${i}`, value: `value ${i}` }));
-    ops.push({ op: 'put', key: 'b-bin', value: Buffer.from([0, 255, 1]).toString('base64'), encoding: 'base64', contentType: 'application/octet-stream' } as never);
+    ops.push({
+      op: 'put',
+      key: 'b-bin',
+      value: Buffer.from([0, 255, 1]).toString('base64'),
+      encoding: 'base64',
+      contentType: 'application/octet-stream',
+    } as never);
     const w = await request('POST', `${c.url}/v1/kv/_batch`, { body: JSON.stringify({ ops }), headers: { 'content-type': 'application/json' } });
     expect(w.status, w.text).toBe(200);
     const wr = w.json<{ results: Array<{ status: number }> }>().results;
@@ -123,8 +129,9 @@ describe('compare-and-set', () => {
     const first = await put(kv('cas'), 'v0');
     let version = first.headers.etag as string;
     for (let round = 0; round < 5; round++) {
-      const writers = await Promise.all(Array.from({ length: 12 }, (_, i) =>
-        put(kv('cas'), `round ${round} writer ${i}`, { headers: { 'if-match': version }, fresh: true })));
+      const writers = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => put(kv('cas'), `round ${round} writer ${i}`, { headers: { 'if-match': version }, fresh: true })),
+      );
       const winners = writers.filter((r) => r.status === 204);
       const losers = writers.filter((r) => r.status === 412);
       expect(winners).toHaveLength(1);
@@ -164,8 +171,11 @@ describe('stale epochs', () => {
       await c.admin.set(`${c.prefix}topology`, JSON.stringify(changed));
       // Wait until every shard has seen the new epoch.
       for (const s of c.shards) {
-        await waitUntil(async () => (await get(`${s.adminUrl}/healthz`)).json()['epoch'] === changed.epoch,
-          { timeoutMs: 10_000, intervalMs: 50, what: `shard ${s.id} at epoch ${changed.epoch}` });
+        await waitUntil(async () => (await get(`${s.adminUrl}/healthz`)).json()['epoch'] === changed.epoch, {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+          what: `shard ${s.id} at epoch ${changed.epoch}`,
+        });
       }
       const ring = ringOf(changed);
       for (let i = 0; i < 30; i++) {

@@ -12,7 +12,8 @@ const MAX_BODY = 256 * 1024;
 
 beforeAll(async () => {
   c = await TestCluster.start({
-    shards: 3, workers: 2,
+    shards: 3,
+    workers: 2,
     routerSet: { maxValueBytes: MAX_VALUE, maxBodyBytes: MAX_BODY, maxBatchOps: 20, maxKeyBytes: 200 },
     shardSet: { maxValueBytes: MAX_VALUE, maxKeyBytes: 200 },
   });
@@ -32,26 +33,101 @@ function expectError(res: { status: number; text: string; json: () => Record<str
 }
 
 describe('bad input', () => {
-  const cases: Array<{ name: string; method: string; path: string; body?: string | Buffer; headers?: Record<string, string>; status: number; code: string; key?: string }> = [
+  const cases: Array<{
+    name: string;
+    method: string;
+    path: string;
+    body?: string | Buffer;
+    headers?: Record<string, string>;
+    status: number;
+    code: string;
+    key?: string;
+  }> = [
     { name: 'empty key', method: 'PUT', path: '/v1/kv/', body: 'x', status: 400, code: 'KV_ERR_KEY_EMPTY' },
-    { name: 'key too long (bytes, not characters)', method: 'PUT', path: `/v1/kv/${encodeURIComponent('é'.repeat(101))}`, body: 'x', status: 400, code: 'KV_ERR_KEY_TOO_LONG' },
+    {
+      name: 'key too long (bytes, not characters)',
+      method: 'PUT',
+      path: `/v1/kv/${encodeURIComponent('é'.repeat(101))}`,
+      body: 'x',
+      status: 400,
+      code: 'KV_ERR_KEY_TOO_LONG',
+    },
     { name: 'invalid UTF-8 %FF', method: 'PUT', path: '/v1/kv/%FF', body: 'x', status: 400, code: 'KV_ERR_KEY_INVALID' },
     { name: 'invalid UTF-8 sequence', method: 'GET', path: '/v1/kv/a%C3%28', status: 400, code: 'KV_ERR_KEY_INVALID' },
     { name: 'control character', method: 'PUT', path: '/v1/kv/a%00b', body: 'x', status: 400, code: 'KV_ERR_KEY_INVALID', key: 'a\u0000b' },
-    { name: 'value over the limit', method: 'PUT', path: '/v1/kv/big', body: Buffer.alloc(MAX_VALUE + 1, 1), status: 413, code: 'KV_ERR_VALUE_TOO_LARGE', key: 'big' },
-    { name: 'body over the limit', method: 'PUT', path: '/v1/kv/huge', body: Buffer.alloc(MAX_BODY + 1, 1), status: 413, code: 'KV_ERR_BODY_TOO_LARGE', key: 'huge' },
+    {
+      name: 'value over the limit',
+      method: 'PUT',
+      path: '/v1/kv/big',
+      body: Buffer.alloc(MAX_VALUE + 1, 1),
+      status: 413,
+      code: 'KV_ERR_VALUE_TOO_LARGE',
+      key: 'big',
+    },
+    {
+      name: 'body over the limit',
+      method: 'PUT',
+      path: '/v1/kv/huge',
+      body: Buffer.alloc(MAX_BODY + 1, 1),
+      status: 413,
+      code: 'KV_ERR_BODY_TOO_LARGE',
+      key: 'huge',
+    },
     { name: 'ttl zero', method: 'PUT', path: '/v1/kv/t1?ttl=0', body: 'x', status: 400, code: 'KV_ERR_BAD_TTL', key: 't1' },
     { name: 'ttl negative', method: 'PUT', path: '/v1/kv/t2?ttl=-5', body: 'x', status: 400, code: 'KV_ERR_BAD_TTL', key: 't2' },
     { name: 'ttl fractional', method: 'PUT', path: '/v1/kv/t3?ttl=1.5', body: 'x', status: 400, code: 'KV_ERR_BAD_TTL', key: 't3' },
     { name: 'ttl not a number', method: 'PUT', path: '/v1/kv/t4', body: 'x', headers: { 'x-kv-ttl': 'soon' }, status: 400, code: 'KV_ERR_BAD_TTL', key: 't4' },
     { name: 'ttl over the maximum', method: 'PUT', path: '/v1/kv/t5?ttl=999999999999', body: 'x', status: 400, code: 'KV_ERR_BAD_TTL', key: 't5' },
-    { name: 'bad content type', method: 'PUT', path: '/v1/kv/ct', body: 'x', headers: { 'content-type': 'not a type' }, status: 400, code: 'KV_ERR_BAD_CONTENT_TYPE', key: 'ct' },
-    { name: 'bad If-Match', method: 'PUT', path: '/v1/kv/im', body: 'x', headers: { 'if-match': 'W/"1"' }, status: 400, code: 'KV_ERR_BAD_PRECONDITION', key: 'im' },
-    { name: 'bad If-None-Match', method: 'PUT', path: '/v1/kv/inm', body: 'x', headers: { 'if-none-match': '"3"' }, status: 400, code: 'KV_ERR_BAD_PRECONDITION', key: 'inm' },
+    {
+      name: 'bad content type',
+      method: 'PUT',
+      path: '/v1/kv/ct',
+      body: 'x',
+      headers: { 'content-type': 'not a type' },
+      status: 400,
+      code: 'KV_ERR_BAD_CONTENT_TYPE',
+      key: 'ct',
+    },
+    {
+      name: 'bad If-Match',
+      method: 'PUT',
+      path: '/v1/kv/im',
+      body: 'x',
+      headers: { 'if-match': 'W/"1"' },
+      status: 400,
+      code: 'KV_ERR_BAD_PRECONDITION',
+      key: 'im',
+    },
+    {
+      name: 'bad If-None-Match',
+      method: 'PUT',
+      path: '/v1/kv/inm',
+      body: 'x',
+      headers: { 'if-none-match': '"3"' },
+      status: 400,
+      code: 'KV_ERR_BAD_PRECONDITION',
+      key: 'inm',
+    },
     { name: 'batch: bad JSON', method: 'POST', path: '/v1/kv/_batch', body: '{"ops": [', headers: json, status: 400, code: 'KV_ERR_BAD_JSON' },
     { name: 'batch: not an ops list', method: 'POST', path: '/v1/kv/_batch', body: '{"op":"get"}', headers: json, status: 400, code: 'KV_ERR_BAD_BATCH' },
-    { name: 'batch: too many ops', method: 'POST', path: '/v1/kv/_batch', body: JSON.stringify({ ops: Array.from({ length: 21 }, (_, i) => ({ op: 'get', key: `k${i}` })) }), headers: json, status: 413, code: 'KV_ERR_BATCH_TOO_LARGE' },
-    { name: 'batch: unknown op', method: 'POST', path: '/v1/kv/_batch', body: JSON.stringify({ ops: [{ op: 'incr', key: 'a' }] }), headers: json, status: 400, code: 'KV_ERR_BAD_BATCH' },
+    {
+      name: 'batch: too many ops',
+      method: 'POST',
+      path: '/v1/kv/_batch',
+      body: JSON.stringify({ ops: Array.from({ length: 21 }, (_, i) => ({ op: 'get', key: `k${i}` })) }),
+      headers: json,
+      status: 413,
+      code: 'KV_ERR_BATCH_TOO_LARGE',
+    },
+    {
+      name: 'batch: unknown op',
+      method: 'POST',
+      path: '/v1/kv/_batch',
+      body: JSON.stringify({ ops: [{ op: 'incr', key: 'a' }] }),
+      headers: json,
+      status: 400,
+      code: 'KV_ERR_BAD_BATCH',
+    },
     { name: 'unknown route', method: 'GET', path: '/v2/nothing', status: 404, code: 'KV_ERR_ROUTE_NOT_FOUND' },
     { name: 'wrong method on a key', method: 'POST', path: '/v1/kv/abc', body: 'x', status: 405, code: 'KV_ERR_METHOD_NOT_ALLOWED', key: 'abc' },
     { name: 'wrong method on the batch route', method: 'DELETE', path: '/v1/kv/_batch', status: 405, code: 'KV_ERR_METHOD_NOT_ALLOWED' },
@@ -99,7 +175,11 @@ describe('bad input', () => {
     }
     // Valid frame, nonsense requests: refused one by one, connection stays.
     const p = await RawPeer.connect(s.dataPort);
-    p.send([{ i: 1, o: 'explode', e: 1, k: 'a' }, { i: 2, o: 'get', e: 1 }, { i: 3, o: 'put', e: 1, k: 'a', v: 'not bytes' }]);
+    p.send([
+      { i: 1, o: 'explode', e: 1, k: 'a' },
+      { i: 2, o: 'get', e: 1 },
+      { i: 3, o: 'put', e: 1, k: 'a', v: 'not bytes' },
+    ]);
     const answers = (await p.next()) as Array<{ i: number; err?: { code: string } }>;
     expect(answers.sort((a, b) => a.i - b.i).map((a) => a.err?.code)).toEqual(['KV_ERR_UNKNOWN_OP', 'KV_ERR_KEY_INVALID', 'KV_ERR_BAD_FRAME']);
     expect(p.isClosed).toBe(false);

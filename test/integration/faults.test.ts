@@ -77,7 +77,10 @@ describe('router faults', () => {
     await w.more(200, 'before the roll');
     const rolledCount = c.router.messages.filter((m) => m['type'] === 'rolled').length;
     process.kill(c.router.pid, 'SIGUSR2');
-    const rolled = await c.router.waitFor((m) => m['type'] === 'rolled' && c.router.messages.filter((x) => x['type'] === 'rolled').length > rolledCount, 60_000);
+    const rolled = await c.router.waitFor(
+      (m) => m['type'] === 'rolled' && c.router.messages.filter((x) => x['type'] === 'rolled').length > rolledCount,
+      60_000,
+    );
     await w.more(200, 'after the roll');
     const h = await w.finish();
     expect(h.ops.length).toBeGreaterThan(400);
@@ -107,11 +110,14 @@ describe('shard faults', () => {
     const ownKey = probes.find((k) => ring.ownerOf(k) === victim.id)!;
     const otherKey = probes.find((k) => ring.ownerOf(k) !== victim.id)!;
     const answers: Array<{ status: number; code: unknown }> = [];
-    await waitUntil(async () => {
-      const res = await put(`${c.url}/v1/kv/${ownKey}`, 'x');
-      answers.push({ status: res.status, code: res.json()['code'] });
-      return res.status !== 502;
-    }, { timeoutMs: 10_000, what: 'an answer other than 502 for a key of the dead shard' });
+    await waitUntil(
+      async () => {
+        const res = await put(`${c.url}/v1/kv/${ownKey}`, 'x');
+        answers.push({ status: res.status, code: res.json()['code'] });
+        return res.status !== 502;
+      },
+      { timeoutMs: 10_000, what: 'an answer other than 502 for a key of the dead shard' },
+    );
     expect(answers.slice(0, -1).every((a) => a.status === 502 && a.code === 'KV_ERR_OUTCOME_UNKNOWN')).toBe(true);
     expect(answers[answers.length - 1]).toEqual({ status: 503, code: 'KV_ERR_SHARD_UNAVAILABLE' });
     expect((await put(`${c.url}/v1/kv/${otherKey}`, 'x')).status).toBe(204);

@@ -41,7 +41,12 @@ async function midStream(c: TestCluster): Promise<{ source: string; target: stri
  * checked workload on 1000 hot keys; then the job must finish, every read be
  * explainable and every key live only on its owner.
  */
-async function underLoad(c: TestCluster, keys: string[], start: () => Promise<{ status: number; text: string }>, fault: (stream: { source: string; target: string }) => Promise<void>) {
+async function underLoad(
+  c: TestCluster,
+  keys: string[],
+  start: () => Promise<{ status: number; text: string }>,
+  fault: (stream: { source: string; target: string }) => Promise<void>,
+) {
   const h = new History();
   const hot = keys.slice(0, 1000);
   h.preload(hot.map((k) => [k, loadedValue(k)]));
@@ -85,13 +90,23 @@ describe('crashes during a move', () => {
   it('kill -9 of the source mid-stream: the job resumes and completes', async () => {
     const { c, keys } = await cluster(N);
     await c.startShard('s4');
-    const { job } = await underLoad(c, keys, () => addShard(c.url, 's4'), ({ source }) => killAndRestart(c, source));
+    const { job } = await underLoad(
+      c,
+      keys,
+      () => addShard(c.url, 's4'),
+      ({ source }) => killAndRestart(c, source),
+    );
     expect(job.streams.every((s) => s.done && s.target === 's4')).toBe(true);
   }, 180_000);
 
   it('kill -9 of the target mid-stream: the job resumes and completes', async () => {
     const { c, keys } = await cluster(N);
-    const { job } = await underLoad(c, keys, () => removeShard(c.url, 's3'), ({ target }) => killAndRestart(c, target));
+    const { job } = await underLoad(
+      c,
+      keys,
+      () => removeShard(c.url, 's3'),
+      ({ target }) => killAndRestart(c, target),
+    );
     expect(job.streams.every((s) => s.source === 's3' && s.done)).toBe(true);
   }, 180_000);
 
@@ -99,19 +114,24 @@ describe('crashes during a move', () => {
     // A short lease, so the new primary takes over soon after the old one's runs out.
     const { c, keys } = await cluster(N, { routerSet: { ...SLOW_MOVES, rebalanceLeaseMs: 2000 } });
     await c.startShard('s4');
-    await underLoad(c, keys, () => addShard(c.url, 's4'), async () => {
-      const before = await rebalanceState(c.url);
-      const old = c.router;
-      old.kill('SIGKILL');
-      await old.exited();
-      // Its workers go once they see the primary gone; then the port is free again.
-      await waitUntil(() => old.workerPids.every(processGone), { timeoutMs: 10_000, what: 'the old router workers exiting' });
-      await c.startRouter();
-      // The job kept its progress: it did not start over.
-      const after = await rebalanceState(c.url);
-      expect(after.job!.id).toBe(before.job!.id);
-      expect(after.progress!.keysDone).toBeGreaterThanOrEqual(before.progress!.keysDone);
-    });
+    await underLoad(
+      c,
+      keys,
+      () => addShard(c.url, 's4'),
+      async () => {
+        const before = await rebalanceState(c.url);
+        const old = c.router;
+        old.kill('SIGKILL');
+        await old.exited();
+        // Its workers go once they see the primary gone; then the port is free again.
+        await waitUntil(() => old.workerPids.every(processGone), { timeoutMs: 10_000, what: 'the old router workers exiting' });
+        await c.startRouter();
+        // The job kept its progress: it did not start over.
+        const after = await rebalanceState(c.url);
+        expect(after.job!.id).toBe(before.job!.id);
+        expect(after.progress!.keysDone).toBeGreaterThanOrEqual(before.progress!.keysDone);
+      },
+    );
   }, 180_000);
 });
 
@@ -125,7 +145,7 @@ describe('TTLs across a move', () => {
     const expiry = new Map<string, string>();
     for (const k of long.slice(0, 150)) expiry.set(k, String((await get(`${t.url}/v1/kv/${k}`)).headers['x-kv-expires-at']));
     // The short keys expire now, but the sweeper (every 10 minutes) leaves them on disk.
-    await waitUntil(() => Date.now() > shortExpiredAt, { timeoutMs: 5000, what: 'the short keys\' expiry' });
+    await waitUntil(() => Date.now() > shortExpiredAt, { timeoutMs: 5000, what: "the short keys' expiry" });
     for (const k of short.slice(-20)) expect((await get(`${t.url}/v1/kv/${k}`)).status).toBe(404);
     await t.startShard('s3');
     // Reads only, so the target's record count below stays exact.
@@ -245,8 +265,16 @@ describe('refused requests', () => {
       [addShard(c.url, 'nope'), 400, 'KV_ERR_SHARD_NOT_REGISTERED'],
       [addShard(c.url, 's1'), 409, 'KV_ERR_SHARD_IN_RING'],
       [removeShard(c.url, 'nope'), 404, 'KV_ERR_SHARD_NOT_IN_RING'],
-      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: 0.0001 }), headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_WEIGHT'],
-      [request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: -1 }), headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_WEIGHT'],
+      [
+        request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: 0.0001 }), headers: { ...json, ...ADMIN_AUTH } }),
+        400,
+        'KV_ERR_BAD_WEIGHT',
+      ],
+      [
+        request('PUT', `${c.url}/v1/admin/shards/s1/weight`, { body: JSON.stringify({ weight: -1 }), headers: { ...json, ...ADMIN_AUTH } }),
+        400,
+        'KV_ERR_BAD_WEIGHT',
+      ],
       [request('POST', `${c.url}/v1/admin/shards`, { body: '{"id":', headers: { ...json, ...ADMIN_AUTH } }), 400, 'KV_ERR_BAD_JSON'],
       [request('POST', `${c.url}/v1/admin/rebalance/cancel`, { headers: ADMIN_AUTH }), 409, 'KV_ERR_NO_REBALANCE'],
     ];
@@ -303,7 +331,11 @@ describe('a lost shard', () => {
     // Until it is forgotten, its keys answer 503 and nothing else breaks.
     expect((await get(`${t.url}/v1/kv/${onS3[0]}`)).status).toBe(503);
     // Its registry entry expires (no heartbeat renews it).
-    await waitUntil(async () => !(await t.store.registrations()).some((r) => r.id === 's3'), { timeoutMs: 5000, intervalMs: 50, what: 's3 leaving the registry' });
+    await waitUntil(async () => !(await t.store.registrations()).some((r) => r.id === 's3'), {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      what: 's3 leaving the registry',
+    });
     const epoch = (await t.store.get()).epoch;
     const res = await request('DELETE', `${t.url}/v1/admin/shards/s3?lost=1`, { headers: ADMIN_AUTH });
     expect(res.status, res.text).toBe(200);

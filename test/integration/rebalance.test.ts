@@ -8,7 +8,10 @@ import { request, openEventStream } from '../helpers/http.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { ADMIN_AUTH } from '../helpers/secrets.js';
 
-interface SseEvent { job?: { id: string; state: string } | null; progress?: { keysDone: number } }
+interface SseEvent {
+  job?: { id: string; state: string } | null;
+  progress?: { keysDone: number };
+}
 
 /** Wait until the workload has recorded `n` more operations (it really ran through what happened meanwhile). */
 async function moreOps(w: { history: { ops: unknown[] } }, n: number, what: string): Promise<void> {

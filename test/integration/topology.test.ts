@@ -55,8 +55,14 @@ describe('topology compare-and-set', () => {
   });
 
   it('rejects a weight that gives a shard no ring points', () => {
-    expect(() => nextEpoch(EMPTY_TOPOLOGY, { shards: [{ ...shard('a', 1), weight: 10_000 }, { ...shard('b', 2), weight: 1 }] }))
-      .toThrowError(/no ring points/);
+    expect(() =>
+      nextEpoch(EMPTY_TOPOLOGY, {
+        shards: [
+          { ...shard('a', 1), weight: 10_000 },
+          { ...shard('b', 2), weight: 1 },
+        ],
+      }),
+    ).toThrowError(/no ring points/);
   });
 
   it('watchers learn each change from pub/sub and never go backwards', async () => {
@@ -109,7 +115,11 @@ describe('shard registry', () => {
     const killedAt = Date.now();
     // Nobody deregistered it: it stays until its TTL runs out, and not much longer.
     expect((await store.registrations()).map((x) => x.id)).toEqual(['rb']);
-    await waitUntil(async () => (await store.registrations()).length === 0, { timeoutMs: TTL_MS + 2000, intervalMs: 50, what: 'the killed shard\'s registration expiring' });
+    await waitUntil(async () => (await store.registrations()).length === 0, {
+      timeoutMs: TTL_MS + 2000,
+      intervalMs: 50,
+      what: "the killed shard's registration expiring",
+    });
     expect(Date.now() - killedAt).toBeGreaterThan(TTL_MS / 2);
   });
 });

@@ -12,13 +12,16 @@ const thrown = thrownKvError;
 
 describe('parseBatch: well-formed batches', () => {
   it('parses get, put and del', () => {
-    const ops = parseBatch(body({
-      ops: [
-        { op: 'get', key: 'a' },
-        { op: 'put', key: 'b', value: 'héllo' },
-        { op: 'del', key: 'c' },
-      ],
-    }), LIMITS);
+    const ops = parseBatch(
+      body({
+        ops: [
+          { op: 'get', key: 'a' },
+          { op: 'put', key: 'b', value: 'héllo' },
+          { op: 'del', key: 'c' },
+        ],
+      }),
+      LIMITS,
+    );
     expect(ops).toHaveLength(3);
     expect(ops[0]).toEqual({ op: 'get', key: 'a' });
     const put = ops[1] as Extract<BatchOp, { op: 'put' }>;
@@ -40,13 +43,16 @@ describe('parseBatch: well-formed batches', () => {
   });
 
   it('keeps ttl, contentType and ifMatch (string ETag, number, *)', () => {
-    const ops = parseBatch(body({
-      ops: [
-        { op: 'put', key: 'a', value: '{}', contentType: 'application/json', ttl: 60, ifMatch: '"7"' },
-        { op: 'put', key: 'b', value: 'x', ttl: 30, ifMatch: 8 },
-        { op: 'del', key: 'c', ifMatch: '*' },
-      ],
-    }), LIMITS);
+    const ops = parseBatch(
+      body({
+        ops: [
+          { op: 'put', key: 'a', value: '{}', contentType: 'application/json', ttl: 60, ifMatch: '"7"' },
+          { op: 'put', key: 'b', value: 'x', ttl: 30, ifMatch: 8 },
+          { op: 'del', key: 'c', ifMatch: '*' },
+        ],
+      }),
+      LIMITS,
+    );
     expect(ops[0]).toMatchObject({ op: 'put', key: 'a', contentType: 'application/json', ttl: 60, ifMatch: 7 });
     expect(ops[1]).toMatchObject({ op: 'put', key: 'b', ttl: 30, ifMatch: 8 });
     expect(ops[2]).toEqual({ op: 'del', key: 'c', ifMatch: '*' });
@@ -184,7 +190,12 @@ describe('parseBatch: refusals', () => {
   });
 
   it('reports the first invalid op when several are invalid', () => {
-    const ops = [{ op: 'get', key: 'ok' }, { op: 'get', key: 'ok2' }, { op: 'nope', key: 'k' }, { op: 'get', key: '' }];
+    const ops = [
+      { op: 'get', key: 'ok' },
+      { op: 'get', key: 'ok2' },
+      { op: 'nope', key: 'k' },
+      { op: 'get', key: '' },
+    ];
     const err = thrown(() => parseBatch(body({ ops }), LIMITS));
     expect(err.message).toMatch(/^ops\[2\]: /);
     expect(err.detail).toEqual({ index: 2 });

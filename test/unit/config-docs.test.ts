@@ -22,7 +22,10 @@ function optionTable(text: string, heading: string): Map<string, OptionRow> {
   const section = next < 0 ? rest : rest.slice(0, next);
   const rows = new Map<string, OptionRow>();
   for (const line of section.split('\n')) {
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const m = /^`([A-Za-z]+)`$/.exec(cells[0] ?? '');
     if (!m) continue;
     if (cells.length < 5) throw new Error(`docs/configuration.md: malformed row under ${heading}: ${line}`);
@@ -59,8 +62,12 @@ function check(rows: Map<string, OptionRow>, defaults: Record<string, unknown>, 
   return {
     missing: keys.filter((k) => !rows.has(k)),
     unknown: [...rows.keys()].filter((k) => !keys.includes(k)),
-    defaults: keys.filter((k) => rows.has(k)).map((k) => defaultMismatch(k, defaults[k], rows.get(k)!.dflt)).filter((x) => x !== undefined),
-    env: keys.filter((k) => rows.has(k) && !rows.get(k)!.env.includes('`' + envName(prefix, k) + '`'))
+    defaults: keys
+      .filter((k) => rows.has(k))
+      .map((k) => defaultMismatch(k, defaults[k], rows.get(k)!.dflt))
+      .filter((x) => x !== undefined),
+    env: keys
+      .filter((k) => rows.has(k) && !rows.get(k)!.env.includes('`' + envName(prefix, k) + '`'))
       .map((k) => `${k}: docs ${JSON.stringify(rows.get(k)!.env)}, expected ${envName(prefix, k)}`),
   };
 }
@@ -68,10 +75,13 @@ function check(rows: Map<string, OptionRow>, defaults: Record<string, unknown>, 
 describe('configuration tables', () => {
   it('parses the documented format, and only under its heading', () => {
     const sample = [
-      '## Router options', '| key | default | unit | env var | flag | meaning |', '|---|---|---|---|---|---|',
+      '## Router options',
+      '| key | default | unit | env var | flag | meaning |',
+      '|---|---|---|---|---|---|',
       '| `port` | 8080 | — | `ROUTER_PORT` | `--port` | HTTP port |',
       '| `adminToken` | (empty) | — | `ROUTER_ADMIN_TOKEN` | `--set` | token |',
-      '## Shard options', '| `id` | (required) | — | `SHARD_ID` | `--id` | id |',
+      '## Shard options',
+      '| `id` | (required) | — | `SHARD_ID` | `--id` | id |',
     ].join('\n');
     expect([...optionTable(sample, 'Router options')]).toEqual([
       ['port', { dflt: '8080', env: '`ROUTER_PORT`' }],

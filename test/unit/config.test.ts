@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
-  LIMIT_DEFAULTS, ROUTER_DEFAULTS, SHARD_DEFAULTS,
-  configFromEnv, isValidShardId, parseConfig, parseRouterConfig, parseShardConfig,
+  LIMIT_DEFAULTS,
+  ROUTER_DEFAULTS,
+  SHARD_DEFAULTS,
+  configFromEnv,
+  isValidShardId,
+  parseConfig,
+  parseRouterConfig,
+  parseShardConfig,
 } from '../../src/core/config.js';
 import { KvError } from '../../src/core/errors.js';
 
@@ -109,7 +115,9 @@ describe('parseRouterConfig', () => {
   it('returns a frozen object', () => {
     const cfg = parseRouterConfig({ port: 1234 });
     expect(Object.isFrozen(cfg)).toBe(true);
-    expect(() => { (cfg as { port: number }).port = 1; }).toThrow(TypeError);
+    expect(() => {
+      (cfg as { port: number }).port = 1;
+    }).toThrow(TypeError);
     expect(cfg.port).toBe(1234);
   });
 

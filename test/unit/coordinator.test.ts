@@ -51,7 +51,10 @@ class ShardModel {
   /** Fault injection: return an error to refuse this call. */
   fail: ((req: Call) => Error | undefined) | undefined;
 
-  constructor(readonly id: string, readonly epoch: () => Promise<number>) {}
+  constructor(
+    readonly id: string,
+    readonly epoch: () => Promise<number>,
+  ) {}
 
   callsOf(o: string): Call[] {
     return this.calls.filter((c) => c.o === o);
@@ -62,7 +65,8 @@ class ShardModel {
     const err = this.fail?.(req);
     if (err) throw err;
     switch (req.o) {
-      case 'sync': return { epoch: await this.epoch() };
+      case 'sync':
+        return { epoch: await this.epoch() };
       case 'count': {
         const n = [...this.keys].filter((k) => inRanges(keyPoint(k), req['ranges'] as PointRange[])).length;
         return { keys: n, bytes: n * 10, estimated: false };
@@ -77,7 +81,10 @@ class ShardModel {
         const batch = rest.slice(0, req['limit'] as number);
         const last = batch[batch.length - 1];
         return {
-          packed: Buffer.from(JSON.stringify(batch)), n: batch.length, live: batch.length, bytes: batch.length * 10,
+          packed: Buffer.from(JSON.stringify(batch)),
+          n: batch.length,
+          live: batch.length,
+          bytes: batch.length * 10,
           next: rest.length > batch.length && last !== undefined ? [keyPoint(last), last] : undefined,
         };
       }
@@ -91,8 +98,10 @@ class ShardModel {
         for (const k of gone) this.keys.delete(k);
         return { purged: gone.length };
       }
-      case 'retire': return { retiring: true };
-      default: throw kvError('KV_ERR_UNKNOWN_OP', req.o);
+      case 'retire':
+        return { retiring: true };
+      default:
+        throw kvError('KV_ERR_UNKNOWN_OP', req.o);
     }
   }
 }
@@ -149,7 +158,11 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
   const listeners = new Map<string, FakeShard>();
   for (const [id, model] of shards) {
     const fake = new FakeShard(id);
-    fake.answer = (req: Request) => model.handle(req as unknown as Call).then((r) => ({ r }), (err: unknown) => ({ err: toWire(err) }));
+    fake.answer = (req: Request) =>
+      model.handle(req as unknown as Call).then(
+        (r) => ({ r }),
+        (err: unknown) => ({ err: toWire(err) }),
+      );
     await fake.listen();
     listeners.set(id, fake);
   }
@@ -161,7 +174,9 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
   await watcher.start();
 
   const links: ShardLinks = {
-    get topology() { return watcher.current; },
+    get topology() {
+      return watcher.current;
+    },
     connection: (id: string) => ({ request: (req: Call) => shards.get(id)!.handle(req) }) as unknown as ShardConnection,
   };
   const log: string[] = [];
@@ -182,21 +197,27 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
 
   /** Plan "add s3" against the current ring and store the job. */
   const planAdd = async (): Promise<Job> => {
-    const job = await planJob({ kind: 'add', shardId: 's3' }, {
-      topology: await topology.get(),
-      registrations: [{ id: 's3', dataAddr: listeners.get('s3')!.addr, adminAddr: listeners.get('s3')!.addr, pid: 1, startedAt: 1 }],
-      count: async (source, ranges) => shards.get(source)!.handle({ o: 'count', ranges }) as Promise<{ keys: number; bytes: number }>,
-    });
+    const job = await planJob(
+      { kind: 'add', shardId: 's3' },
+      {
+        topology: await topology.get(),
+        registrations: [{ id: 's3', dataAddr: listeners.get('s3')!.addr, adminAddr: listeners.get('s3')!.addr, pid: 1, startedAt: 1 }],
+        count: async (source, ranges) => shards.get(source)!.handle({ o: 'count', ranges }) as Promise<{ keys: number; bytes: number }>,
+      },
+    );
     for (const m of shards.values()) m.calls.length = 0;
     await jobs.create(job);
     return job;
   };
   /** The job once it is in one of `states`, and that state has been published too. */
   const jobIn = (states: string[], timeoutMs = 10_000) =>
-    waitUntil(async () => {
-      const j = await jobs.get();
-      return j && states.includes(j.state) && published.some((p) => p.state === j.state) ? j : undefined;
-    }, { timeoutMs, what: `the job in ${states.join('/')}` });
+    waitUntil(
+      async () => {
+        const j = await jobs.get();
+        return j && states.includes(j.state) && published.some((p) => p.state === j.state) ? j : undefined;
+      },
+      { timeoutMs, what: `the job in ${states.join('/')}` },
+    );
   /** Where each key lives now, checked against the owners in `ring`. */
   const misplaced = (owners: RingMember[]): string[] => {
     const r = Ring.of(owners);
@@ -224,17 +245,30 @@ describe('coordinator', () => {
     expect(await t.jobs.leaseHolder()).toBe(t.coordinator.id);
     expect(t.states()).toEqual(['planned', 'migrating', 'streaming', 'committing', 'purging', 'done']);
     // Topology epochs: +1 the migration in its freeze phase, +2 the move, +3 the commit.
-    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([[e + 1, 'freeze'], [e + 2, 'move'], [e + 3, null]]);
+    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([
+      [e + 1, 'freeze'],
+      [e + 2, 'move'],
+      [e + 3, null],
+    ]);
     expect(t.topology.written[0]!.migration).toMatchObject({ jobId: job.id, epoch: e + 1, prev: members('s1', 's2'), next: members('s1', 's2', 's3') });
     expect(done).toMatchObject({ migrateEpoch: e + 1, moveEpoch: e + 2, commitEpoch: e + 3 });
     const final = await t.topology.get();
     expect(final.epoch).toBe(e + 3);
     expect(final.migration).toBeUndefined();
-    expect(final.shards.map((s) => [s.id, s.state])).toEqual([['s1', 'active'], ['s2', 'active'], ['s3', 'active']]);
+    expect(final.shards.map((s) => [s.id, s.state])).toEqual([
+      ['s1', 'active'],
+      ['s2', 'active'],
+      ['s3', 'active'],
+    ]);
     // A sync barrier on every shard at the migration epoch and at the commit epoch.
     for (const m of t.shards.values()) expect(m.callsOf('sync').map((c) => c['me'])).toEqual([e + 1, e + 3]);
     // The streams: every moved key imported at the migration epoch, then purged from its source.
-    expect(t.shards.get('s3')!.callsOf('import').every((c) => c['me'] === e + 1)).toBe(true);
+    expect(
+      t.shards
+        .get('s3')!
+        .callsOf('import')
+        .every((c) => c['me'] === e + 1),
+    ).toBe(true);
     expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
     const moved = done.streams.reduce((n, s) => n + s.keysDone, 0);
     expect(moved).toBe(t.shards.get('s3')!.keys.size);
@@ -285,14 +319,26 @@ describe('coordinator', () => {
     await t.planAdd();
     const e = t.start.epoch;
     t.coordinator.start();
-    await waitUntil(async () => { const j = await t.jobs.get(); return j?.state === 'streaming' && j.streams.some((s) => s.keysDone > 0 && !s.done); }, { timeoutMs: 10_000, what: 'the job mid-stream' });
+    await waitUntil(
+      async () => {
+        const j = await t.jobs.get();
+        return j?.state === 'streaming' && j.streams.some((s) => s.keysDone > 0 && !s.done);
+      },
+      { timeoutMs: 10_000, what: 'the job mid-stream' },
+    );
     await t.jobs.requestCancel();
     const end = await t.jobIn(['cancelled', 'done', 'failed'], 20_000);
     expect(end.state).toBe('cancelled');
     expect(end.direction).toBe('reverse');
     expect(t.states()).toEqual(['planned', 'migrating', 'streaming', 'migrating', 'streaming', 'committing', 'purging', 'cancelled']);
     // Forward freeze and move, then the reverse migration (next ring = the original), its move, and the commit.
-    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([[e + 1, 'freeze'], [e + 2, 'move'], [e + 3, 'freeze'], [e + 4, 'move'], [e + 5, null]]);
+    expect(t.topology.written.map((x) => [x.epoch, x.migration?.phase ?? null])).toEqual([
+      [e + 1, 'freeze'],
+      [e + 2, 'move'],
+      [e + 3, 'freeze'],
+      [e + 4, 'move'],
+      [e + 5, null],
+    ]);
     expect(t.topology.written[2]!.migration).toMatchObject({ prev: members('s1', 's2', 's3'), next: members('s1', 's2') });
     const final = await t.topology.get();
     expect(final.shards.map((s) => s.id)).toEqual(['s1', 's2']);

@@ -8,7 +8,10 @@ import { describe, expect, it } from 'vitest';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOCS = [
   'README.md',
-  ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`),
+  ...readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
 ];
 
 /** Markdown without fenced code blocks and inline code, where brackets are not links. */
@@ -26,7 +29,11 @@ function anchors(md: string): Set<string> {
   const seen = new Map<string, number>();
   const out = new Set<string>();
   for (const m of md.replace(/^```[^\n]*\n[\s\S]*?^```[ \t]*$/gm, '').matchAll(/^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$/gm)) {
-    const base = m[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const base = m[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     out.add(n === 0 ? base : `${base}-${n}`);
@@ -50,8 +57,17 @@ function brokenLink(file: string, target: string): string | undefined {
 
 describe('links in the docs', () => {
   it('finds links outside code only, and heading ids as GitHub makes them', () => {
-    const md = ['# Top', 'See [a](a.md) and [b](b.md#x "t").', '`[no](code.md)`', '```', '[no](fence.md)', '```',
-      '## The barrier (`sync`)', '## Not built yet, and known limits', '## Top'].join('\n');
+    const md = [
+      '# Top',
+      'See [a](a.md) and [b](b.md#x "t").',
+      '`[no](code.md)`',
+      '```',
+      '[no](fence.md)',
+      '```',
+      '## The barrier (`sync`)',
+      '## Not built yet, and known limits',
+      '## Top',
+    ].join('\n');
     expect(links(md)).toEqual(['a.md', 'b.md#x']);
     expect([...anchors(md)]).toEqual(['top', 'the-barrier-sync', 'not-built-yet-and-known-limits', 'top-1']);
   });
@@ -68,7 +84,9 @@ describe('links in the docs', () => {
   });
 
   it.each(DOCS)('every relative link in %s resolves', (file) => {
-    const broken = links(readFileSync(path.join(ROOT, file), 'utf8')).map((t) => brokenLink(file, t)).filter((x) => x !== undefined);
+    const broken = links(readFileSync(path.join(ROOT, file), 'utf8'))
+      .map((t) => brokenLink(file, t))
+      .filter((x) => x !== undefined);
     expect(broken).toEqual([]);
   });
 });

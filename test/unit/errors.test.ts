@@ -145,7 +145,10 @@ function docErrorTable(text: string): Map<string, DocRow> {
   const rows = new Map<string, DocRow>();
   for (const line of section.split('\n')) {
     if (!line.startsWith('| `KV_ERR_')) continue;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const m = /^`(KV_ERR_[A-Z_]+)`$/.exec(cells[0] ?? '');
     if (!m || cells.length !== 4 || !/^\d{3}$/.test(cells[1]!)) throw new Error(`docs/errors.md: malformed row: ${line}`);
     const code = m[1]!;
@@ -161,11 +164,15 @@ const shown = (template: string) => template.replace(/%s/g, '…');
 describe('error table in docs/errors.md', () => {
   it('parses the documented format, and only under ## Codes', () => {
     const sample = [
-      '# x', '| `KV_ERR_OUTSIDE` | 400 | not in the section | x |',
-      '## Codes', '| code | status | message | meaning |', '|---|---|---|---|',
+      '# x',
+      '| `KV_ERR_OUTSIDE` | 400 | not in the section | x |',
+      '## Codes',
+      '| code | status | message | meaning |',
+      '|---|---|---|---|',
       '| `KV_ERR_NOT_FOUND` | 404 | key not found | no live value |',
       '| `KV_ERR_TIMEOUT` | 504 | shard … did not answer | slow |',
-      '## After', '| `KV_ERR_AFTER` | 500 | not in the section | x |',
+      '## After',
+      '| `KV_ERR_AFTER` | 500 | not in the section | x |',
     ].join('\n');
     const rows = docErrorTable(sample);
     expect([...rows.keys()]).toEqual(['KV_ERR_NOT_FOUND', 'KV_ERR_TIMEOUT']);
@@ -189,10 +196,12 @@ describe('error table in docs/errors.md', () => {
     const documented = docErrorTable(text);
     const missing = CODES.filter((c) => !documented.has(c));
     const unknown = [...documented.keys()].filter((c) => !isErrorCode(c));
-    const wrongStatus = CODES.filter((c) => documented.has(c) && documented.get(c)!.status !== ERRORS[c].status)
-      .map((c) => `${c}: docs ${documented.get(c)!.status}, code ${ERRORS[c].status}`);
-    const wrongMessage = CODES.filter((c) => documented.has(c) && documented.get(c)!.message !== shown(ERRORS[c].message))
-      .map((c) => `${c}: docs "${documented.get(c)!.message}", code "${shown(ERRORS[c].message)}"`);
+    const wrongStatus = CODES.filter((c) => documented.has(c) && documented.get(c)!.status !== ERRORS[c].status).map(
+      (c) => `${c}: docs ${documented.get(c)!.status}, code ${ERRORS[c].status}`,
+    );
+    const wrongMessage = CODES.filter((c) => documented.has(c) && documented.get(c)!.message !== shown(ERRORS[c].message)).map(
+      (c) => `${c}: docs "${documented.get(c)!.message}", code "${shown(ERRORS[c].message)}"`,
+    );
     const noMeaning = CODES.filter((c) => documented.has(c) && documented.get(c)!.meaning.length === 0);
 
     expect(missing, 'codes in src/core/errors.ts but not in docs/errors.md').toEqual([]);

@@ -63,8 +63,16 @@ function topology(epoch: number, ring: RingMember[], migration?: Omit<Migration,
 }
 
 const OPTS: ForwarderOptions = {
-  requestTimeoutMs: 2000, connectTimeoutMs: 500, maxInFlightPerShard: 1000, maxFrameBytes: 1 << 20, maxRetries: 3, epochRetryDelayMs: 0,
-  clusterSecret: TEST_CLUSTER_SECRET, dataTls: false, tlsCaFile: '', dataPingIntervalMs: 0,
+  requestTimeoutMs: 2000,
+  connectTimeoutMs: 500,
+  maxInFlightPerShard: 1000,
+  maxFrameBytes: 1 << 20,
+  maxRetries: 3,
+  epochRetryDelayMs: 0,
+  clusterSecret: TEST_CLUSTER_SECRET,
+  dataTls: false,
+  tlsCaFile: '',
+  dataPingIntervalMs: 0,
 };
 
 let forwarders: Forwarder[] = [];
@@ -138,7 +146,12 @@ describe('routing', () => {
     await Promise.all(keys.map((k) => f.exec({ o: 'get', k })));
     await f.exec(put('route-put'));
     for (const id of IDS) {
-      expect(fakes[id].requests('get').map((r) => (r as { k: string }).k).sort()).toEqual(keys.filter((k) => ring.ownerOf(k) === id).sort());
+      expect(
+        fakes[id]
+          .requests('get')
+          .map((r) => (r as { k: string }).k)
+          .sort(),
+      ).toEqual(keys.filter((k) => ring.ownerOf(k) === id).sort());
       expect(fakes[id].received.every((r) => r.e === 4)).toBe(true);
     }
     const [p] = fakes[ring.ownerOf('route-put') as Id].requests('put');
@@ -193,10 +206,12 @@ describe('STALE_EPOCH and NOT_OWNER', () => {
     const key = keyWhere((k) => Ring.of(AB).ownerOf(k) === 'a');
     const seenAt: number[] = [];
     // The shard already runs epoch 2, which Redis readers do not show yet.
-    script({ a: () => {
-      seenAt.push(performance.now());
-      return seenAt.length === 1 ? { err: { code: 'KV_ERR_STALE_EPOCH', message: 'behind', epoch: 2 } } : { r: { ver: 9 } };
-    } });
+    script({
+      a: () => {
+        seenAt.push(performance.now());
+        return seenAt.length === 1 ? { err: { code: 'KV_ERR_STALE_EPOCH', message: 'behind', epoch: 2 } } : { r: { ver: 9 } };
+      },
+    });
     expect(await f.exec(put(key))).toEqual({ ver: 9 });
     expect(seenAt[1]! - seenAt[0]!).toBeGreaterThanOrEqual(DELAY_MS - 1);
     // Once Redis shows the shard's epoch, the retry goes at once.
@@ -245,7 +260,9 @@ describe('freeze phase of a migration', () => {
     const { key, from } = movingKey(AB, ABC, 'c');
     const stays = keyWhere((k) => Ring.of(AB).ownerOf(k) === 'a' && Ring.of(ABC).ownerOf(k) === 'a');
     let settled = false;
-    const held = f.exec(put(key)).finally(() => { settled = true; });
+    const held = f.exec(put(key)).finally(() => {
+      settled = true;
+    });
     // While it waits, the forwarder re-reads the topology in case a message is late.
     await waitUntil(() => w.refreshes >= 3, { timeoutMs: 5000, what: 'the waiting write polling the topology' });
     expect(settled).toBe(false);

@@ -36,7 +36,9 @@ function handler(shardId = 'a'): FrameHandler {
       refreshes++;
       if (newer) view = newer;
     },
-    retire: () => { retired++; },
+    retire: () => {
+      retired++;
+    },
   });
 }
 
@@ -71,7 +73,8 @@ const bytes = (s: string) => Buffer.from(s);
 const putReq = (k: string, v = 'v', extra: Record<string, unknown> = {}): Req => ({ o: 'put', k, v: bytes(v), ct: 'text/plain', x: 0, ...extra });
 
 /** Write straight into the store, bypassing every ownership check. */
-const seed = (k: string, v: string, epoch = 1) => store.transaction(() => store.putInTxn(k, { value: bytes(v), contentType: 'text/plain', expiresAt: 0, epoch }));
+const seed = (k: string, v: string, epoch = 1) =>
+  store.transaction(() => store.putInTxn(k, { value: bytes(v), contentType: 'text/plain', expiresAt: 0, epoch }));
 
 /** A moved-records blob of these keys, as a source shard would pack them. */
 function movedBlob(keys: string[], epoch = 1): Buffer {
@@ -200,7 +203,10 @@ describe('writes', () => {
     const mine = keysOwnedBy(AB, 'a', 5);
     await seed(mine[4]!, 'old');
     const spy = vi.spyOn(store, 'transaction');
-    const answers = await frame(h, ...mine.slice(0, 4).map((k) => putReq(k, `v-${k}`)), { o: 'del', k: mine[4]! }, putReq(ownedBy(AB, 'b')), { o: 'get', k: mine[0]! });
+    const answers = await frame(h, ...mine.slice(0, 4).map((k) => putReq(k, `v-${k}`)), { o: 'del', k: mine[4]! }, putReq(ownedBy(AB, 'b')), {
+      o: 'get',
+      k: mine[0]!,
+    });
     expect(spy).toHaveBeenCalledTimes(1);
     expect(answers.map(code)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'KV_ERR_NOT_OWNER', 'ok']);
     for (const k of mine.slice(0, 4)) expect(store.get(k)!.v.toString()).toBe(`v-${k}`);
@@ -260,8 +266,16 @@ describe('rebalancing ops', () => {
     await seed(k, 'moved away');
     const kept = ownedBy(AB, 'a');
     await seed(kept, 'mine');
-    const [still, all, given] = await frame(h, { o: 'purge', ranges: [arcOf(AB, 'a')] }, { o: 'purge', ranges: [{ lo: 0, hi: POINT_MAX }] }, { o: 'purge', ranges: [gone] });
-    expect([still, all].map((r) => ('err' in r! ? [r.err.code, /still owns/.test(r.err.message)] : 'ok'))).toEqual([['KV_ERR_BAD_TOPOLOGY', true], ['KV_ERR_BAD_TOPOLOGY', true]]);
+    const [still, all, given] = await frame(
+      h,
+      { o: 'purge', ranges: [arcOf(AB, 'a')] },
+      { o: 'purge', ranges: [{ lo: 0, hi: POINT_MAX }] },
+      { o: 'purge', ranges: [gone] },
+    );
+    expect([still, all].map((r) => ('err' in r! ? [r.err.code, /still owns/.test(r.err.message)] : 'ok'))).toEqual([
+      ['KV_ERR_BAD_TOPOLOGY', true],
+      ['KV_ERR_BAD_TOPOLOGY', true],
+    ]);
     expect(ok(given!)).toEqual({ purged: 1 });
     expect(store.lookup(k)).toBeNull();
     expect(store.get(kept)!.v.toString()).toBe('mine');

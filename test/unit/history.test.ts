@@ -10,11 +10,13 @@ function hist(ops: Array<Partial<HistOp> & Pick<HistOp, 'kind' | 'start' | 'end'
 
 describe('history checker', () => {
   it('accepts a read of the latest acknowledged write', () => {
-    expect(hist([
-      { kind: 'put', value: 'a', start: 0, end: 1 },
-      { kind: 'put', value: 'b', start: 2, end: 3 },
-      { kind: 'get', value: 'b', start: 4, end: 5 },
-    ]).check()).toEqual([]);
+    expect(
+      hist([
+        { kind: 'put', value: 'a', start: 0, end: 1 },
+        { kind: 'put', value: 'b', start: 2, end: 3 },
+        { kind: 'get', value: 'b', start: 4, end: 5 },
+      ]).check(),
+    ).toEqual([]);
   });
 
   it('reports a lost acknowledged write', () => {
@@ -27,19 +29,23 @@ describe('history checker', () => {
   });
 
   it('reports a stale read', () => {
-    expect(hist([
-      { kind: 'put', value: 'a', start: 0, end: 1 },
-      { kind: 'put', value: 'b', start: 2, end: 3 },
-      { kind: 'get', value: 'a', start: 4, end: 5 },
-    ]).check()[0]).toMatch(/stale/);
+    expect(
+      hist([
+        { kind: 'put', value: 'a', start: 0, end: 1 },
+        { kind: 'put', value: 'b', start: 2, end: 3 },
+        { kind: 'get', value: 'a', start: 4, end: 5 },
+      ]).check()[0],
+    ).toMatch(/stale/);
   });
 
   it('reports a delete that came back', () => {
-    expect(hist([
-      { kind: 'put', value: 'a', start: 0, end: 1 },
-      { kind: 'del', start: 2, end: 3 },
-      { kind: 'get', value: 'a', start: 4, end: 5 },
-    ]).check()[0]).toMatch(/delete came back/);
+    expect(
+      hist([
+        { kind: 'put', value: 'a', start: 0, end: 1 },
+        { kind: 'del', start: 2, end: 3 },
+        { kind: 'get', value: 'a', start: 4, end: 5 },
+      ]).check()[0],
+    ).toMatch(/delete came back/);
   });
 
   it('allows either value of writes concurrent with the read', () => {
@@ -52,22 +58,28 @@ describe('history checker', () => {
   });
 
   it('lets an unknown-outcome write land late, but never a surely failed one', () => {
-    expect(hist([
-      { kind: 'put', value: 'a', start: 0, end: 1 },
-      { kind: 'put', value: 'x', start: 2, end: 3, outcome: 'unknown', status: 504 },
-      { kind: 'get', value: 'x', start: 10, end: 11 },
-    ]).check()).toEqual([]);
-    expect(hist([
-      { kind: 'put', value: 'a', start: 0, end: 1 },
-      { kind: 'put', value: 'x', start: 2, end: 3, outcome: 'fail', status: 503 },
-      { kind: 'get', value: 'x', start: 10, end: 11 },
-    ]).check()[0]).toMatch(/no write produced/);
+    expect(
+      hist([
+        { kind: 'put', value: 'a', start: 0, end: 1 },
+        { kind: 'put', value: 'x', start: 2, end: 3, outcome: 'unknown', status: 504 },
+        { kind: 'get', value: 'x', start: 10, end: 11 },
+      ]).check(),
+    ).toEqual([]);
+    expect(
+      hist([
+        { kind: 'put', value: 'a', start: 0, end: 1 },
+        { kind: 'put', value: 'x', start: 2, end: 3, outcome: 'fail', status: 503 },
+        { kind: 'get', value: 'x', start: 10, end: 11 },
+      ]).check()[0],
+    ).toMatch(/no write produced/);
   });
 
   it('reports a value read before its write started', () => {
-    expect(hist([
-      { kind: 'get', value: 'a', start: 0, end: 1 },
-      { kind: 'put', value: 'a', start: 2, end: 3 },
-    ]).check()[0]).toMatch(/before it was written/);
+    expect(
+      hist([
+        { kind: 'get', value: 'a', start: 0, end: 1 },
+        { kind: 'put', value: 'a', start: 2, end: 3 },
+      ]).check()[0],
+    ).toMatch(/before it was written/);
   });
 });

@@ -11,7 +11,11 @@ import { encodeRecord, recordKey } from '../../src/shard/record.js';
 
 const inRanges = (point: number, ranges: readonly PointRange[]) => ranges.some((r) => point >= r.lo && point <= r.hi);
 
-const three: RingMember[] = [{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }];
+const three: RingMember[] = [
+  { id: 's1', weight: 1 },
+  { id: 's2', weight: 1 },
+  { id: 's3', weight: 1 },
+];
 
 function checkPlan(prev: RingMember[], next: RingMember[], n = 20_000): { moved: number } {
   const plan = planMoves(prev, next);
@@ -28,7 +32,10 @@ function checkPlan(prev: RingMember[], next: RingMember[], n = 20_000): { moved:
       expect(streams, k).toEqual([]);
     } else {
       moved++;
-      expect(streams.map((x) => [x.source, x.target]), k).toEqual([[s, t]]);
+      expect(
+        streams.map((x) => [x.source, x.target]),
+        k,
+      ).toEqual([[s, t]]);
     }
   }
   return { moved };
@@ -44,7 +51,11 @@ describe('planMoves', () => {
 
   it('covers exactly the moving keys when a shard leaves or a weight changes', () => {
     checkPlan([...three, { id: 's4', weight: 1 }], three);
-    checkPlan(three, [{ id: 's1', weight: 3 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }]);
+    checkPlan(three, [
+      { id: 's1', weight: 3 },
+      { id: 's2', weight: 1 },
+      { id: 's3', weight: 1 },
+    ]);
   });
 
   it('ranges stay inside the 32-bit space, sorted, without overlap', () => {
@@ -83,7 +94,9 @@ describe('read rule during a migration', () => {
 
 describe('import rule', () => {
   let dir = '';
-  afterEach(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 
   it('overwrites only records written before the migration epoch; skips expired ones', async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'shardkv-import-'));

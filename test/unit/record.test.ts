@@ -1,7 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import {
-  HEADER_BYTES, MovedWriter, cursorOf, decodeRecord, encodeRecord, epochOf, expiryBound, expiryKey, expiryKeyParts,
-  expiryOf, isExpired, isTombstone, pointOf, readMoved, recordKey, successor, valueLength, versionOf,
+  HEADER_BYTES,
+  MovedWriter,
+  cursorOf,
+  decodeRecord,
+  encodeRecord,
+  epochOf,
+  expiryBound,
+  expiryKey,
+  expiryKeyParts,
+  expiryOf,
+  isExpired,
+  isTombstone,
+  pointOf,
+  readMoved,
+  recordKey,
+  successor,
+  valueLength,
+  versionOf,
 } from '../../src/shard/record.js';
 import { thrownKvError } from '../helpers/errors.js';
 
@@ -9,9 +25,27 @@ const cmp = (a: Buffer, b: Buffer) => Buffer.compare(a, b);
 
 describe('record layout', () => {
   it('round-trips values, tombstones, content types and numbers', () => {
-    const v = encodeRecord({ v: Buffer.from([0, 1, 255]), ct: 'text/plain; charset=utf-8', ver: 1_764_000_000_123_456, x: 1_764_000_999_000, e: 4_000_000_000 });
-    expect(decodeRecord(v)).toEqual({ v: Buffer.from([0, 1, 255]), ct: 'text/plain; charset=utf-8', ver: 1_764_000_000_123_456, x: 1_764_000_999_000, e: 4_000_000_000 });
-    expect([isTombstone(v), epochOf(v), versionOf(v), expiryOf(v), valueLength(v)]).toEqual([false, 4_000_000_000, 1_764_000_000_123_456, 1_764_000_999_000, 3]);
+    const v = encodeRecord({
+      v: Buffer.from([0, 1, 255]),
+      ct: 'text/plain; charset=utf-8',
+      ver: 1_764_000_000_123_456,
+      x: 1_764_000_999_000,
+      e: 4_000_000_000,
+    });
+    expect(decodeRecord(v)).toEqual({
+      v: Buffer.from([0, 1, 255]),
+      ct: 'text/plain; charset=utf-8',
+      ver: 1_764_000_000_123_456,
+      x: 1_764_000_999_000,
+      e: 4_000_000_000,
+    });
+    expect([isTombstone(v), epochOf(v), versionOf(v), expiryOf(v), valueLength(v)]).toEqual([
+      false,
+      4_000_000_000,
+      1_764_000_000_123_456,
+      1_764_000_999_000,
+      3,
+    ]);
     const t = encodeRecord({ v: null, ct: '', ver: 7, x: 99, d: 1, e: 3 });
     expect(decodeRecord(t)).toEqual({ v: null, ct: '', ver: 7, x: 99, d: 1, e: 3 });
     expect([isTombstone(t), valueLength(t), t.length]).toEqual([true, 0, HEADER_BYTES]);
@@ -32,7 +66,14 @@ describe('record layout', () => {
   it('record keys sort by point first, then key bytes; the successor sorts right after', () => {
     const keys = [recordKey(5, 'b'), recordKey(0xffffffff, 'a'), recordKey(5, 'a'), recordKey(4, 'zzz'), recordKey(5, 'a\u0000'), recordKey(0x80000000, 'é')];
     const sorted = [...keys].sort(cmp).map(cursorOf);
-    expect(sorted).toEqual([[4, 'zzz'], [5, 'a'], [5, 'a\u0000'], [5, 'b'], [0x80000000, 'é'], [0xffffffff, 'a']]);
+    expect(sorted).toEqual([
+      [4, 'zzz'],
+      [5, 'a'],
+      [5, 'a\u0000'],
+      [5, 'b'],
+      [0x80000000, 'é'],
+      [0xffffffff, 'a'],
+    ]);
     expect(pointOf(recordKey(0xfedcba98, 'k'))).toBe(0xfedcba98);
     const k = recordKey(5, 'a');
     expect(cmp(successor(k), k)).toBe(1);

@@ -12,7 +12,11 @@ interface Golden {
 
 const golden = JSON.parse(readFileSync(new URL('../fixtures/ring-golden.json', import.meta.url), 'utf8')) as Golden;
 
-const EQUAL3: RingMember[] = [{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's3', weight: 1 }];
+const EQUAL3: RingMember[] = [
+  { id: 's1', weight: 1 },
+  { id: 's2', weight: 1 },
+  { id: 's3', weight: 1 },
+];
 const keys = (n: number, prefix = 'k'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
 const codeOf = (fn: () => unknown): string => thrownKvError(fn).code;
@@ -28,7 +32,9 @@ describe('golden key -> shard mapping', () => {
   });
 
   it('ring points of the keys are unchanged', () => {
-    const changed = Object.entries(golden.points).filter(([k, p]) => keyPoint(k) !== p).map(([k]) => k);
+    const changed = Object.entries(golden.points)
+      .filter(([k, p]) => keyPoint(k) !== p)
+      .map(([k]) => k);
     expect(changed).toEqual([]);
   });
 
@@ -63,7 +69,14 @@ describe('keyPoint', () => {
   });
 
   it('agrees with ring ownership for many keys', () => {
-    for (const members of [EQUAL3, [{ id: 'a', weight: 1 }, { id: 'b', weight: 2 }, { id: 'c', weight: 3 }]]) {
+    for (const members of [
+      EQUAL3,
+      [
+        { id: 'a', weight: 1 },
+        { id: 'b', weight: 2 },
+        { id: 'c', weight: 3 },
+      ],
+    ]) {
       const ring = new Ring(members);
       const disagree = [...keys(5000), '😀', 'ключ', 'a/b?c=d'].filter((k) => ring.ownerOfPoint(keyPoint(k)) !== ring.ownerOf(k));
       expect(disagree).toEqual([]);
@@ -77,7 +90,11 @@ describe('Ring', () => {
     const rings = orders.map((m) => new Ring(m));
     expect(rings[1]!.points()).toEqual(rings[0]!.points());
     expect(rings[2]!.points()).toEqual(rings[0]!.points());
-    expect(rings.map((r) => r.members.map((m) => m.id))).toEqual([['s1', 's2', 's3'], ['s1', 's2', 's3'], ['s1', 's2', 's3']]);
+    expect(rings.map((r) => r.members.map((m) => m.id))).toEqual([
+      ['s1', 's2', 's3'],
+      ['s1', 's2', 's3'],
+      ['s1', 's2', 's3'],
+    ]);
     for (const k of keys(2000)) {
       const o = rings[0]!.ownerOf(k);
       expect(rings[1]!.ownerOf(k)).toBe(o);
@@ -125,7 +142,10 @@ describe('Ring', () => {
   });
 
   it('gives a weight-3 shard about three times the keys of a weight-1 shard', () => {
-    const ring = new Ring([{ id: 'a', weight: 1 }, { id: 'b', weight: 3 }]);
+    const ring = new Ring([
+      { id: 'a', weight: 1 },
+      { id: 'b', weight: 3 },
+    ]);
     let a = 0;
     for (const k of keys(20_000)) if (ring.ownerOf(k) === 'a') a++;
     expect(a / 20_000).toBeGreaterThan(0.25 * 0.8);
@@ -150,7 +170,7 @@ describe('Ring', () => {
     expect(moved / all.length).toBeLessThan(0.25 * 1.2);
   });
 
-  it('removing a shard moves only that shard\'s keys', () => {
+  it("removing a shard moves only that shard's keys", () => {
     const before = new Ring([...EQUAL3, { id: 's4', weight: 1 }]);
     const after = new Ring(EQUAL3);
     for (const k of keys(10_000)) {
@@ -160,14 +180,26 @@ describe('Ring', () => {
   });
 
   it('shares() sum to 1 and follow the weights', () => {
-    for (const members of [EQUAL3, [{ id: 'a', weight: 1 }, { id: 'b', weight: 2 }, { id: 'c', weight: 3 }], [{ id: 'solo', weight: 5 }]]) {
+    for (const members of [
+      EQUAL3,
+      [
+        { id: 'a', weight: 1 },
+        { id: 'b', weight: 2 },
+        { id: 'c', weight: 3 },
+      ],
+      [{ id: 'solo', weight: 5 }],
+    ]) {
       const shares = new Ring(members).shares();
       expect(Object.keys(shares).sort()).toEqual(members.map((m) => m.id).sort());
       const sum = Object.values(shares).reduce((a, b) => a + b, 0);
       expect(sum).toBeCloseTo(1, 9);
       for (const v of Object.values(shares)) expect(v).toBeGreaterThan(0);
     }
-    const s = new Ring([{ id: 'a', weight: 1 }, { id: 'b', weight: 2 }, { id: 'c', weight: 3 }]).shares();
+    const s = new Ring([
+      { id: 'a', weight: 1 },
+      { id: 'b', weight: 2 },
+      { id: 'c', weight: 3 },
+    ]).shares();
     expect(s['a']!).toBeLessThan(s['b']!);
     expect(s['b']!).toBeLessThan(s['c']!);
     expect(new Ring([{ id: 'solo', weight: 5 }]).shares()['solo']).toBeCloseTo(1, 12);
@@ -201,7 +233,10 @@ describe('Ring', () => {
 describe('member validation', () => {
   it('rejects a weight that would give a shard zero points with KV_ERR_BAD_WEIGHT', () => {
     // floor(1 / 1001 * 40 * 2) = 0 virtual nodes: hashring would silently drop "tiny".
-    const members = [{ id: 'tiny', weight: 1 }, { id: 'big', weight: 1000 }];
+    const members = [
+      { id: 'tiny', weight: 1 },
+      { id: 'big', weight: 1000 },
+    ];
     expect(codeOf(() => new Ring(members))).toBe('KV_ERR_BAD_WEIGHT');
     expect(codeOf(() => validateMembers(members))).toBe('KV_ERR_BAD_WEIGHT');
     try {
@@ -213,12 +248,23 @@ describe('member validation', () => {
 
   it('accepts the smallest weight that still gets a virtual node', () => {
     // 1 / 80 * 40 * 2 = 1 virtual node.
-    const ring = new Ring([{ id: 'small', weight: 1 }, { id: 'big', weight: 79 }]);
+    const ring = new Ring([
+      { id: 'small', weight: 1 },
+      { id: 'big', weight: 79 },
+    ]);
     expect(ring.points().filter((p) => p.id === 'small')).toHaveLength(POINTS_PER_VNODE);
   });
 
   it.each([0, -1, Number.NaN, Number.POSITIVE_INFINITY])('rejects weight %s with KV_ERR_BAD_WEIGHT', (weight) => {
-    expect(codeOf(() => new Ring([{ id: 's1', weight: 1 }, { id: 's2', weight }]))).toBe('KV_ERR_BAD_WEIGHT');
+    expect(
+      codeOf(
+        () =>
+          new Ring([
+            { id: 's1', weight: 1 },
+            { id: 's2', weight },
+          ]),
+      ),
+    ).toBe('KV_ERR_BAD_WEIGHT');
   });
 
   it('rejects a non-number weight', () => {
@@ -226,7 +272,16 @@ describe('member validation', () => {
   });
 
   it('rejects duplicate ids', () => {
-    expect(codeOf(() => new Ring([{ id: 's1', weight: 1 }, { id: 's2', weight: 1 }, { id: 's1', weight: 2 }]))).toBe('KV_ERR_BAD_TOPOLOGY');
+    expect(
+      codeOf(
+        () =>
+          new Ring([
+            { id: 's1', weight: 1 },
+            { id: 's2', weight: 1 },
+            { id: 's1', weight: 2 },
+          ]),
+      ),
+    ).toBe('KV_ERR_BAD_TOPOLOGY');
   });
 });
 
@@ -236,8 +291,18 @@ describe('member validation', () => {
 // hashing. These are marked `fails` until src/ring.ts stops routing through
 // that cache; remove `.fails` then.
 describe('keys named like Object.prototype members', () => {
-  const PROTO_KEYS = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf',
-    'propertyIsEnumerable', 'toLocaleString', '__defineGetter__', '__lookupSetter__'];
+  const PROTO_KEYS = [
+    'constructor',
+    '__proto__',
+    'toString',
+    'hasOwnProperty',
+    'valueOf',
+    'isPrototypeOf',
+    'propertyIsEnumerable',
+    'toLocaleString',
+    '__defineGetter__',
+    '__lookupSetter__',
+  ];
 
   function restoreBuiltins(): void {
     for (const name of ['value', 'before', 'next', 'key']) {
@@ -251,7 +316,14 @@ describe('keys named like Object.prototype members', () => {
 
   it('are routed by their ring point, across rings of different topologies', () => {
     try {
-      const rings = [new Ring(EQUAL3), new Ring([{ id: 'x', weight: 1 }, { id: 'y', weight: 1 }]), new Ring([...EQUAL3, { id: 's4', weight: 2 }])];
+      const rings = [
+        new Ring(EQUAL3),
+        new Ring([
+          { id: 'x', weight: 1 },
+          { id: 'y', weight: 1 },
+        ]),
+        new Ring([...EQUAL3, { id: 's4', weight: 2 }]),
+      ];
       const wrong: string[] = [];
       for (const ring of rings) {
         for (const k of PROTO_KEYS) {

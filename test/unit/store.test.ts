@@ -175,10 +175,13 @@ describe('Store preconditions', () => {
   it('a refused write inside a multi-write transaction leaves its own key unchanged', async () => {
     const v = await put('a', args('a1'));
     await put('b', args('b1'));
-    await rejectsWith(store.transaction(() => {
-      store.putInTxn('a', args('a2', { ifMatch: v }));
-      store.putInTxn('b', args('b2', { ifMatch: 1 }));
-    }), 'KV_ERR_PRECONDITION_FAILED');
+    await rejectsWith(
+      store.transaction(() => {
+        store.putInTxn('a', args('a2', { ifMatch: v }));
+        store.putInTxn('b', args('b2', { ifMatch: 1 }));
+      }),
+      'KV_ERR_PRECONDITION_FAILED',
+    );
     expect(str(store.get('b')!.v)).toBe('b1');
   });
 });
@@ -405,12 +408,16 @@ describe('Store rebalancing reads and writes', () => {
   });
 
   it('scan stops at maxBytes', () => {
-    return store.transaction(() => { for (const k of keys) store.putInTxn(k, args('x'.repeat(1000))); }).then(() => {
-      const r = store.scan(0, 0xffffffff, undefined, 10_000, 10_000);
-      expect(r.n).toBeGreaterThan(5);
-      expect(r.n).toBeLessThan(15);
-      expect(r.next).toBeDefined();
-    });
+    return store
+      .transaction(() => {
+        for (const k of keys) store.putInTxn(k, args('x'.repeat(1000)));
+      })
+      .then(() => {
+        const r = store.scan(0, 0xffffffff, undefined, 10_000, 10_000);
+        expect(r.n).toBeGreaterThan(5);
+        expect(r.n).toBeLessThan(15);
+        expect(r.next).toBeDefined();
+      });
   });
 
   it('fetchPacked + importInTxn copy one record with its version and expiry; purgeRange removes records and their index entries', async () => {

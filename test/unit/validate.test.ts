@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
 import { KvError } from '../../src/core/errors.js';
-import {
-  decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue,
-} from '../../src/core/validate.js';
+import { decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue } from '../../src/core/validate.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const LIMITS: Limits = { ...LIMIT_DEFAULTS };

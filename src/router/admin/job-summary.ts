@@ -3,13 +3,29 @@ import type { Job } from '../../rebalance/job.js';
 
 export function jobSummary(job: Job): Record<string, unknown> {
   return {
-    id: job.id, kind: job.kind, shardId: job.shardId, state: job.state, direction: job.direction,
-    createdAt: job.createdAt, startedAt: job.startedAt, finishedAt: job.finishedAt, error: job.error,
-    migrateEpoch: job.migrateEpoch, commitEpoch: job.commitEpoch, coordinator: job.coordinator,
+    id: job.id,
+    kind: job.kind,
+    shardId: job.shardId,
+    state: job.state,
+    direction: job.direction,
+    createdAt: job.createdAt,
+    startedAt: job.startedAt,
+    finishedAt: job.finishedAt,
+    error: job.error,
+    migrateEpoch: job.migrateEpoch,
+    commitEpoch: job.commitEpoch,
+    coordinator: job.coordinator,
     streams: job.streams.map((s) => ({
-      source: s.source, target: s.target, keysDone: s.keysDone, keysTotal: Math.max(s.keysTotal, s.keysDone),
-      bytesDone: s.bytesDone, bytesTotal: Math.max(s.bytesTotal, s.bytesDone), done: s.done, lastError: s.lastError,
-      startedAt: s.startedAt, finishedAt: s.finishedAt,
+      source: s.source,
+      target: s.target,
+      keysDone: s.keysDone,
+      keysTotal: Math.max(s.keysTotal, s.keysDone),
+      bytesDone: s.bytesDone,
+      bytesTotal: Math.max(s.bytesTotal, s.bytesDone),
+      done: s.done,
+      lastError: s.lastError,
+      startedAt: s.startedAt,
+      finishedAt: s.finishedAt,
     })),
   };
 }

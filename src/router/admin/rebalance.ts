@@ -35,7 +35,9 @@ export const rebalanceRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) 
     sub.on('message', (_ch: string, msg: string) => events.emit('progress', msg));
     await sub.subscribe(d.jobs.channel);
   };
-  app.addHook('onClose', async () => { sub?.disconnect(); });
+  app.addHook('onClose', async () => {
+    sub?.disconnect();
+  });
 
   app.get('/rebalance/events', async (req, reply) => {
     await ensureSub();

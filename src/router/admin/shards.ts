@@ -84,7 +84,8 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
   /** A JSON body with only the fields this endpoint takes. */
   function body(req: FastifyRequest, fields: readonly string[]): Record<string, unknown> {
     const b = jsonBody(req);
-    for (const k of Object.keys(b)) if (!fields.includes(k)) throw kvError('KV_ERR_BAD_REQUEST', `unknown field ${JSON.stringify(k)} (this endpoint takes ${fields.join(', ')})`);
+    for (const k of Object.keys(b))
+      if (!fields.includes(k)) throw kvError('KV_ERR_BAD_REQUEST', `unknown field ${JSON.stringify(k)} (this endpoint takes ${fields.join(', ')})`);
     if (b['dryRun'] !== undefined && typeof b['dryRun'] !== 'boolean') throw kvError('KV_ERR_BAD_REQUEST', '"dryRun" must be true or false');
     return b;
   }
@@ -92,7 +93,8 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
   /** ?dryRun and a body's "dryRun" must not disagree. */
   function dryRunOf(req: FastifyRequest, b: Record<string, unknown>): boolean {
     const q = flagParam(req, 'dryRun');
-    if (b['dryRun'] !== undefined && queryParamGiven(req, 'dryRun') && b['dryRun'] !== q) throw kvError('KV_ERR_BAD_REQUEST', '?dryRun and the body\'s "dryRun" disagree');
+    if (b['dryRun'] !== undefined && queryParamGiven(req, 'dryRun') && b['dryRun'] !== q)
+      throw kvError('KV_ERR_BAD_REQUEST', '?dryRun and the body\'s "dryRun" disagree');
     return q || b['dryRun'] === true;
   }
 
@@ -112,13 +114,32 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
   app.get('/shards', async () => {
     const [t, regs] = await Promise.all([d.topology.get(), d.topology.registrations()]);
     const shares = ringOf(t).shares();
-    const inRing = await Promise.all(t.shards.map(async (s) => ({
-      id: s.id, state: s.state, weight: s.weight, share: shares[s.id] ?? 0,
-      registered: regs.some((r) => r.id === s.id), dataAddr: s.dataAddr, adminAddr: s.adminAddr, ...(await stats(s.id, s.dataAddr)),
-    })));
-    const available = await Promise.all(regs.filter((r) => !t.shards.some((s) => s.id === r.id)).map(async (r) => ({
-      id: r.id, state: 'available', weight: null, share: 0, registered: true, dataAddr: r.dataAddr, adminAddr: r.adminAddr, ...(await stats(r.id, r.dataAddr)),
-    })));
+    const inRing = await Promise.all(
+      t.shards.map(async (s) => ({
+        id: s.id,
+        state: s.state,
+        weight: s.weight,
+        share: shares[s.id] ?? 0,
+        registered: regs.some((r) => r.id === s.id),
+        dataAddr: s.dataAddr,
+        adminAddr: s.adminAddr,
+        ...(await stats(s.id, s.dataAddr)),
+      })),
+    );
+    const available = await Promise.all(
+      regs
+        .filter((r) => !t.shards.some((s) => s.id === r.id))
+        .map(async (r) => ({
+          id: r.id,
+          state: 'available',
+          weight: null,
+          share: 0,
+          registered: true,
+          dataAddr: r.dataAddr,
+          adminAddr: r.adminAddr,
+          ...(await stats(r.id, r.dataAddr)),
+        })),
+    );
     return { epoch: t.epoch, migration: t.migration ? { jobId: t.migration.jobId } : null, shards: [...inRing, ...available] };
   });
 
