@@ -276,7 +276,8 @@ export function configFromEnv(defaults: Shape, prefix: string, env: NodeJS.Proce
   for (const key of Object.keys(defaults)) {
     const envName = prefix + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
     const v = env[envName];
-    if (v !== undefined) out[key] = v;
+    // An empty variable counts as unset (it would only ever mean the default).
+    if (v !== undefined && v !== '') out[key] = v;
   }
   // These are shared by every role (a role's own variable wins).
   for (const [name, key] of SHARED_ENV) {

@@ -141,7 +141,7 @@ export async function startShard(o: ShardOptions): Promise<ShardProc> {
     id: o.id,
     dataDir: o.dataDir,
     dataAddr: String(ready['dataAddr']),
-    adminUrl: `http://${String(ready['adminAddr'])}`,
+    adminUrl: `${o.set?.['tlsCertFile'] ? 'https' : 'http'}://${String(ready['adminAddr'])}`,
     dataPort: Number(ready['dataPort']),
     adminPort: Number(ready['adminPort']),
   });
@@ -171,7 +171,8 @@ export async function startRouter(o: RouterOptions): Promise<RouterProc> {
     ROUTER_READY_TIMEOUT_MS,
     o.env,
   );
-  return Object.assign(proc, { url: `http://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
+  const scheme = o.set?.['tlsCertFile'] ? 'https' : 'http';
+  return Object.assign(proc, { url: `${scheme}://127.0.0.1:${port}`, port, workerPids: ready['workers'] as number[] });
 }
 
 export interface ClusterOptions {
@@ -179,6 +180,8 @@ export interface ClusterOptions {
   workers?: number;
   routerSet?: Record<string, string | number>;
   shardSet?: Record<string, string | number>;
+  /** Redis keeps an append-only file in the cluster's dir, so restartRedis() finds the topology again. */
+  persistentRedis?: boolean;
 }
 
 /**
@@ -215,8 +218,13 @@ export class TestCluster {
     return c;
   }
 
+  get #redisDir(): string | undefined {
+    return this.#opts.persistentRedis ? path.join(this.dir, 'redis') : undefined;
+  }
+
   async #start(): Promise<void> {
-    this.redis = await startRedis();
+    const dir = this.#redisDir;
+    this.redis = await startRedis(dir ? { dir } : {});
     this.admin = new Redis(this.redis.url);
     this.admin.on('error', () => {});
     this.store = new TopologyStore(this.admin, this.prefix);
@@ -273,6 +281,12 @@ export class TestCluster {
 
   get url(): string {
     return this.router.url;
+  }
+
+  /** Start Redis again on its port (and, with persistentRedis, its data) after a test stopped it. */
+  async restartRedis(): Promise<void> {
+    const dir = this.#redisDir;
+    this.redis = await startRedis({ port: this.redis.port, ...(dir ? { dir } : {}) });
   }
 
   async stop(): Promise<void> {
