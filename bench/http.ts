@@ -252,7 +252,14 @@ async function main(cleanup: Cleanup): Promise<void> {
     `${String(machine['cpuCount'])} x ${String(machine['cpuModel'])}, node ${process.version}; ${settings.connections} connections, ${settings.durationS} s per target (+${settings.warmupS} s warm-up), ${settings.routerWorkers} router workers`,
   );
   const topo = await startTopology(
-    { shards: settings.shards, routerWorkers: settings.routerWorkers, noSync: settings.noSync, standaloneHttp: true, verbose, nodeArgs },
+    {
+      shards: settings.shards,
+      routerWorkers: settings.routerWorkers,
+      noSync: settings.noSync,
+      standaloneHttp: settings.targets.some((t) => t === 'nginx-get' || t === 'shard-put'),
+      verbose,
+      nodeArgs,
+    },
     cleanup,
   );
   log(
