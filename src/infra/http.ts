@@ -144,6 +144,7 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
   // Query parameters are parsed strictly: a route takes only the ones it
   // names (config.query), each at most once.
   app.addHook('onRequest', (req, _reply, done) => {
+    if (!req.raw.url?.includes('?')) return done(); // the common case: no query at all
     const q = req.query as Record<string, unknown>;
     const allowed = req.routeOptions.config?.query ?? NO_QUERY;
     for (const name in q) {
