@@ -23,6 +23,8 @@ function compact(o: Record<string, unknown>): Record<string, unknown> {
 /** Secrets not given otherwise come from a local `kv up`'s data directory. */
 function withLocalSecrets(input: Record<string, unknown>): void {
   if (input['adminToken'] !== undefined && input['clusterSecret'] !== undefined) return;
+  // Asked to run without secrets: do not pick up a local system's.
+  if (input['insecure'] === true || /^(1|true|yes|on)$/i.test(String(input['insecure'] ?? ''))) return;
   const s = localSecrets();
   if (!s) return;
   input['adminToken'] ??= s.adminToken;

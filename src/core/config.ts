@@ -204,6 +204,7 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
   }
   if (cfg.dataDir === '') throw kvError('KV_ERR_CONFIG', 'shard: option "dataDir" is required');
   if (cfg.heartbeatTtlMs <= cfg.heartbeatMs) throw kvError('KV_ERR_CONFIG', 'shard: heartbeatTtlMs must be larger than heartbeatMs');
+  if (cfg.tombstoneGraceMs > 366 * 24 * 3600 * 1000) throw kvError('KV_ERR_CONFIG', 'shard: option "tombstoneGraceMs" must be at most a year (31622400000 ms)');
   if (!HTTP_KV_WRITES.has(cfg.httpKvWrites))
     throw kvError('KV_ERR_CONFIG', `shard: option "httpKvWrites" must be one of ${[...HTTP_KV_WRITES].join(', ')}, got ${JSON.stringify(cfg.httpKvWrites)}`);
   if (cfg.maxBodyBytes < cfg.maxValueBytes) throw kvError('KV_ERR_CONFIG', 'shard: option "maxBodyBytes" must be at least maxValueBytes');
@@ -222,6 +223,9 @@ function checkCommon(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS & type
     if (cfg[k] < 1) throw kvError('KV_ERR_CONFIG', `${name}: option "${k}" must be at least 1`);
   }
 }
+
+/** The placeholders of .env.example and the Kubernetes Secret example: never real secrets. */
+const PLACEHOLDER_RE = /^(change-me|replace-with)/;
 
 /** Minimum length of the admin token and the cluster secret. */
 export const MIN_SECRET_CHARS = 16;
@@ -242,12 +246,11 @@ export function securityProblem(name: string, cfg: Readonly<typeof SECURITY_DEFA
       return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;
     return undefined;
   }
-  const missing = [cfg.adminToken.length < MIN_SECRET_CHARS ? 'adminToken' : '', cfg.clusterSecret.length < MIN_SECRET_CHARS ? 'clusterSecret' : ''].filter(
-    Boolean,
-  );
+  const weak = (v: string) => v.length < MIN_SECRET_CHARS || PLACEHOLDER_RE.test(v);
+  const missing = [weak(cfg.adminToken) ? 'adminToken' : '', weak(cfg.clusterSecret) ? 'clusterSecret' : ''].filter(Boolean);
   if (missing.length === 0) return undefined;
   return (
-    `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing or shorter than ${MIN_SECRET_CHARS} characters. ` +
+    `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing, shorter than ${MIN_SECRET_CHARS} characters or a placeholder. ` +
     '`npm start` (kv up) generates both into <data dir>/secrets.json; otherwise set KV_ADMIN_TOKEN and KV_CLUSTER_SECRET (the same on every router and shard), ' +
     'e.g. from `openssl rand -base64 32`. For local development on 127.0.0.1 only, insecure=true (KV_INSECURE=1) runs without them.'
   );

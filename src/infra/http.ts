@@ -53,7 +53,9 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     requestTimeout: cfg.httpRequestTimeoutMs,
     connectionsCheckingInterval: cfg.httpTimeoutCheckMs,
   };
-  const tls = cfg.tlsCertFile ? { cert: readFileSync(cfg.tlsCertFile), key: readFileSync(cfg.tlsKeyFile) } : undefined;
+  const tls = cfg.tlsCertFile
+    ? { cert: readFileSync(cfg.tlsCertFile), key: readFileSync(cfg.tlsKeyFile), handshakeTimeout: cfg.httpHeadersTimeoutMs }
+    : undefined;
   const app = Fastify({
     logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel },
     logController: new LogController({ disableRequestLogging: true }),
@@ -182,6 +184,13 @@ export function flagParam(req: FastifyRequest, name: string): boolean {
 const REDIS_DOWN =
   /Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries per request limit|ECONNREFUSED|ETIMEDOUT|Socket closed unexpectedly/;
 
+/** Why Redis did not answer, without its address. */
+export function redisReason(e: { message?: string; code?: string }): string {
+  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) return 'connection refused';
+  if (/timed out|ETIMEDOUT/i.test(e.message ?? '')) return 'no answer in time';
+  return 'not connected';
+}
+
 export function toKvError(err: unknown, bodyLimit?: number): KvError {
   if (err instanceof KvError) return err;
   const e = err as FastifyError;
@@ -199,7 +208,7 @@ export function toKvError(err: unknown, bodyLimit?: number): KvError {
         return kvError('KV_ERR_BAD_REQUEST', e.message);
       }
       if (typeof e?.message === 'string' && (e.name === 'MaxRetriesPerRequestError' || REDIS_DOWN.test(e.message))) {
-        return kvError('KV_ERR_REDIS_UNAVAILABLE', e.message);
+        return kvError('KV_ERR_REDIS_UNAVAILABLE', redisReason(e));
       }
       return kvError('KV_ERR_INTERNAL', e?.message ?? String(err));
   }

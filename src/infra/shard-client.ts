@@ -35,6 +35,32 @@ export interface ShardConnectionOptions {
   readonly dataPingIntervalMs: number;
 }
 
+/**
+ * What went wrong with a connection, in words that name no address: these
+ * reach clients inside 5xx messages.
+ */
+export function socketReason(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case undefined:
+      return err.message; // one of ours (handshake, connect timeout), naming nothing internal
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'connection reset';
+    case 'ETIMEDOUT':
+      return 'connect timed out';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host name not found';
+    default:
+      return /TLS|CERT|SSL/.test(err.code) ? `TLS handshake failed (${err.code})` : `connection error (${err.code})`;
+  }
+}
+
 /** Requests waiting here beyond the in-flight limit, as a multiple of it, before new ones are refused. */
 const QUEUE_FACTOR = 4;
 const CAS = new Map<string, Buffer>();
@@ -161,8 +187,8 @@ export class ShardConnection {
         for (const res of frame as Response[]) this.#settle(res);
       }
     });
-    socket.on('error', (err: Error) => {
-      lastError = err.message;
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      lastError = socketReason(err);
     });
     socket.once('close', () => {
       clearTimeout(connectTimer);

@@ -16,6 +16,7 @@ import { ringOf, shardById, type Topology } from '../core/topology.js';
 import { Ring, keyPoint } from '../core/ring.js';
 import { ShardConnection, type ShardConnectionOptions } from '../infra/shard-client.js';
 import type { TopologyWatcher } from '../infra/topology-watcher.js';
+import { redisReason } from '../infra/http.js';
 import { live, newer } from '../rebalance/read-merge.js';
 
 export interface ForwarderOptions extends ShardConnectionOptions {
@@ -197,7 +198,7 @@ export class Forwarder {
     try {
       t = await this.#watcher.refresh();
     } catch (e) {
-      throw kvError('KV_ERR_REDIS_UNAVAILABLE', (e as Error).message);
+      throw kvError('KV_ERR_REDIS_UNAVAILABLE', redisReason(e as Error));
     }
     if (t.epoch < want) await sleep(this.#opts.epochRetryDelayMs);
     if (a.refusals > this.#opts.maxRetries) throw kvError('KV_ERR_TOPOLOGY_CHANGING', this.#opts.maxRetries);

@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
+import { redisReason } from '../infra/http.js';
 import type { Forwarder } from './forwarder.js';
 
 export interface HealthDeps {
@@ -21,7 +22,7 @@ export const healthRoutes: FastifyPluginAsync<HealthDeps> = async (app, { redis,
     try {
       await redis.ping();
     } catch (err) {
-      throw kvError('KV_ERR_REDIS_UNAVAILABLE', (err as Error).message);
+      throw kvError('KV_ERR_REDIS_UNAVAILABLE', redisReason(err as Error));
     }
     return reply.send({ ready: true, epoch: t.epoch, shards: t.shards.length });
   });

@@ -70,5 +70,5 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
   if (shuttingDown) return;
   if (config.rebalanceCoordinator) stopCoordinator = await startCoordinator(config, log);
   emit({ type: 'ready', port: pool.port, workers: pool.livePids() });
-  log(`router: ${config.workers} workers listening on http://${config.host}:${pool.port} (primary pid ${process.pid})`);
+  log(`router: ${config.workers} workers listening on ${config.tlsCertFile ? 'https' : 'http'}://${config.host}:${pool.port} (primary pid ${process.pid})`);
 }

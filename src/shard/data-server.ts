@@ -57,6 +57,9 @@ export interface DataServer {
   close(timeoutMs: number): Promise<void>;
 }
 
+/** How long a refused peer's connection stays open for the refusal to reach it. */
+const DENY_LINGER_MS = 1000;
+
 interface Conn {
   inFlight: number;
   /** Frame bytes this connection has buffered (counted in the server's total). */
@@ -91,8 +94,10 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     let authed = false;
     const deny = (why: string) => {
       counters.authFailures++;
+      // Say why, then close: end() lets the refusal reach the peer; nothing more is read.
+      socket.pause();
       if (socket.writable) socket.end(encodeFrame({ denied: HANDSHAKE_VERSION, ...toWire(kvError('KV_ERR_AUTH_FAILED', why)) }));
-      socket.destroy();
+      setTimeout(() => socket.destroy(), DENY_LINGER_MS).unref();
     };
     const handshakeTimer = setTimeout(() => deny(`no handshake within ${opts.handshakeTimeoutMs} ms`), opts.handshakeTimeoutMs);
     socket.write(encodeFrame({ hello: HANDSHAKE_VERSION, id: opts.id, nonce }));
@@ -170,7 +175,7 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
   };
 
   const server: net.Server = opts.tlsCertFile
-    ? tls.createServer({ cert: readFileSync(opts.tlsCertFile), key: readFileSync(opts.tlsKeyFile) }, serve)
+    ? tls.createServer({ cert: readFileSync(opts.tlsCertFile), key: readFileSync(opts.tlsKeyFile), handshakeTimeout: opts.handshakeTimeoutMs }, serve)
     : net.createServer(serve);
   server.maxConnections = opts.maxDataConnections;
   server.on('drop', () => {

@@ -215,6 +215,8 @@ export function readMoved(blob: Uint8Array, maxKeyBytes: number): MovedEntry[] {
 
 /** A version may be at most this far ahead of this shard's clock (versions are close to wall-clock microseconds). */
 export const MAX_VERSION_AHEAD_MS = 24 * 3600 * 1000;
+/** The longest tombstone grace period a moved tombstone may carry (the option tombstoneGraceMs is capped to it). */
+export const MAX_TOMBSTONE_GRACE_MS = 366 * 24 * 3600 * 1000;
 /** An expiry may be this far past the longest TTL (clock difference between shards). */
 const EXPIRY_SKEW_MS = 60_000;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -245,7 +247,9 @@ export function checkMoved(m: MovedEntry, limits: Limits, epoch: number, now: nu
   if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000)
     throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
   const x = expiryOf(v);
-  if (!Number.isSafeInteger(x) || x < 0 || x > now + limits.maxTtlSeconds * 1000 + EXPIRY_SKEW_MS) throw bad(`expiry ${x} is out of range`);
+  // A tombstone's expiry is its delete time plus the source's grace period, which may exceed the longest TTL.
+  const maxAhead = Math.max(limits.maxTtlSeconds * 1000, isTombstone(v) ? MAX_TOMBSTONE_GRACE_MS : 0) + EXPIRY_SKEW_MS;
+  if (!Number.isSafeInteger(x) || x < 0 || x > now + maxAhead) throw bad(`expiry ${x} is out of range`);
   const ctLen = v.readUInt16LE(OFF_CT_LEN);
   if (isTombstone(v)) {
     if (ctLen !== 0 || v.byteLength !== HEADER_BYTES) throw bad('a tombstone carries no content type or value');

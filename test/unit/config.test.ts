@@ -3,6 +3,7 @@ import {
   LIMIT_DEFAULTS,
   ROUTER_DEFAULTS,
   SHARD_DEFAULTS,
+  securityProblem,
   configFromEnv,
   isValidShardId,
   parseConfig,
@@ -257,5 +258,27 @@ describe('configFromEnv', () => {
   it('a bad environment value is rejected by the parser, naming the key', () => {
     const env = { ROUTER_MAX_VALUE_BYTES: 'lots' };
     expect(configError(() => parseRouterConfig(configFromEnv(ROUTER_DEFAULTS, 'ROUTER_', env)))).toContain('"maxValueBytes"');
+  });
+});
+
+describe('securityProblem', () => {
+  const good = { adminToken: 'a'.repeat(32), clusterSecret: 'b'.repeat(32), insecure: false, host: '0.0.0.0' };
+  it('needs both secrets, long enough and not a placeholder', () => {
+    expect(securityProblem('router', good)).toBeUndefined();
+    expect(securityProblem('router', { ...good, adminToken: '' })).toMatch(/adminToken is missing/);
+    expect(securityProblem('router', { ...good, clusterSecret: 'short' })).toMatch(/clusterSecret is missing, shorter than 16/);
+    expect(securityProblem('router', { ...good, adminToken: 'change-me-admin-token', clusterSecret: 'replace-with-another-long-random-string' })).toMatch(
+      /adminToken and clusterSecret are/,
+    );
+  });
+  it('takes insecure only on a loopback address', () => {
+    const none = { adminToken: '', clusterSecret: '', insecure: true };
+    expect(securityProblem('shard', { ...none, host: '0.0.0.0' })).toMatch(/loopback address only/);
+    expect(securityProblem('shard', { ...none, host: '::' })).toMatch(/loopback address only/);
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) expect(securityProblem('shard', { ...none, host })).toBeUndefined();
+  });
+  it('maps KV_ADMIN_TOKEN, KV_CLUSTER_SECRET and KV_INSECURE onto every role; an empty variable counts as unset', () => {
+    const env = { KV_ADMIN_TOKEN: 't'.repeat(20), KV_CLUSTER_SECRET: 's'.repeat(20), SHARD_ADMIN_TOKEN: '', KV_INSECURE: '1' };
+    expect(configFromEnv(SHARD_DEFAULTS, 'SHARD_', env)).toEqual({ adminToken: 't'.repeat(20), clusterSecret: 's'.repeat(20), insecure: '1' });
   });
 });
