@@ -240,7 +240,10 @@ export function isLoopback(host: string): boolean {
  * `insecure`, both secrets are required (long enough to be real); `insecure`
  * is refused on an address others can reach.
  */
-export function securityProblem(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS> & { readonly host: string }): string | undefined {
+export function securityProblem(
+  name: string,
+  cfg: Readonly<Pick<typeof SECURITY_DEFAULTS, 'adminToken' | 'clusterSecret' | 'insecure'>> & { readonly host: string },
+): string | undefined {
   if (cfg.insecure) {
     if (!isLoopback(cfg.host))
       return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;

@@ -40,6 +40,7 @@ export function parseBatch(body: Uint8Array, limits: BatchLimits): BatchOp[] {
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { ops?: unknown }).ops)) {
     throw kvError('KV_ERR_BAD_BATCH', 'body must be {"ops": [...]}');
   }
+  for (const k of Object.keys(doc)) if (k !== 'ops') throw kvError('KV_ERR_BAD_BATCH', `unknown field ${JSON.stringify(k)} (the body is {"ops": [...]})`);
   const raw = (doc as { ops: unknown[] }).ops;
   if (raw.length === 0) throw kvError('KV_ERR_BAD_BATCH', 'ops is empty');
   if (raw.length > limits.maxBatchOps) throw kvError('KV_ERR_BATCH_TOO_LARGE', raw.length, limits.maxBatchOps);
@@ -53,9 +54,19 @@ export function parseBatch(body: Uint8Array, limits: BatchLimits): BatchOp[] {
   });
 }
 
+/** The fields each op takes; any other is refused. */
+const OP_FIELDS: Record<string, ReadonlySet<string>> = Object.assign(Object.create(null) as Record<string, ReadonlySet<string>>, {
+  get: new Set(['op', 'key']),
+  del: new Set(['op', 'key', 'ifMatch']),
+  put: new Set(['op', 'key', 'value', 'encoding', 'contentType', 'ttl', 'ifMatch']),
+});
+
 function parseOp(o: unknown, limits: Limits): BatchOp {
-  if (typeof o !== 'object' || o === null) throw kvError('KV_ERR_BAD_BATCH', 'each op must be an object');
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw kvError('KV_ERR_BAD_BATCH', 'each op must be an object');
   const r = o as Record<string, unknown>;
+  const allowed = OP_FIELDS[r['op'] as string] ?? OP_FIELDS['put']!;
+  for (const k of Object.keys(r))
+    if (!allowed.has(k)) throw kvError('KV_ERR_BAD_BATCH', `unknown field ${JSON.stringify(k)} in a ${JSON.stringify(r['op'])} op`);
   const key = validateKey(r['key'], limits);
   const ifMatch = r['ifMatch'] === undefined ? undefined : parseIfMatch(typeof r['ifMatch'] === 'number' ? `"${r['ifMatch']}"` : r['ifMatch']);
   switch (r['op']) {
