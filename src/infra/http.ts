@@ -48,6 +48,9 @@ export function errorBody(kv: KvError, requestId: string): Record<string, unknow
  */
 export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}): FastifyInstance {
   const serverOptions = {
+    // Node would answer a missing Host itself, with an empty 400 body: the
+    // hook below refuses it with a code instead.
+    requireHostHeader: false,
     maxHeaderSize: cfg.maxHeaderBytes,
     headersTimeout: cfg.httpHeadersTimeoutMs,
     requestTimeout: cfg.httpRequestTimeoutMs,
@@ -71,13 +74,47 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     ...extra,
   } as FastifyServerOptions);
   app.server.maxConnections = cfg.maxConnections;
+  // Node keeps the first 2000 headers and drops the rest without a word: an
+  // If-Match among them would be lost and a conditional write run as a plain
+  // one. maxHeaderBytes bounds them instead (0 = no count limit).
+  app.server.maxHeadersCount = 0;
   // Without a listener Node answers an unknown Expect with a bare 417.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const kv = kvError('KV_ERR_EXPECTATION_FAILED', String(req.headers.expect ?? '').slice(0, 100));
     res.writeHead(kv.statusCode, { 'content-type': 'application/json', connection: 'close' });
     res.end(JSON.stringify(errorBody(kv, newRequestId())));
   });
+  // Without a listener Node cuts a CONNECT request without a word.
+  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => answerAndClose(socket, kvError('KV_ERR_BAD_HTTP', 'CONNECT is not supported')));
+  // What Node's parser lets through but this API does not take: an HTTP/0.9
+  // line (no headers, so a bare "PUT /v1/kv/k" would store an empty value),
+  // an HTTP/1.1 request without Host (RFC 9112: 400), and an HTTP/1.0
+  // request with an Expect it cannot meet (Node checks Expect on HTTP/1.1
+  // only, and would run such a write).
+  app.addHook('onRequest', (req, _reply, done) => {
+    const raw = req.raw;
+    if (raw.httpVersionMajor !== 1) return done(kvError('KV_ERR_BAD_HTTP', `HTTP/${raw.httpVersion} is not supported`));
+    if (raw.httpVersionMinor >= 1 && raw.headers.host === undefined) return done(kvError('KV_ERR_BAD_HTTP', 'an HTTP/1.1 request needs a Host header'));
+    const expect = raw.headers.expect;
+    if (raw.httpVersionMinor === 0 && expect !== undefined && !CONTINUE_RE.test(expect))
+      return done(kvError('KV_ERR_EXPECTATION_FAILED', expect.slice(0, 100)));
+    done();
+  });
   return app;
+}
+
+/** Node's own test for a 100-continue expectation. */
+const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/** Answer on a socket that has no HTTP response object (any more), then close it. */
+function answerAndClose(socket: Socket, kv: KvError): void {
+  const body = JSON.stringify(errorBody(kv, newRequestId()));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 /**
@@ -92,13 +129,7 @@ function clientErrors(maxHeaderBytes: number) {
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') kv = kvError('KV_ERR_REQUEST_TIMEOUT', 'headers or body too slow');
     else if (err.code === 'HPE_HEADER_OVERFLOW') kv = kvError('KV_ERR_HEADERS_TOO_LARGE', maxHeaderBytes);
     else kv = kvError('KV_ERR_BAD_HTTP', (err.code ?? 'parse error').replace(/^HPE_/, '').toLowerCase().replace(/_/g, ' '));
-    const body = JSON.stringify(errorBody(kv, newRequestId()));
-    if (socket.writable) {
-      socket.write(
-        `HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    }
-    socket.destroy();
+    answerAndClose(socket, kv);
   };
 }
 
@@ -164,6 +195,18 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
 }
 
 const NO_QUERY: readonly string[] = [];
+
+/**
+ * The path of a request target without its query. An absolute-form target
+ * (`http://host/path`, RFC 9112 3.2.2) is routed by its path, so its key
+ * must come from that path too, not from the scheme and host.
+ */
+export function targetPath(url: string): string {
+  const path = url.split('?')[0]!;
+  if (path.startsWith('/')) return path;
+  const m = /^https?:\/\/[^/]*/i.exec(path);
+  return m ? path.slice(m[0].length) : path;
+}
 
 /** One query parameter of a route that declared it (see `config.query`). */
 export function queryParam(req: FastifyRequest, name: string): string | undefined {

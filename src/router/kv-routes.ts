@@ -4,7 +4,7 @@ import type { RouterConfig } from '../core/config.js';
 import { kvError } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
 import { decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue } from '../core/validate.js';
-import { bodyBytes, queryParam, requireJson } from '../infra/http.js';
+import { bodyBytes, queryParam, requireJson, targetPath } from '../infra/http.js';
 import type { Admission } from './admission.js';
 import { parseBatch, runBatch } from './batch.js';
 import type { Forwarder } from './forwarder.js';
@@ -44,7 +44,7 @@ export function ttlOf(query: string | undefined, header: string | string[] | und
 
 /** The key of a /v1/kv/ request, from the raw URL (strict UTF-8, slashes allowed). */
 function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
-  const path = (req.raw.url ?? '').split('?')[0]!;
+  const path = targetPath(req.raw.url ?? '');
   const raw = path.slice(KV_PREFIX.length);
   if (RESERVED.has(raw)) throw kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path);
   return validateKey(decodeKeyFromPath(raw), cfg);

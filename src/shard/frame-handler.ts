@@ -140,7 +140,13 @@ export class FrameHandler {
       try {
         if (typeof req !== 'object' || req === null || Array.isArray(req)) throw kvError('KV_ERR_BAD_FRAME', 'a request must be a map');
         const spec = specOf(req.o);
-        if (!spec) throw kvError('KV_ERR_UNKNOWN_OP', JSON.stringify(req.o));
+        // msgpack may carry the op as a 64-bit integer: a BigInt, which
+        // JSON.stringify refuses (that made this refusal KV_ERR_INTERNAL).
+        if (!spec)
+          throw kvError(
+            'KV_ERR_UNKNOWN_OP',
+            JSON.stringify(req.o, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+          );
         checkRequest(req as unknown as Record<string, unknown>, req.o, this.#d.limits, now);
         switch (spec.kind) {
           case 'inline':

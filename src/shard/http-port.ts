@@ -13,7 +13,7 @@
 // Reads show whatever this shard stores (also keys it does not own).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import client from 'prom-client';
-import { createHttpApp, installHttpBasics, bodyBytes, queryParam } from '../infra/http.js';
+import { createHttpApp, installHttpBasics, bodyBytes, queryParam, targetPath } from '../infra/http.js';
 import { requireAdminToken } from '../infra/auth.js';
 import { decodeKeyFromPath, validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../core/validate.js';
 import { fromWire, kvError } from '../core/errors.js';
@@ -37,7 +37,7 @@ const TTL_HEADER = 'x-kv-ttl';
 const OPEN_PATHS = new Set(['/healthz']);
 
 function keyOf(url: string, cfg: ShardConfig): string {
-  const path = url.split('?')[0]!;
+  const path = targetPath(url);
   return validateKey(decodeKeyFromPath(path.slice(KV_PREFIX.length)), cfg);
 }
 

@@ -40,6 +40,10 @@ export const rebalanceRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) 
   });
 
   app.get('/rebalance/events', async (req, reply) => {
+    // HEAD gets the headers and an end: Node sends nothing for writes to a
+    // HEAD answer, so a stream that never ends would leave the client with
+    // no answer at all (and its connection stuck).
+    if (req.method === 'HEAD') return reply.code(200).type('text/event-stream').header('cache-control', 'no-cache').send();
     await ensureSub();
     reply.hijack();
     const res = reply.raw;
