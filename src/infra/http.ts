@@ -109,7 +109,9 @@ const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
 /** Answer on a socket that has no HTTP response object (any more), then close it. */
 function answerAndClose(socket: Socket, kv: KvError): void {
   const body = JSON.stringify(errorBody(kv, newRequestId()));
-  if (socket.writable) {
+  // Not in the middle of another response on this connection (pipelining): as Node's own handler.
+  const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !current?.headersSent) {
     socket.write(
       `HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
