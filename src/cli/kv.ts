@@ -9,7 +9,7 @@ import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { ringOf } from '../core/topology.js';
 import { runUp } from './up.js';
-import { localAdminToken, localRedisUrl, localRouterUrl, localSecrets } from './local-file.js';
+import { localAdminToken, localApiKey, localRedisUrl, localRouterUrl, localSecrets } from './local-file.js';
 import { RouterClient } from './router-client.js';
 import { listShards, printPlan, watch } from './rebalance-view.js';
 
@@ -116,7 +116,12 @@ router
       };
       withLocalSecrets(input);
       const config = parseRouterConfig(input);
-      if (cluster.isPrimary) checkSecurity('router', config);
+      if (cluster.isPrimary) {
+        checkSecurity('router', config);
+        if (!config.dataAuth && !config.insecure) {
+          console.error('WARNING: router runs with dataAuth=false: /v1/kv takes requests without credentials (anonymous, keys not namespaced).');
+        }
+      }
       if (cluster.isPrimary) {
         const { runPrimary } = await import('../router/primary.js');
         await runPrimary(config);
@@ -205,13 +210,19 @@ program
   });
 
 const url = (o: Record<string, string>) => (o['url'] ?? localRouterUrl()).replace(/\/$/, '');
+/** The data API's credentials: --api-key, KV_API_KEY, or the dev key of a local `kv up`. */
+const apiAuth = (o: Record<string, string>): Record<string, string> => {
+  const key = o['apiKey'] ?? localApiKey();
+  return key ? { authorization: `Bearer ${key}` } : {};
+};
 program
   .command('get')
   .description('GET a key through the router')
   .argument('<key>')
   .option('--url <url>', 'router URL (env KV_URL)')
+  .option('--api-key <key>', 'API key (env KV_API_KEY)')
   .action(async (key: string, o: Record<string, string>) => {
-    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`).catch(fail);
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { headers: apiAuth(o) }).catch(fail);
     if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
     process.stdout.write(Buffer.from(await res.arrayBuffer()));
     if (process.stdout.isTTY) process.stdout.write('\n');
@@ -224,11 +235,14 @@ program
   .option('--url <url>', 'router URL (env KV_URL)')
   .option('--ttl <seconds>', 'expire after this many seconds')
   .option('--type <contentType>', 'content type', 'text/plain; charset=utf-8')
+  .option('--api-key <key>', 'API key (env KV_API_KEY)')
   .action(async (key: string, value: string, o: Record<string, string>) => {
     const q = o['ttl'] ? `?ttl=${encodeURIComponent(o['ttl'])}` : '';
-    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}${q}`, { method: 'PUT', body: value, headers: { 'content-type': o['type']! } }).catch(
-      fail,
-    );
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}${q}`, {
+      method: 'PUT',
+      body: value,
+      headers: { 'content-type': o['type']!, ...apiAuth(o) },
+    }).catch(fail);
     if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
     console.log(`stored ${key} (version ${res.headers.get('etag')})`);
   });
@@ -237,8 +251,9 @@ program
   .description('DELETE a key through the router')
   .argument('<key>')
   .option('--url <url>', 'router URL (env KV_URL)')
+  .option('--api-key <key>', 'API key (env KV_API_KEY)')
   .action(async (key: string, o: Record<string, string>) => {
-    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE' }).catch(fail);
+    const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE', headers: apiAuth(o) }).catch(fail);
     if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
     console.log(`deleted ${key}`);
   });
@@ -314,6 +329,37 @@ adminOpts(
   if (!/^\d+(\.\d+)?$/.test(w)) fail(new Error(`weight must be a positive number, got ${JSON.stringify(w)}`));
   await change(o, 'PUT', `/v1/admin/shards/${encodeURIComponent(id)}/weight`, { weight: Number(w) }).catch(fail);
 });
+
+const tenants = program.command('tenants').description('tenants: each has its own key space and API keys');
+adminOpts(tenants.command('create').description('create a tenant').argument('<name>', 'lowercase letters, digits and -, at most 32')).action(
+  async (name: string, o: Record<string, unknown>) => {
+    const res = await admin(o).call<{ name: string }>('POST', '/v1/admin/tenants', { name }).catch(fail);
+    console.log(`tenant ${res.body.name} created; give it an API key with \`kv keys create ${res.body.name}\``);
+  },
+);
+adminOpts(tenants.command('list').description('every tenant and how many API keys it has')).action(async (o: Record<string, unknown>) => {
+  const res = await admin(o).call<{ tenants: Array<{ name: string; createdAt: number; apiKeys: number }> }>('GET', '/v1/admin/tenants').catch(fail);
+  console.log(`  ${'tenant'.padEnd(34)} ${'API keys'.padStart(8)}  created`);
+  for (const t of res.body.tenants) console.log(`  ${t.name.padEnd(34)} ${String(t.apiKeys).padStart(8)}  ${new Date(t.createdAt).toISOString()}`);
+});
+const keys = program.command('keys').description('API keys of tenants');
+adminOpts(keys.command('create').description('a new API key for a tenant (shown once; only its hash is stored)').argument('<tenant>')).action(
+  async (tenant: string, o: Record<string, unknown>) => {
+    const res = await admin(o)
+      .call<{ id: string; key: string }>('POST', `/v1/admin/tenants/${encodeURIComponent(tenant)}/keys`)
+      .catch(fail);
+    console.log(res.body.key);
+    console.error(`key id ${res.body.id} for tenant ${tenant}: store the key now, it is not shown again; revoke it with \`kv keys revoke ${res.body.id}\``);
+  },
+);
+adminOpts(keys.command('revoke').description('revoke an API key and end every session made with it').argument('<id>')).action(
+  async (id: string, o: Record<string, unknown>) => {
+    await admin(o)
+      .call('DELETE', `/v1/admin/keys/${encodeURIComponent(id)}`)
+      .catch(fail);
+    console.log(`API key ${id} revoked; its sessions are ended`);
+  },
+);
 
 const rebalance = program.command('rebalance').description('follow or cancel the running rebalance job');
 adminOpts(rebalance.command('watch').description('live progress bars per stream until the job ends')).action(async (o: Record<string, unknown>) => {

@@ -41,3 +41,8 @@ export function localSecrets(): Secrets | undefined {
 export function localAdminToken(): string | undefined {
   return process.env['KV_ADMIN_TOKEN'] || localSecrets()?.adminToken;
 }
+
+/** KV_API_KEY, else the dev API key of a local `kv up`. */
+export function localApiKey(): string | undefined {
+  return process.env['KV_API_KEY'] || localSecrets()?.apiKey;
+}

@@ -9,7 +9,10 @@ import { LOCAL_FILE } from './local-file.js';
 import { fileURLToPath } from 'node:url';
 import { Child } from '../local/child.js';
 import { startRedis, findRedisServer, type LocalRedis } from '../local/redis-server.js';
-import { loadOrCreateSecrets } from '../local/secrets.js';
+import { loadOrCreateSecrets, readSecrets, saveApiKey } from '../local/secrets.js';
+import { IdentityStore, sha256 } from '../infra/identity-store.js';
+
+const DEV_TENANT = 'dev';
 import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { defaultRedisPrefix } from '../core/config.js';
@@ -35,6 +38,16 @@ const SHARD_STOP_MS = 15_000;
 /** A `kv` child in its own process group (the terminal's Ctrl-C reaches only `kv up`, which then stops the children in order), its lines prefixed with its name. */
 function spawnKv(args: string[], name: string, env: NodeJS.ProcessEnv): Child {
   return new Child(KV_BIN, args, { env, detached: true, onLine: (line) => process.stderr.write(`[${name}] ${line}\n`) });
+}
+
+/** The tenant `dev` and an API key for it in secrets.json (again, if Redis lost the one there). */
+async function ensureDevApiKey(identity: IdentityStore, dataDir: string): Promise<void> {
+  const have = readSecrets(dataDir)?.apiKey;
+  if (have && (await identity.apiKey(sha256(have)))) return;
+  if (!(await identity.tenant(DEV_TENANT))) await identity.createTenant(DEV_TENANT);
+  const k = await identity.createApiKey(DEV_TENANT);
+  saveApiKey(dataDir, k.key);
+  console.error(`[up] created an API key for the tenant "${DEV_TENANT}" in ${path.join(dataDir, 'secrets.json')} (apiKey)`);
 }
 
 export async function runUp(o: UpOptions): Promise<void> {
@@ -114,6 +127,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       info.push(...(await Promise.all(started)));
       const t = await initTopology(store, ids, { waitMs: 5000 });
       console.error(`[up] topology epoch ${t.epoch}: ${t.shards.map((s) => s.id).join(', ')}`);
+      if (!o.insecure) await ensureDevApiKey(new IdentityStore(redis, defaultRedisPrefix()), dataDir);
     } finally {
       redis.disconnect();
     }
@@ -126,6 +140,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       });
 
     const base = `http://127.0.0.1:${String(ready['port'])}`;
+    const auth = o.insecure ? '' : ' -H "authorization: Bearer $KEY"';
     // Let other `kv` commands run from this directory find this system.
     writeFileSync(path.join(dataDir, LOCAL_FILE), JSON.stringify({ redisUrl, routerUrl: base, pid: process.pid }, null, 2) + '\n');
     console.log(`
@@ -136,12 +151,19 @@ shardkv is up.
   data     ${dataDir}
 ${secretsNote}
 
-Try it:
-  curl -X PUT --data-binary 'hello' -H 'content-type: text/plain' ${base}/v1/kv/greeting
-  curl -i ${base}/v1/kv/greeting
-  curl -X PUT --data-binary 'soon gone' '${base}/v1/kv/temp?ttl=30'
-  curl -X POST -H 'content-type: application/json' ${base}/v1/kv/_batch -d '{"ops":[{"op":"get","key":"greeting"}]}'
-  npx kv shards list          # the admin API: kv commands run here find the token
+Try it${o.insecure ? '' : ` (the data API takes the API key of the tenant "${DEV_TENANT}"; kv commands run here find it)`}:
+${
+  o.insecure
+    ? ''
+    : `  KEY=$(node -p "require('${path.join(dataDir, 'secrets.json')}').apiKey")
+`
+}  curl -X PUT --data-binary 'hello' -H 'content-type: text/plain'${auth} ${base}/v1/kv/greeting
+  curl -i${auth} ${base}/v1/kv/greeting
+  curl -X PUT --data-binary 'soon gone'${auth} '${base}/v1/kv/temp?ttl=30'
+  curl${auth} '${base}/v1/kv?prefix=&limit=10'
+  curl -X POST -H 'content-type: application/json'${auth} ${base}/v1/kv/_batch -d '{"ops":[{"op":"get","key":"greeting"}]}'
+  npx kv put greeting hi && npx kv get greeting
+  npx kv shards list          # the admin API: kv commands run here find the admin token
   curl -H "authorization: Bearer $(node -p "require('${path.join(dataDir, 'secrets.json')}').adminToken")" ${base}/v1/admin/shards
   kill -USR2 ${router.pid}    # rolling restart of the router workers, zero downtime
 

@@ -64,6 +64,20 @@ export const ROUTER_DEFAULTS = {
   requestTimeoutMs: 5000,
   connectTimeoutMs: 1000,
   maxInFlightPerShard: 8192,
+  /** /v1/kv needs an API key or a session; false: callers without credentials are anonymous (keys not namespaced), logged at start. */
+  dataAuth: true,
+  /** A session ends after this long without use (sliding, kept by the Redis TTL)… */
+  sessionIdleTimeoutMs: 30 * 60 * 1000,
+  /** …and this long after login, whatever its use. */
+  sessionAbsoluteTimeoutMs: 24 * 3600 * 1000,
+  /** A worker trusts a session or key it validated for this long before it asks Redis again (a logout reaches every worker at once anyway, over pub/sub). */
+  authCacheMs: 5000,
+  /** Requests per second of one tenant over all routers (Redis-backed); 0 = no limit. */
+  tenantRateLimitPerSec: 20_000,
+  /** A scan's page token works this long after its page. */
+  scanCursorTtlMs: 10 * 60 * 1000,
+  /** Most keys in one page of GET /v1/kv. */
+  maxScanKeys: 1000,
   /** Shard operations one worker holds (in flight or queued) for its clients; a client over its fair share of it gets 429. */
   maxPendingOps: 16_384,
   /** Seconds in the Retry-After of a 429 or 503 caused by load. */
@@ -191,6 +205,10 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
   if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
   if (cfg.rebalanceLeaseMs < 1000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceLeaseMs" must be at least 1000');
+  if (cfg.sessionIdleTimeoutMs < 1000 || cfg.sessionAbsoluteTimeoutMs < cfg.sessionIdleTimeoutMs) {
+    throw kvError('KV_ERR_CONFIG', 'router: sessionIdleTimeoutMs must be at least 1000 and sessionAbsoluteTimeoutMs at least sessionIdleTimeoutMs');
+  }
+  if (cfg.maxScanKeys < 1 || cfg.maxScanKeys > 10_000) throw kvError('KV_ERR_CONFIG', 'router: option "maxScanKeys" must be from 1 to 10000');
   if (cfg.maxPendingOps < cfg.maxBatchOps)
     throw kvError('KV_ERR_CONFIG', 'router: option "maxPendingOps" must be at least maxBatchOps, or no batch could ever run');
   checkCommon('router', cfg);

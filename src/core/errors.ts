@@ -67,6 +67,14 @@ export const ERRORS = {
   },
   KV_ERR_SHARD_ALIVE: { status: 409, message: 'shard %s is alive (registered); drain it with `kv shards remove %s`, or stop it first if it really is lost' },
   KV_ERR_UNAUTHORIZED: { status: 401, message: 'admin endpoints need the admin token: %s' },
+  KV_ERR_AUTH_REQUIRED: { status: 401, message: 'this endpoint needs credentials: %s' },
+  KV_ERR_BAD_CREDENTIALS: { status: 401, message: 'the credentials are not valid: %s' },
+  KV_ERR_RATE_LIMITED: { status: 429, message: 'tenant %s is over its rate of %s requests per second; retry after %s s' },
+  KV_ERR_BAD_PAGE_TOKEN: { status: 400, message: 'page token is not valid: %s' },
+  KV_ERR_BAD_TENANT: { status: 400, message: 'tenant name must match ^[a-z0-9][a-z0-9-]{0,31}$, got %s' },
+  KV_ERR_TENANT_EXISTS: { status: 409, message: 'tenant %s already exists' },
+  KV_ERR_TENANT_NOT_FOUND: { status: 404, message: 'no tenant %s' },
+  KV_ERR_KEY_NOT_FOUND: { status: 404, message: 'no API key %s' },
   KV_ERR_AUTH_FAILED: { status: 401, message: 'peer authentication on the data port failed: %s' },
   // Wire-level refusals from a shard. The router handles these by refreshing
   // its topology and retrying; they reach a client only inside other codes.

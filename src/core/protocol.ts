@@ -84,6 +84,15 @@ export interface OpMap {
   };
   del: { req: { k: string; m?: Expected }; res: { deleted: boolean; ver: number } };
   ping: { req: object; res: { epoch: number; id: string } };
+  /**
+   * Records whose key starts with `prefix` and comes after `after`, in key
+   * order (UTF-8 bytes), tombstones included (deleted 1), expired values left
+   * out: [key, write epoch, version, expiry, deleted]. `more`: there may be more.
+   */
+  list: {
+    req: { prefix: string; after?: string | undefined; limit: number };
+    res: { entries: Array<[key: string, e: number, ver: number, x: number, deleted: 0 | 1]>; more: boolean };
+  };
   /** Records (live, tombstones and unswept expired ones) and the bytes LMDB uses for them. */
   stats: { req: object; res: { records: number; bytes: number } };
   fetch: { req: { k: string }; res: Uint8Array | null };

@@ -12,6 +12,8 @@ export const SECRETS_FILE = 'secrets.json';
 export interface Secrets {
   readonly adminToken: string;
   readonly clusterSecret: string;
+  /** The API key of the tenant `dev`, made by `kv up` once the cluster runs. */
+  readonly apiKey?: string;
 }
 
 /** 256 random bits, URL-safe. */
@@ -31,7 +33,16 @@ export function readSecrets(dataDir: string): Secrets | undefined {
   }
   const o = doc as Partial<Secrets> | null;
   if (typeof o?.adminToken !== 'string' || typeof o.clusterSecret !== 'string' || o.adminToken === '' || o.clusterSecret === '') return undefined;
-  return { adminToken: o.adminToken, clusterSecret: o.clusterSecret };
+  return { adminToken: o.adminToken, clusterSecret: o.clusterSecret, ...(typeof o.apiKey === 'string' ? { apiKey: o.apiKey } : {}) };
+}
+
+/** Add the dev API key to the secrets file (same mode 0600). */
+export function saveApiKey(dataDir: string, apiKey: string): void {
+  const s = readSecrets(dataDir);
+  if (!s) throw new Error(`no secrets in ${dataDir}`);
+  const file = secretsPath(dataDir);
+  writeFileSync(file, JSON.stringify({ ...s, apiKey }, null, 2) + '\n', { mode: 0o600 });
+  chmodSync(file, 0o600);
 }
 
 /**

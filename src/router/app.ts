@@ -9,8 +9,12 @@ import { TopologyStore } from '../infra/topology-store.js';
 import { TopologyWatcher } from '../infra/topology-watcher.js';
 import { RebalanceStore } from '../rebalance/job-store.js';
 import { Admission } from './admission.js';
+import { Authenticator } from './authenticator.js';
+import { IdentityStore } from '../infra/identity-store.js';
+import { sessionRoutes } from './session-routes.js';
+import { TenantRateLimiter } from './tenant-rate.js';
 import { Forwarder } from './forwarder.js';
-import { BATCH_PATH, KV_PREFIX, kvRoutes } from './kv-routes.js';
+import { BATCH_PATH, KV_PREFIX, SCAN_PATH, kvRoutes } from './kv-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { adminApi } from './admin/index.js';
 import { metricsRoutes } from './metrics.js';
@@ -43,6 +47,12 @@ function methodsFor(path: string): readonly string[] | undefined {
   if (/^\/v1\/admin\/shards\/[^/]+\/weight$/.test(path)) return ['PUT'];
   if (path === '/v1/admin/rebalance' || path === '/v1/admin/rebalance/events' || path === '/v1/admin/rebalance/history') return ['GET', 'HEAD'];
   if (path === '/v1/admin/rebalance/cancel') return ['POST'];
+  if (path === SCAN_PATH) return ['GET', 'HEAD'];
+  if (path === '/v1/sessions') return ['POST'];
+  if (path === '/v1/sessions/current') return ['GET', 'HEAD', 'DELETE'];
+  if (path === '/v1/admin/tenants') return ['GET', 'HEAD', 'POST'];
+  if (/^\/v1\/admin\/tenants\/[^/]+\/keys$/.test(path)) return ['POST'];
+  if (/^\/v1\/admin\/keys\/[^/]+$/.test(path)) return ['DELETE'];
   return undefined;
 }
 
@@ -56,6 +66,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   const draining = deps.draining ?? (() => false);
 
   const admission = new Admission(config.maxPendingOps, config.overloadRetryAfterS);
+  const identity = new IdentityStore(redis, config.redisPrefix);
+  const auth = new Authenticator(identity, createSubscriber(config), config);
+  const rate = new TenantRateLimiter(redis, config.redisPrefix, config.tenantRateLimitPerSec);
   const app = createHttpApp(config, {
     return503OnClosing: false,
     // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
@@ -83,12 +96,20 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   });
 
   void app.register(healthRoutes, { redis, forwarder, workerId });
-  void app.register(kvRoutes, { config, forwarder, admission });
-  void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder });
+  void app.register(kvRoutes, { config, forwarder, admission, auth, identity, rate });
+  void app.register(sessionRoutes, {
+    identity,
+    auth,
+    sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
+    sessionAbsoluteTimeoutMs: config.sessionAbsoluteTimeoutMs,
+    secureCookie: config.tlsCertFile !== '',
+  });
+  void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder, identity, auth });
   void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '' });
 
   app.addHook('onClose', async () => {
     forwarder.close();
+    auth.close();
     await watcher.close();
     if (!deps.redis) redis.disconnect();
   });
@@ -98,7 +119,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     forwarder,
     watcher,
     async start() {
-      await watcher.start();
+      await Promise.all([watcher.start(), auth.start()]);
     },
   };
 }

@@ -1,13 +1,28 @@
-// The data API: GET/HEAD/PUT/DELETE /v1/kv/<key> and POST /v1/kv/_batch.
+// The data API: GET/HEAD/PUT/DELETE /v1/kv/<key>, POST /v1/kv/_batch and the
+// paged scan GET /v1/kv. Every request is scoped to its caller's tenant: the
+// keys it names are stored under the tenant's namespace (core/tenant.ts), so
+// no tenant can name, list or overwrite another's.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RouterConfig } from '../core/config.js';
-import { kvError } from '../core/errors.js';
+import { KvError, kvError } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
 import { decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue } from '../core/validate.js';
+import { checkClientKey, clientKeyOf, storedKey } from '../core/tenant.js';
 import { bodyBytes, queryParam, requireJson, targetPath } from '../infra/http.js';
+import type { IdentityStore } from '../infra/identity-store.js';
 import type { Admission } from './admission.js';
+import { ANONYMOUS, tokenOf, type Authenticator, type Caller } from './authenticator.js';
 import { parseBatch, runBatch } from './batch.js';
 import type { Forwarder } from './forwarder.js';
+import { scanPage } from './scan.js';
+import type { TenantRateLimiter } from './tenant-rate.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who sent a data request (set by the data API's auth hook). */
+    caller: Caller;
+  }
+}
 
 export const KV_PREFIX = '/v1/kv/';
 export const BATCH_PATH = '/v1/kv/_batch';
@@ -23,7 +38,13 @@ export interface KvRoutesDeps {
   readonly config: RouterConfig;
   readonly forwarder: Forwarder;
   readonly admission: Admission;
+  readonly auth: Authenticator;
+  readonly identity: IdentityStore;
+  readonly rate: TenantRateLimiter;
 }
+
+export const SCAN_PATH = '/v1/kv';
+const DEFAULT_SCAN_LIMIT = 100;
 
 /**
  * The TTL of a PUT, from `?ttl=` or the x-kv-ttl header; both may be given
@@ -42,17 +63,98 @@ export function ttlOf(query: string | undefined, header: string | string[] | und
   return parseTtl(query ?? header, cfg);
 }
 
-/** The key of a /v1/kv/ request, from the raw URL (strict UTF-8, slashes allowed). */
+/** A client's key as the shards store it for `caller`; the limit counts the whole stored key. */
+function storedKeyOf(caller: Caller, key: string, cfg: RouterConfig): string {
+  return validateKey(storedKey(caller.tenant, checkClientKey(key)), cfg);
+}
+
+/** The stored key of a /v1/kv/ request, from the raw URL (strict UTF-8, slashes allowed). */
 function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
   const path = targetPath(req.raw.url ?? '');
   const raw = path.slice(KV_PREFIX.length);
   if (RESERVED.has(raw)) throw kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path);
-  return validateKey(decodeKeyFromPath(raw), cfg);
+  return storedKeyOf(req.caller, validateKey(decodeKeyFromPath(raw), cfg), cfg);
 }
 
-export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission }) => {
+export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission, auth, identity, rate }) => {
   // Each HTTP connection is one client for admission control.
   const one = <T>(req: FastifyRequest, fn: () => Promise<T>) => admission.run(req.raw.socket, 1, fn);
+
+  // insecure=true switches the data API's check off too.
+  const dataAuth = config.dataAuth && !config.insecure;
+  app.decorateRequest('caller', ANONYMOUS);
+  // Who is calling, and whether the tenant is within its rate. The common
+  // case (a cached session or key, budget left) needs no Redis round trip.
+  app.addHook('onRequest', (req, _reply, done) => {
+    let caller: Caller | Promise<Caller>;
+    try {
+      const token = tokenOf(req);
+      if (token === undefined) {
+        if (dataAuth)
+          throw kvError('KV_ERR_AUTH_REQUIRED', 'send an API key or a session token: Authorization: Bearer kvk_… or kvs_… (or the kv_session cookie)');
+        caller = ANONYMOUS;
+      } else {
+        caller = auth.resolve(token);
+      }
+    } catch (err) {
+      return done(err as Error);
+    }
+    const admit = (c: Caller): Promise<void> | undefined => {
+      req.caller = c;
+      return c.tenant === null ? undefined : rate.take(c.tenant);
+    };
+    if (!(caller instanceof Promise)) {
+      let wait: Promise<void> | undefined;
+      try {
+        wait = admit(caller);
+      } catch (err) {
+        return done(err as Error);
+      }
+      if (wait === undefined) return done();
+      return void wait.then(() => done(), done);
+    }
+    void caller.then(admit).then(() => done(), done);
+  });
+
+  app.get(SCAN_PATH, { config: { query: ['prefix', 'limit', 'page'] } }, async (req) => {
+    const c = req.caller;
+    const stateKey = c.stateKey ?? identity.anonymousStateKey;
+    const stateTtl = c.kind === 'session' ? undefined : config.scanCursorTtlMs;
+    const page = queryParam(req, 'page');
+    let prefix: string;
+    let limit: number;
+    let after: string | undefined;
+    if (page !== undefined) {
+      const cur = await identity.takeCursor(stateKey, page);
+      if (!cur) throw kvError('KV_ERR_BAD_PAGE_TOKEN', 'unknown, used, expired, or from another caller');
+      const qp = queryParam(req, 'prefix');
+      const ql = queryParam(req, 'limit');
+      if ((qp !== undefined && qp !== cur.prefix) || (ql !== undefined && Number(ql) !== cur.limit)) {
+        throw kvError('KV_ERR_BAD_PAGE_TOKEN', 'prefix and limit belong to the first page; leave them out or give the same');
+      }
+      ({ prefix, limit, after } = cur);
+    } else {
+      prefix = queryParam(req, 'prefix') ?? '';
+      if (prefix !== '') validateKey(checkClientKey(prefix), config);
+      const ql = queryParam(req, 'limit');
+      limit = ql === undefined ? DEFAULT_SCAN_LIMIT : Number(ql);
+      if (ql !== undefined && !/^\d{1,5}$/.test(ql)) limit = NaN;
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > config.maxScanKeys) {
+        throw kvError('KV_ERR_BAD_QUERY', `limit must be a whole number from 1 to ${config.maxScanKeys}, got ${JSON.stringify((ql ?? '').slice(0, 20))}`);
+      }
+    }
+    const storedPrefix = storedKey(c.tenant, prefix);
+    const p = await admission.run(req.raw.socket, limit, () =>
+      scanPage(forwarder, storedPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
+    );
+    const keys = p.entries.map((e) => ({ key: clientKeyOf(c.tenant, e.stored)!, etag: etag(e.ver), ...(e.x ? { expiresAt: e.x } : {}) }));
+    let next: string | null = null;
+    if (p.next !== undefined) {
+      const nextAfter = clientKeyOf(c.tenant, p.next)!;
+      next = await identity.putCursor(stateKey, { prefix, limit, after: nextAfter, expiresAt: Date.now() + config.scanCursorTtlMs }, stateTtl);
+    }
+    return { keys, next };
+  });
 
   app.get('/v1/kv/*', async (req, reply) => {
     const k = keyOf(req, config);
@@ -96,6 +198,15 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
   app.post(BATCH_PATH, async (req) => {
     requireJson(req);
     const ops = parseBatch(bodyBytes(req.body), config);
-    return { results: await admission.run(req.raw.socket, ops.length, () => runBatch(ops, forwarder)) };
+    const clientKeys = ops.map((op) => op.key);
+    const scoped = ops.map((op, n) => {
+      try {
+        return { ...op, key: storedKeyOf(req.caller, op.key, config) };
+      } catch (err) {
+        throw err instanceof KvError ? new KvError(err.code, `ops[${n}]: ${err.message}`, { index: n }) : err;
+      }
+    });
+    const results = await admission.run(req.raw.socket, ops.length, () => runBatch(scoped, forwarder));
+    return { results: results.map((r, n) => ({ ...r, key: clientKeys[n]! })) };
   });
 };

@@ -77,6 +77,12 @@ const OP_TABLE: { readonly [O in Op]: OpSpec<O> } = {
   import: REBALANCE_OPS.import,
   purge: REBALANCE_OPS.purge,
   retire: REBALANCE_OPS.retire,
+  list: {
+    kind: 'inline',
+    run: () => {
+      throw kvError('KV_ERR_UNKNOWN_OP', 'TEMP-LIST');
+    },
+  }, // TEMP until the shard's list lands
 };
 
 function specOf(o: unknown): OpSpec<Op> | undefined {

@@ -27,6 +27,7 @@ const FIELDS: { readonly [O in Op]: ReadonlySet<string> } = {
   import: new Set([...COMMON, 'me', 'packed']),
   purge: new Set([...COMMON, 'ranges']),
   retire: new Set(COMMON),
+  list: new Set([...COMMON, 'prefix', 'after', 'limit']), // TEMP
 };
 
 const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', why);

@@ -165,7 +165,8 @@ export interface RouterOptions {
 
 export async function startRouter(o: RouterOptions): Promise<RouterProc> {
   const port = o.port ?? (await freePort());
-  const sets = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+  // Most suites test routing, not tenants: their data requests are anonymous unless a test asks for dataAuth.
+  const sets = Object.entries({ dataAuth: 'false', ...o.set }).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
   const { proc, ready } = await startKv(
     ['router', 'start', '--port', String(port), '--workers', String(o.workers), '--redis-url', o.redisUrl, '--redis-prefix', o.prefix, ...sets],
     ROUTER_READY_TIMEOUT_MS,
