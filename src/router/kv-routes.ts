@@ -82,7 +82,7 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
 
   // insecure=true switches the data API's check off too.
   const dataAuth = config.dataAuth && !config.insecure;
-  app.decorateRequest('caller', ANONYMOUS);
+  app.decorateRequest('caller', null as unknown as Caller);
   // Who is calling, and whether the tenant is within its rate. The common
   // case (a cached session or key, budget left) needs no Redis round trip.
   app.addHook('onRequest', (req, _reply, done) => {
