@@ -23,4 +23,4 @@ export type {
 } from './client/kv-client.js';
 export type { ClientConfig, KvClientOptions } from './client/options.js';
 export type { RouterStats } from './client/balancer.js';
-export type { KvSessionStoreOptions, SessionLike, SessionSerializer, StoredSession } from './client/session-store.js';
+export type { AnySession, KvSessionStoreOptions, SessionLike, SessionSerializer, StoredSession } from './client/session-store.js';

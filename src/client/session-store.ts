@@ -20,7 +20,15 @@ export interface SessionSerializer<S> {
   stringify(session: S): string;
 }
 
-export interface KvSessionStoreOptions<S extends SessionLike = SessionLike> {
+/**
+ * The session type when none is named: loose on purpose, so the same store
+ * type-checks as an express-session Store and a @fastify/session store,
+ * whose session types differ. Name yours for a typed store.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnySession = any;
+
+export interface KvSessionStoreOptions<S extends SessionLike = AnySession> {
   readonly client: KvClient;
   /** Put before each session id to make its key (default `sess:`). */
   readonly prefix?: string;
@@ -71,7 +79,7 @@ function expressStoreProto(): ExpressStoreProto {
 
 const isGone = (err: unknown) => err instanceof KvError && (err.code === 'KV_ERR_PRECONDITION_FAILED' || err.code === 'KV_ERR_NOT_FOUND');
 
-export class KvSessionStore<S extends SessionLike = SessionLike> extends EventEmitter {
+export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmitter {
   readonly client: KvClient;
   readonly prefix: string;
   readonly #ttl: number | ((session: S) => number);
@@ -230,11 +238,11 @@ export class KvSessionStore<S extends SessionLike = SessionLike> extends EventEm
   }
 
   /** Load a session by id as an express-session Session. */
-  load(sid: string, fn: (err: unknown, session?: unknown) => void): void {
+  load<R>(sid: string, fn: (err: unknown, session?: R) => void): void {
     void this.get(sid, (err, sess) => {
       if (err) return fn(err);
       if (!sess) return fn(null);
-      fn(null, this.createSession({ sessionID: sid, sessionStore: this }, sess));
+      fn(null, this.createSession<R>({ sessionID: sid, sessionStore: this }, sess));
     });
   }
 
