@@ -161,13 +161,21 @@ export class Transport {
   }
 
   async #read(res: Dispatcher.ResponseData, signal: AbortSignal | undefined): Promise<Buffer> {
+    const max = this.#cfg.maxResponseBytes;
+    const length = Number(res.headers['content-length'] ?? NaN);
+    if (Number.isSafeInteger(length) && length <= max) {
+      // The common case: the router names the length, so read it in one go.
+      const body = Buffer.from(await res.body.arrayBuffer());
+      signal?.throwIfAborted();
+      return body;
+    }
     const chunks: Buffer[] = [];
     let n = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       n += chunk.length;
-      if (n > this.#cfg.maxResponseBytes) {
+      if (n > max) {
         res.body.destroy();
-        throw kvError('KV_ERR_BAD_RESPONSE', 'the router', res.statusCode, `a body over maxResponseBytes (${this.#cfg.maxResponseBytes})`);
+        throw kvError('KV_ERR_BAD_RESPONSE', 'the router', res.statusCode, `a body over maxResponseBytes (${max})`);
       }
       chunks.push(chunk);
     }
