@@ -147,7 +147,12 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
     const p = await admission.run(req.raw.socket, limit, () =>
       scanPage(forwarder, storedPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
     );
-    const keys = p.entries.map((e) => ({ key: clientKeyOf(c.tenant, e.stored)!, etag: etag(e.ver), ...(e.x ? { expiresAt: e.x } : {}) }));
+    const keys: Array<{ key: string; etag: string; expiresAt?: number }> = [];
+    for (const e of p.entries) {
+      // An anonymous caller's scan skips the tenants' namespaces.
+      const key = clientKeyOf(c.tenant, e.stored);
+      if (key !== undefined) keys.push({ key, etag: etag(e.ver), ...(e.x ? { expiresAt: e.x } : {}) });
+    }
     let next: string | null = null;
     if (p.next !== undefined) {
       const nextAfter = clientKeyOf(c.tenant, p.next)!;
