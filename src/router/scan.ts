@@ -47,5 +47,10 @@ export async function scanPage(fwd: Forwarder, prefix: string, after: string | u
   const entries: ScanEntry[] = [];
   for (const [stored, r] of newest) if (!r.deleted && (r.x === 0 || r.x > now)) entries.push({ stored, ver: r.ver, x: r.x });
   entries.sort((a, b) => compareKeys(a.stored, b.stored));
+  // Each shard answered up to `limit`: keep the first `limit` of the merge.
+  if (entries.length > limit) {
+    entries.length = limit;
+    return { entries, next: entries[limit - 1]!.stored };
+  }
   return { entries, next: boundary };
 }
