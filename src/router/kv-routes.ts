@@ -119,7 +119,10 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
   app.get(SCAN_PATH, { config: { query: ['prefix', 'limit', 'page'] } }, async (req) => {
     const c = req.caller;
     const stateKey = c.stateKey ?? identity.anonymousStateKey;
-    const stateTtl = c.kind === 'session' ? undefined : config.scanCursorTtlMs;
+    // A session's state is its own Redis hash: writing a cursor slides its idle TTL, as any use does (and a
+    // cursor written just after a logout leaves nothing behind for longer than that).
+    const stateTtl =
+      c.kind === 'session' ? Math.max(1, Math.min(config.sessionIdleTimeoutMs, (c.absoluteExpiresAt ?? 0) - Date.now())) : config.scanCursorTtlMs;
     const page = queryParam(req, 'page');
     let prefix: string;
     let limit: number;
