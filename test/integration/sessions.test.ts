@@ -8,7 +8,7 @@ import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, startRouter, type RouterProc } from '../helpers/procs.js';
 import { request, type HttpResult } from '../helpers/http.js';
-import { addShard, removeShard, waitForJob } from '../helpers/rebalance.js';
+import { addShard, rebalanceState, removeShard, waitForJob } from '../helpers/rebalance.js';
 import { ADMIN_AUTH } from '../helpers/secrets.js';
 import { waitUntil } from '../../src/local/wait.js';
 
@@ -21,7 +21,7 @@ let c: TestCluster;
 let r2: RouterProc;
 
 beforeAll(async () => {
-  c = await TestCluster.start({ shards: 3, workers: WORKERS, persistentRedis: true, routerSet: { dataAuth: 'true' } });
+  c = await TestCluster.start({ shards: 3, workers: WORKERS, persistentRedis: true, routerSet: { dataAuth: 'true', rebalanceMaxKeysPerSec: 2000 } });
   r2 = await startRouter({ redisUrl: c.redis.url, prefix: c.prefix, workers: WORKERS, set: { dataAuth: 'true' } });
 }, 60_000);
 
@@ -333,11 +333,16 @@ describe('tenant isolation', () => {
     expect((await addShard(c.url, 's4')).status).toBe(202);
     // During the move: scans of B see exactly B's keys, with pages through both routers.
     let checks = 0;
+    let whileMoving = 0;
     const during = await scanAll([c.url, r2.url], b, '', 150, async () => {
       checks++;
+      const job = (await rebalanceState(c.url)).job;
       await check(`adding s4, page ${checks}`);
+      if (job && job.state !== 'done') whileMoving++;
     });
     expect(during.keys).toEqual(keys.slice(0, 1500));
+    // The move (paced at 2,000 keys/s) was under way for some of those checks.
+    expect(whileMoving).toBeGreaterThan(0);
     await waitForJob(c.url, ['done'], 120_000);
     await check('after adding s4');
     expect((await removeShard(c.url, 's4')).status).toBe(202);
