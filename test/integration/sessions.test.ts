@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, startRouter, type RouterProc } from '../helpers/procs.js';
-import { request, type HttpResult } from '../helpers/http.js';
+import { keepAliveAgent, request, type HttpResult } from '../helpers/http.js';
 import { addShard, rebalanceState, removeShard, waitForJob } from '../helpers/rebalance.js';
 import { ADMIN_AUTH } from '../helpers/secrets.js';
 import { waitUntil } from '../../src/local/wait.js';
@@ -234,6 +234,53 @@ describe('sessions on every worker of every router', () => {
       expect(Date.now()).toBeGreaterThanOrEqual(until - 50);
     } finally {
       await short.stop();
+    }
+  }, 30_000);
+});
+
+describe('per-tenant rate limit', () => {
+  it('is shared by every worker of both routers, answers 429 KV_ERR_RATE_LIMITED with Retry-After, and spares other tenants', async () => {
+    const LIMIT = 150;
+    const set = { dataAuth: 'true', tenantRateLimitPerSec: LIMIT };
+    const ra = await startRouter({ redisUrl: c.redis.url, prefix: c.prefix, workers: WORKERS, set });
+    const rb = await startRouter({ redisUrl: c.redis.url, prefix: c.prefix, workers: WORKERS, set });
+    const agent = keepAliveAgent(16);
+    try {
+      const busy = bearer(await createTenant('rate-busy'));
+      const calm = bearer(await createTenant('rate-calm'));
+      const ok = new Map<number, number>();
+      const refusals: HttpResult[] = [];
+      const workers = new Set<string>();
+      const t0 = Date.now();
+      await Promise.all(
+        Array.from({ length: 16 }, async (_, lane) => {
+          while (Date.now() - t0 < 2500) {
+            const res = await request('GET', `${lane % 2 ? rb.url : ra.url}/v1/kv/missing`, { headers: busy, agent });
+            workers.add(`${lane % 2} ${String(res.headers['x-kv-worker'])}`);
+            const second = Math.floor(Date.now() / 1000);
+            if (res.status === 404) ok.set(second, (ok.get(second) ?? 0) + 1);
+            else refusals.push(res);
+          }
+        }),
+      );
+      expect(workers.size).toBe(2 * WORKERS);
+      expect(refusals.length).toBeGreaterThan(0);
+      for (const r of refusals) {
+        expectCode(r, 429, 'KV_ERR_RATE_LIMITED');
+        expect(Number(r.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      }
+      // Per second, over four workers: the limit, plus at most one chunk (limit / 50) per worker, counted a second late at worst.
+      const perSecond = [...ok.values()];
+      console.log(`rate limit ${LIMIT}/s over 2 routers x ${WORKERS} workers: ${perSecond.join(', ')} answered per second, ${refusals.length} refused`);
+      const total = perSecond.reduce((a, b) => a + b, 0);
+      expect(total).toBeLessThanOrEqual((LIMIT + 4 * Math.ceil(LIMIT / 50)) * (ok.size + 1));
+      expect(Math.max(...perSecond)).toBeLessThanOrEqual(2 * (LIMIT + 4 * Math.ceil(LIMIT / 50)));
+      expect(total).toBeGreaterThanOrEqual(LIMIT);
+      // Another tenant is not held back by the busy one.
+      expect((await request('GET', `${ra.url}/v1/kv/missing`, { headers: calm })).status).toBe(404);
+    } finally {
+      await agent.close();
+      await Promise.all([ra.stop(), rb.stop()]);
     }
   }, 30_000);
 });
