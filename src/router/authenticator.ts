@@ -7,7 +7,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
-import { IdentityStore, isApiKeyShape, isSessionShape, sha256, type ApiKeyRecord } from '../infra/identity-store.js';
+import { API_KEY_PREFIX, IdentityStore, isApiKeyShape, isSessionShape, sha256, type ApiKeyRecord } from '../infra/identity-store.js';
 
 export const SESSION_COOKIE = 'kv_session';
 
@@ -44,7 +44,11 @@ interface Cached {
 /** Most validated callers a worker keeps (the oldest go first). */
 const CACHE_MAX = 100_000;
 
-/** The token a request carries (bearer first, then the session cookie), or undefined. */
+/**
+ * The token a request carries (bearer first, then the session cookie), or
+ * undefined. The cookie carries a session token only: the router sets it at
+ * login, and an API key (long-lived) has no place in a browser's cookie jar.
+ */
 export function tokenOf(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (h !== undefined) {
@@ -55,7 +59,10 @@ export function tokenOf(req: FastifyRequest): string | undefined {
   if (cookie === undefined) return undefined;
   for (const part of cookie.split(';')) {
     const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === SESSION_COOKIE) return part.slice(i + 1).trim();
+    if (i <= 0 || part.slice(0, i).trim() !== SESSION_COOKIE) continue;
+    const token = part.slice(i + 1).trim();
+    if (token.startsWith(API_KEY_PREFIX)) throw kvError('KV_ERR_BAD_CREDENTIALS', 'the kv_session cookie carries a session token, not an API key');
+    return token;
   }
   return undefined;
 }

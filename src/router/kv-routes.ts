@@ -7,7 +7,7 @@ import type { RouterConfig } from '../core/config.js';
 import { KvError, kvError } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
 import { decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue } from '../core/validate.js';
-import { checkClientKey, clientKeyOf, storedKey } from '../core/tenant.js';
+import { checkClientKey, clientKeyOf, storedKey, storedPrefix } from '../core/tenant.js';
 import { bodyBytes, queryParam, requireJson, targetPath } from '../infra/http.js';
 import type { IdentityStore } from '../infra/identity-store.js';
 import type { Admission } from './admission.js';
@@ -138,7 +138,8 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
       ({ prefix, limit, after } = cur);
     } else {
       prefix = queryParam(req, 'prefix') ?? '';
-      if (prefix !== '') validateKey(checkClientKey(prefix), config);
+      // Held to the key limit with the tenant's namespace counted, as a key is (the shards refuse a longer one).
+      if (prefix !== '') storedKeyOf(c, prefix, config);
       const ql = queryParam(req, 'limit');
       limit = ql === undefined ? DEFAULT_SCAN_LIMIT : Number(ql);
       if (ql !== undefined && !/^\d{1,5}$/.test(ql)) limit = NaN;
@@ -146,9 +147,9 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
         throw kvError('KV_ERR_BAD_QUERY', `limit must be a whole number from 1 to ${config.maxScanKeys}, got ${JSON.stringify((ql ?? '').slice(0, 20))}`);
       }
     }
-    const storedPrefix = storedKey(c.tenant, prefix);
+    const listPrefix = storedPrefix(c.tenant, prefix);
     const p = await admission.run(req.raw.socket, limit, () =>
-      scanPage(forwarder, storedPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
+      scanPage(forwarder, listPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
     );
     const keys: Array<{ key: string; etag: string; expiresAt?: number }> = [];
     for (const e of p.entries) {
@@ -158,7 +159,8 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
     }
     let next: string | null = null;
     if (p.next !== undefined) {
-      const nextAfter = clientKeyOf(c.tenant, p.next)!;
+      // An anonymous caller's page may end on a tenant's key it skipped: its stored and client keys are the same.
+      const nextAfter = c.tenant === null ? p.next : clientKeyOf(c.tenant, p.next)!;
       next = await identity.putCursor(stateKey, { prefix, limit, after: nextAfter, expiresAt: Date.now() + config.scanCursorTtlMs }, stateTtl);
     }
     return { keys, next };
