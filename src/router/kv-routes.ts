@@ -7,7 +7,7 @@ import type { RouterConfig } from '../core/config.js';
 import { KvError, kvError } from '../core/errors.js';
 import { OPS } from '../core/protocol.js';
 import { decodeKeyFromPath, etag, parseIfMatch, parseTtl, validateContentType, validateKey, validateValue } from '../core/validate.js';
-import { checkClientKey, clientKeyOf, storedKey, storedPrefix } from '../core/tenant.js';
+import { checkClientKey, clientKeyOf, storedKey } from '../core/tenant.js';
 import { bodyBytes, queryParam, requireJson, targetPath } from '../infra/http.js';
 import type { IdentityStore } from '../infra/identity-store.js';
 import type { Admission } from './admission.js';
@@ -147,7 +147,7 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
         throw kvError('KV_ERR_BAD_QUERY', `limit must be a whole number from 1 to ${config.maxScanKeys}, got ${JSON.stringify((ql ?? '').slice(0, 20))}`);
       }
     }
-    const listPrefix = storedPrefix(c.tenant, prefix);
+    const listPrefix = storedKey(c.tenant, prefix);
     const p = await admission.run(req.raw.socket, limit, () =>
       scanPage(forwarder, listPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
     );
