@@ -4,7 +4,7 @@
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { parseRouterConfig, parseShardConfig, configFromEnv, defaultRedisPrefix, securityProblem, ROUTER_DEFAULTS, SHARD_DEFAULTS } from '../core/config.js';
-import { KvError, kvError } from '../core/errors.js';
+import { KvError, fromWire, kvError } from '../core/errors.js';
 import { createRedis } from '../infra/redis.js';
 import { TopologyStore, initTopology } from '../infra/topology-store.js';
 import { ringOf } from '../core/topology.js';
@@ -209,6 +209,16 @@ program
     }
   });
 
+/** A refusal of the data API as its KV_ERR code and message. */
+async function dataError(res: Response): Promise<Error> {
+  const text = await res.text();
+  try {
+    return fromWire(JSON.parse(text) as Record<string, unknown>);
+  } catch {
+    return new Error(`${res.status} ${text.slice(0, 500)}`);
+  }
+}
+
 const url = (o: Record<string, string>) => (o['url'] ?? localRouterUrl()).replace(/\/$/, '');
 /** The data API's credentials: --api-key, KV_API_KEY, or the dev key of a local `kv up`. */
 const apiAuth = (o: Record<string, string>): Record<string, string> => {
@@ -223,7 +233,7 @@ program
   .option('--api-key <key>', 'API key (env KV_API_KEY)')
   .action(async (key: string, o: Record<string, string>) => {
     const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { headers: apiAuth(o) }).catch(fail);
-    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    if (!res.ok) fail(await dataError(res));
     process.stdout.write(Buffer.from(await res.arrayBuffer()));
     if (process.stdout.isTTY) process.stdout.write('\n');
   });
@@ -243,7 +253,7 @@ program
       body: value,
       headers: { 'content-type': o['type']!, ...apiAuth(o) },
     }).catch(fail);
-    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    if (!res.ok) fail(await dataError(res));
     console.log(`stored ${key} (version ${res.headers.get('etag')})`);
   });
 program
@@ -254,7 +264,7 @@ program
   .option('--api-key <key>', 'API key (env KV_API_KEY)')
   .action(async (key: string, o: Record<string, string>) => {
     const res = await fetch(`${url(o)}/v1/kv/${encodeURIComponent(key)}`, { method: 'DELETE', headers: apiAuth(o) }).catch(fail);
-    if (!res.ok) fail(new Error(`${res.status} ${await res.text()}`));
+    if (!res.ok) fail(await dataError(res));
     console.log(`deleted ${key}`);
   });
 

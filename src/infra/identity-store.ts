@@ -55,6 +55,9 @@ export interface CursorState {
   readonly expiresAt: number;
 }
 
+/** Unfinished scans one caller may hold; beyond it the oldest page tokens stop working. */
+const MAX_CURSORS = 256;
+
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 function newId(n: number): string {
   const b = randomBytes(n);
@@ -209,10 +212,28 @@ export class IdentityStore {
   /** Store a cursor in the caller's state (its session, or its API key's state) under a new id. */
   async putCursor(stateKey: string, state: CursorState, stateTtlMs: number | undefined): Promise<string> {
     const id = randomBytes(16).toString('base64url');
-    const m = this.#redis.multi().hset(stateKey, `cursor:${id}`, JSON.stringify(state));
+    const m = this.#redis.multi().hset(stateKey, `cursor:${id}`, JSON.stringify(state)).hlen(stateKey);
     if (stateTtlMs !== undefined) m.pexpire(stateKey, stateTtlMs);
-    await m.exec();
+    const [, [, fields]] = (await m.exec()) as [unknown, [unknown, number]];
+    if (fields > MAX_CURSORS) await this.#pruneCursors(stateKey);
     return id;
+  }
+
+  /** Scans a client started and never finished: drop the expired cursors, and the oldest beyond MAX_CURSORS. */
+  async #pruneCursors(stateKey: string): Promise<void> {
+    const all = await this.#redis.hgetall(stateKey);
+    const now = Date.now();
+    const live: Array<[string, number]> = [];
+    const drop: string[] = [];
+    for (const [f, v] of Object.entries(all)) {
+      if (!f.startsWith('cursor:')) continue;
+      const x = (JSON.parse(v) as CursorState).expiresAt;
+      if (x <= now) drop.push(f);
+      else live.push([f, x]);
+    }
+    live.sort((a, b) => a[1] - b[1]);
+    for (const [f] of live.slice(0, Math.max(0, live.length - MAX_CURSORS / 2))) drop.push(f);
+    if (drop.length > 0) await this.#redis.hdel(stateKey, ...drop);
   }
 
   /** Take a cursor (it is used once: the next page gets a new one); null when unknown or expired. */

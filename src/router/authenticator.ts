@@ -7,7 +7,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
-import { IdentityStore, isApiKeyShape, isSessionShape, sha256, type ApiKeyRecord } from '../infra/identity-store.js';
+import { API_KEY_PREFIX, IdentityStore, isApiKeyShape, isSessionShape, sha256, type ApiKeyRecord } from '../infra/identity-store.js';
 
 export const SESSION_COOKIE = 'kv_session';
 
@@ -35,6 +35,8 @@ export interface AuthConfig {
 
 interface Cached {
   readonly caller: Caller;
+  /** The token's SHA-256, as Redis and the revocation messages name it. */
+  readonly hash: string;
   readonly validatedAt: number;
   touchedAt: number;
 }
@@ -42,7 +44,11 @@ interface Cached {
 /** Most validated callers a worker keeps (the oldest go first). */
 const CACHE_MAX = 100_000;
 
-/** The token a request carries (bearer first, then the session cookie), or undefined. */
+/**
+ * The token a request carries (bearer first, then the session cookie), or
+ * undefined. The cookie carries a session token only: the router sets it at
+ * login, and an API key (long-lived) has no place in a browser's cookie jar.
+ */
 export function tokenOf(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (h !== undefined) {
@@ -53,7 +59,10 @@ export function tokenOf(req: FastifyRequest): string | undefined {
   if (cookie === undefined) return undefined;
   for (const part of cookie.split(';')) {
     const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === SESSION_COOKIE) return part.slice(i + 1).trim();
+    if (i <= 0 || part.slice(0, i).trim() !== SESSION_COOKIE) continue;
+    const token = part.slice(i + 1).trim();
+    if (token.startsWith(API_KEY_PREFIX)) throw kvError('KV_ERR_BAD_CREDENTIALS', 'the kv_session cookie carries a session token, not an API key');
+    return token;
   }
   return undefined;
 }
@@ -62,7 +71,10 @@ export class Authenticator {
   readonly #store: IdentityStore;
   readonly #sub: Redis;
   readonly #cfg: AuthConfig;
+  /** By token (hashing each request's token would cost more than the lookup). */
   readonly #cache = new Map<string, Cached>();
+  /** Token of each cached hash, for revocations. */
+  readonly #tokenOf = new Map<string, string>();
   readonly #pending = new Map<string, Promise<Caller>>();
   /** Bumped on every revocation and reconnect: a lookup that started before must not fill the cache. */
   #generation = 0;
@@ -87,25 +99,32 @@ export class Authenticator {
   /** Drop what is cached for this token hash (a logout or revocation). */
   forget(hash: string): void {
     this.#generation++;
-    this.#cache.delete(hash);
+    const token = this.#tokenOf.get(hash);
+    if (token !== undefined) this.#drop(token);
+  }
+
+  #drop(token: string): void {
+    const c = this.#cache.get(token);
+    if (!c) return;
+    this.#cache.delete(token);
+    this.#tokenOf.delete(c.hash);
   }
 
   #clear(): void {
     this.#generation++;
     this.#cache.clear();
+    this.#tokenOf.clear();
   }
 
   /** The caller behind `token`: from the cache when fresh, else from Redis. Throws KV_ERR_BAD_CREDENTIALS. */
   resolve(token: string): Caller | Promise<Caller> {
-    const session = isSessionShape(token);
-    if (!session && !isApiKeyShape(token)) throw kvError('KV_ERR_BAD_CREDENTIALS', 'not an API key (kvk_…) or a session token (kvs_…)');
-    const hash = sha256(token);
     const now = Date.now();
-    const hit = this.#cache.get(hash);
+    // Only well-formed tokens are ever cached, so a hit needs no shape check.
+    const hit = this.#cache.get(token);
     if (hit && now - hit.validatedAt < this.#cfg.authCacheMs) {
       const c = hit.caller;
       if (c.absoluteExpiresAt !== undefined && c.absoluteExpiresAt <= now) {
-        this.#cache.delete(hash);
+        this.#drop(token);
         throw kvError('KV_ERR_BAD_CREDENTIALS', 'the session has expired');
       }
       // Sliding idle timeout: renew it in Redis now and then, not on every request.
@@ -115,12 +134,15 @@ export class Authenticator {
       }
       return c;
     }
+    const session = isSessionShape(token);
+    if (!session && !isApiKeyShape(token)) throw kvError('KV_ERR_BAD_CREDENTIALS', 'not an API key (kvk_…) or a session token (kvs_…)');
+    const hash = hit?.hash ?? sha256(token);
     let p = this.#pending.get(hash);
     if (!p) {
       const generation = this.#generation;
       p = (session ? this.#lookupSession(hash) : this.#lookupKey(hash))
         .then((caller) => {
-          if (generation === this.#generation) this.#remember(hash, caller);
+          if (generation === this.#generation) this.#remember(token, hash, caller);
           return caller;
         })
         .finally(() => this.#pending.delete(hash));
@@ -134,10 +156,12 @@ export class Authenticator {
     return Math.min(5000, Math.floor(this.#cfg.sessionIdleTimeoutMs / 10));
   }
 
-  #remember(hash: string, caller: Caller): void {
-    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
+  #remember(token: string, hash: string, caller: Caller): void {
+    this.#drop(token);
+    if (this.#cache.size >= CACHE_MAX) this.#drop(this.#cache.keys().next().value!);
     const now = Date.now();
-    this.#cache.set(hash, { caller, validatedAt: now, touchedAt: now });
+    this.#cache.set(token, { caller, hash, validatedAt: now, touchedAt: now });
+    this.#tokenOf.set(hash, token);
   }
 
   async #lookupSession(hash: string): Promise<Caller> {

@@ -119,7 +119,10 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
   app.get(SCAN_PATH, { config: { query: ['prefix', 'limit', 'page'] } }, async (req) => {
     const c = req.caller;
     const stateKey = c.stateKey ?? identity.anonymousStateKey;
-    const stateTtl = c.kind === 'session' ? undefined : config.scanCursorTtlMs;
+    // A session's state is its own Redis hash: writing a cursor slides its idle TTL, as any use does (and a
+    // cursor written just after a logout leaves nothing behind for longer than that).
+    const stateTtl =
+      c.kind === 'session' ? Math.max(1, Math.min(config.sessionIdleTimeoutMs, (c.absoluteExpiresAt ?? 0) - Date.now())) : config.scanCursorTtlMs;
     const page = queryParam(req, 'page');
     let prefix: string;
     let limit: number;
@@ -135,7 +138,8 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
       ({ prefix, limit, after } = cur);
     } else {
       prefix = queryParam(req, 'prefix') ?? '';
-      if (prefix !== '') validateKey(checkClientKey(prefix), config);
+      // Held to the key limit with the tenant's namespace counted, as a key is (the shards refuse a longer one).
+      if (prefix !== '') storedKeyOf(c, prefix, config);
       const ql = queryParam(req, 'limit');
       limit = ql === undefined ? DEFAULT_SCAN_LIMIT : Number(ql);
       if (ql !== undefined && !/^\d{1,5}$/.test(ql)) limit = NaN;
@@ -143,14 +147,20 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
         throw kvError('KV_ERR_BAD_QUERY', `limit must be a whole number from 1 to ${config.maxScanKeys}, got ${JSON.stringify((ql ?? '').slice(0, 20))}`);
       }
     }
-    const storedPrefix = storedKey(c.tenant, prefix);
+    const listPrefix = storedKey(c.tenant, prefix);
     const p = await admission.run(req.raw.socket, limit, () =>
-      scanPage(forwarder, storedPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
+      scanPage(forwarder, listPrefix, after === undefined ? undefined : storedKey(c.tenant, after), limit),
     );
-    const keys = p.entries.map((e) => ({ key: clientKeyOf(c.tenant, e.stored)!, etag: etag(e.ver), ...(e.x ? { expiresAt: e.x } : {}) }));
+    const keys: Array<{ key: string; etag: string; expiresAt?: number }> = [];
+    for (const e of p.entries) {
+      // An anonymous caller's scan skips the tenants' namespaces.
+      const key = clientKeyOf(c.tenant, e.stored);
+      if (key !== undefined) keys.push({ key, etag: etag(e.ver), ...(e.x ? { expiresAt: e.x } : {}) });
+    }
     let next: string | null = null;
     if (p.next !== undefined) {
-      const nextAfter = clientKeyOf(c.tenant, p.next)!;
+      // An anonymous caller's page may end on a tenant's key it skipped: its stored and client keys are the same.
+      const nextAfter = c.tenant === null ? p.next : clientKeyOf(c.tenant, p.next)!;
       next = await identity.putCursor(stateKey, { prefix, limit, after: nextAfter, expiresAt: Date.now() + config.scanCursorTtlMs }, stateTtl);
     }
     return { keys, next };

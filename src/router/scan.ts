@@ -3,8 +3,9 @@
 // or both): each shard lists its records after the cursor, the router keeps
 // the newest record of each key by (write epoch, version), drops deletes and
 // expired values, and returns only keys it knows to be complete: up to the
-// smallest last key of the shards that have more. The cursor is a key, not a
-// shard position, so a rebalance between pages changes nothing for it.
+// smallest last key of the shards that have more, and at most `limit` of
+// them. The cursor is a key, not a shard position, so a rebalance between
+// pages changes nothing for it.
 import type { Forwarder } from './forwarder.js';
 
 export interface ScanEntry {
@@ -47,5 +48,10 @@ export async function scanPage(fwd: Forwarder, prefix: string, after: string | u
   const entries: ScanEntry[] = [];
   for (const [stored, r] of newest) if (!r.deleted && (r.x === 0 || r.x > now)) entries.push({ stored, ver: r.ver, x: r.x });
   entries.sort((a, b) => compareKeys(a.stored, b.stored));
+  // Each shard listed up to `limit` keys, so together they may hold more: the rest come on the next page.
+  if (entries.length > limit) {
+    entries.length = limit;
+    return { entries, next: entries[limit - 1]!.stored };
+  }
   return { entries, next: boundary };
 }

@@ -77,12 +77,9 @@ const OP_TABLE: { readonly [O in Op]: OpSpec<O> } = {
   import: REBALANCE_OPS.import,
   purge: REBALANCE_OPS.purge,
   retire: REBALANCE_OPS.retire,
-  list: {
-    kind: 'inline',
-    run: () => {
-      throw kvError('KV_ERR_UNKNOWN_OP', 'TEMP-LIST');
-    },
-  }, // TEMP until the shard's list lands
+  // Every record in the key range, owned or not: during a migration the
+  // router merges the old and the new owner's by (write epoch, version).
+  list: { kind: 'inline', run: (req, _view, d) => d.store.list(req.prefix, req.after, req.limit) },
 };
 
 function specOf(o: unknown): OpSpec<Op> | undefined {

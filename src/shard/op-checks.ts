@@ -6,10 +6,12 @@ import { kvError } from '../core/errors.js';
 import type { Limits } from '../core/config.js';
 import type { Op } from '../core/protocol.js';
 import { POINT_MAX } from '../core/ring.js';
-import { validateContentType, validateKey, validateValue } from '../core/validate.js';
+import { isWellFormed, validateContentType, validateKey, validateValue } from '../core/validate.js';
 
 /** Most point ranges in one count or purge (a plan has one per arc: dozens to a few thousand). */
 export const MAX_RANGES = 100_000;
+/** Most records in one list answer. */
+export const MAX_LIST = 10_000;
 /** A put's expiry may be this far past the longest TTL (clock difference between router and shard). */
 export const CLOCK_SKEW_MS = 60_000;
 
@@ -27,7 +29,7 @@ const FIELDS: { readonly [O in Op]: ReadonlySet<string> } = {
   import: new Set([...COMMON, 'me', 'packed']),
   purge: new Set([...COMMON, 'ranges']),
   retire: new Set(COMMON),
-  list: new Set([...COMMON, 'prefix', 'after', 'limit']), // TEMP
+  list: new Set([...COMMON, 'prefix', 'after', 'limit']),
 };
 
 const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', why);
@@ -96,6 +98,15 @@ export function checkRequest(req: Record<string, unknown>, o: Op, limits: Limits
       }
       if (req['limit'] !== undefined && !(isCount(req['limit']) && req['limit'] >= 1)) throw bad('limit must be a whole number >= 1');
       if (req['maxBytes'] !== undefined && !(isCount(req['maxBytes']) && req['maxBytes'] >= 1)) throw bad('maxBytes must be a whole number >= 1');
+      return;
+    }
+    case 'list': {
+      const p = req['prefix'];
+      if (typeof p !== 'string' || !isWellFormed(p) || Buffer.byteLength(p, 'utf8') > limits.maxKeyBytes)
+        throw bad(`prefix must be a string of at most ${limits.maxKeyBytes} bytes`);
+      if (req['after'] !== undefined) validateKey(req['after'], limits);
+      const n = req['limit'];
+      if (!isCount(n) || n < 1 || n > MAX_LIST) throw bad(`limit must be a whole number from 1 to ${MAX_LIST}`);
       return;
     }
     case 'count':

@@ -23,7 +23,8 @@ import { keyPoint } from '../core/ring.js';
 import { validateContentType, validateKey } from '../core/validate.js';
 import type { Limits } from '../core/config.js';
 
-export const FORMAT_VERSION = 2;
+/** 3: format 2 plus the key index (a format 2 directory is upgraded on open). */
+export const FORMAT_VERSION = 3;
 export const HEADER_BYTES = 23;
 const TOMBSTONE = 1;
 const OFF_E = 1;

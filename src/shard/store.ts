@@ -2,7 +2,8 @@
 // arc of the ring is one range scan (rebalancing streams arcs); record.ts has
 // the byte layout. A second database indexes (expiry, record key) so the
 // sweeper finds expired records and old tombstones without scanning
-// everything.
+// everything, and a third indexes keys in key order (UTF-8 bytes -> point)
+// for the paged scan of a tenant's keys (list).
 //
 // Durability: every write is acknowledged only after its LMDB transaction has
 // committed (the write promise resolves after commit). A committed transaction
@@ -68,6 +69,12 @@ export interface PutArgs {
   epoch?: number | undefined;
 }
 
+/** One LIST answer: records in key order (see the list op in core/protocol.ts). */
+export interface ListResult {
+  entries: Array<[key: string, e: number, ver: number, x: number, deleted: 0 | 1]>;
+  more: boolean;
+}
+
 export interface StoreStats {
   /** LMDB entries: live keys plus tombstones and expired keys not yet swept. */
   records: number;
@@ -83,6 +90,8 @@ export class Store {
   readonly #records: Database<Buffer, Buffer>;
   /** [8-byte expiry, record key] -> 1. */
   readonly #expiry: Database<Buffer, Buffer>;
+  /** UTF-8 key -> 4-byte point: every record (tombstones included) in key order. */
+  readonly #keys: Database<Buffer, Buffer>;
   readonly #graceMs: number;
   #lastVersion = 0;
   readonly ops = { get: 0, put: 0, del: 0, expired: 0, tombstonesDropped: 0 };
@@ -93,6 +102,7 @@ export class Store {
     const meta = this.#root.openDB<number, string>({ name: 'meta' });
     this.#records = this.#root.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
     this.#expiry = this.#root.openDB<Buffer, Buffer>({ name: 'expiry', keyEncoding: 'binary', encoding: 'binary' });
+    this.#keys = this.#root.openDB<Buffer, Buffer>({ name: 'keys', keyEncoding: 'binary', encoding: 'binary' });
     const format = meta.get('format');
     if (format === undefined && this.#records.getCount() > 0) {
       void this.#root.close();
@@ -101,7 +111,13 @@ export class Store {
         `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`,
       );
     }
-    if (format !== undefined && format !== FORMAT_VERSION) {
+    if (format === 2) {
+      // Format 2 had no key index: build it, then the directory is format 3.
+      this.#root.transactionSync(() => {
+        for (const { key } of this.#records.getRange({})) void this.#keys.put(key.subarray(4), key.subarray(0, 4));
+        void meta.put('format', FORMAT_VERSION);
+      });
+    } else if (format !== undefined && format !== FORMAT_VERSION) {
       void this.#root.close();
       throw kvError('KV_ERR_CONFIG', `shard data directory ${opts.path} has storage format ${format}; this version reads format ${FORMAT_VERSION}`);
     }
@@ -174,6 +190,29 @@ export class Store {
     return { packed: w.finish(), n: w.count, live, bytes, next: undefined };
   }
 
+  /**
+   * Records whose key starts with `prefix`, in key order (UTF-8 bytes), after
+   * `after` (exclusive), at most `limit`. Tombstones and expired values are
+   * reported as deleted, so a reader merging several shards drops a key whose
+   * newest record is gone, and every answer with `more` has entries.
+   */
+  list(prefix: string, after: string | undefined, limit: number, now = Date.now()): ListResult {
+    const p = Buffer.from(prefix, 'utf8');
+    const a = after === undefined ? undefined : Buffer.from(after, 'utf8');
+    const start = a !== undefined && a.compare(p) > 0 ? successor(a) : p;
+    const entries: ListResult['entries'] = [];
+    for (const { key, value } of this.#keys.getRange({ start })) {
+      if (key.length < p.length || key.compare(p, 0, p.length, 0, p.length) !== 0) return { entries, more: false };
+      if (entries.length >= limit) return { entries, more: true };
+      const rk = Buffer.concat([value, key]);
+      const b = this.#records.getBinaryFast(rk);
+      if (!b) continue;
+      const gone = isTombstone(b) || isExpired(b, now);
+      entries.push([key.toString('utf8'), epochOf(b), versionOf(b), gone ? 0 : expiryOf(b), gone ? 1 : 0]);
+    }
+    return { entries, more: false };
+  }
+
   /** A getRange option object for keys from `start` to point `hi` inclusive (lmdb-js may annotate it: a fresh one per call). */
   #range(start: Buffer, hi: number): { start: Buffer; end?: Buffer } {
     return hi >= 0xffffffff ? { start } : { start, end: pointBytes(hi + 1) };
@@ -214,7 +253,7 @@ export class Store {
     // Keep the moved version; later local writes build on it.
     const ver = versionOf(rv);
     if (ver > this.#lastVersion) this.#lastVersion = ver;
-    this.#writeRaw(rk, oldX, rv);
+    this.#writeRaw(rk, oldX, rv, !old);
     return true;
   }
 
@@ -230,6 +269,7 @@ export class Store {
           const old = this.#records.getBinaryFast(k);
           if (old && expiryOf(old) !== 0) void this.#expiry.remove(expiryKey(expiryOf(old), k));
           void this.#records.remove(k);
+          void this.#keys.remove(k.subarray(4));
         }
       });
       total += keys.length;
@@ -263,10 +303,12 @@ export class Store {
 
   // Inside a transaction callback lmdb-js applies put/remove at once; the
   // promises they return settle with the commit, which the caller awaits.
-  #writeRaw(rk: Buffer, oldX: number, rv: Buffer): void {
+  // `fresh`: no record of this key yet, so the key index gets it too.
+  #writeRaw(rk: Buffer, oldX: number, rv: Buffer, fresh: boolean): void {
     const x = expiryOf(rv);
     if (oldX !== 0 && oldX !== x) void this.#expiry.remove(expiryKey(oldX, rk));
     void this.#records.put(rk, rv);
+    if (fresh) void this.#keys.put(rk.subarray(4), rk.subarray(0, 4));
     if (x !== 0 && x !== oldX) void this.#expiry.put(expiryKey(x, rk), ONE);
   }
 
@@ -277,7 +319,7 @@ export class Store {
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 }));
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 }), !old);
     return ver;
   }
 
@@ -295,7 +337,7 @@ export class Store {
     // epoch treats this delete as newer than any copy it streams.
     if (old?.d === 1 && old.e >= epoch) return { deleted: false, ver: old.ver };
     const ver = this.#nextVersion(old?.ver ?? 0);
-    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch }));
+    this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch }), !old);
     return { deleted: live, ver };
   }
 
@@ -313,6 +355,7 @@ export class Store {
         if (rec && expiryOf(rec) === x) {
           const tomb = isTombstone(rec);
           void this.#records.remove(rk);
+          void this.#keys.remove(rk.subarray(4));
           if (tomb) this.ops.tombstonesDropped++;
           else this.ops.expired++;
         }

@@ -912,7 +912,6 @@ const unknownPath: Generator = (rng) => {
     '/',
     '/v2/x',
     '/v1',
-    '/v1/kv',
     '/v1/kvx',
     '/V1/KV/x',
     '/%00',

@@ -456,3 +456,83 @@ describe('Store rebalancing reads and writes', () => {
     store = open();
   });
 });
+
+describe('Store list (the key-ordered index)', () => {
+  const listAll = (s: Store, prefix: string, limit: number, now?: number) => {
+    const out: Array<[string, number]> = [];
+    let after: string | undefined;
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(1000);
+      const r = s.list(prefix, after, limit, now);
+      if (r.more) expect(r.entries.length).toBe(limit);
+      for (const [k, , , , d] of r.entries) out.push([k, d]);
+      if (!r.more) return out;
+      after = r.entries[r.entries.length - 1]![0];
+    }
+  };
+
+  it('pages through the keys under a prefix in UTF-8 byte order, deletes and expired values marked', async () => {
+    const now = Date.now();
+    const keys = ['a/1', 'a/10', 'a/2', 'a/é', 'a/\u{1F600}', 'a/\uE000', 'b/1', 'a', 'a/z'];
+    await store.transaction(() => {
+      for (const k of keys) store.putInTxn(k, args(k), now);
+      store.putInTxn('a/ttl', args('t', { expiresAt: now + 50 }), now);
+      store.delInTxn('a/2', undefined, now);
+    });
+    const byBytes = (xs: string[]) => [...xs].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    const under = byBytes([...keys.filter((k) => k.startsWith('a/')), 'a/ttl']);
+    for (const limit of [1, 2, 3, 100]) {
+      const got = listAll(store, 'a/', limit, now + 100);
+      expect(got.map(([k]) => k)).toEqual(under);
+      expect(got.filter(([, d]) => d === 1).map(([k]) => k)).toEqual(['a/2', 'a/ttl']);
+    }
+    // Byte order puts U+E000 before the emoji (UTF-16 order would not).
+    expect(under.indexOf('a/\uE000')).toBeLessThan(under.indexOf('a/\u{1F600}'));
+    expect(listAll(store, '', 100, now + 100).map(([k]) => k)).toEqual(byBytes([...keys, 'a/ttl']));
+    expect(store.list('c', undefined, 10).entries).toEqual([]);
+    // Versions and epochs are the record's.
+    const [first] = store.list('b/', undefined, 10).entries;
+    expect(first![0]).toBe('b/1');
+    expect(first![2]).toBe(store.get('b/1')!.ver);
+  });
+
+  it('the index follows sweep, purge and import, and survives a reopen', async () => {
+    const now = Date.now();
+    await store.transaction(() => {
+      for (let i = 0; i < 50; i++) store.putInTxn(`k${i}`, args('v', i < 10 ? { expiresAt: now + 10 } : {}), now);
+    });
+    expect(await store.sweep(1000, now + 20)).toBe(10);
+    expect(listAll(store, 'k', 7, now + 20)).toHaveLength(40);
+    const p = keyPoint('k20');
+    await store.purgeRange(p, p);
+    expect(listAll(store, 'k', 7).map(([k]) => k)).not.toContain('k20');
+    expect(listAll(store, 'k', 7)).toHaveLength(39);
+    // An imported record is listed.
+    const other = path.join(dir, 'other');
+    const dst = new Store({ path: other, mapSizeBytes: 64 * 1024 * 1024, noSync: true, tombstoneGraceMs: GRACE_MS });
+    try {
+      const [m] = readMoved(store.fetchPacked('k30')!, 1024);
+      await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5));
+      expect(dst.list('', undefined, 10).entries.map((e) => e[0])).toEqual(['k30']);
+    } finally {
+      await dst.close();
+    }
+    await store.close();
+    store = open();
+    expect(listAll(store, 'k', 100)).toHaveLength(39);
+  });
+
+  it('upgrades a format 2 directory by building the index', async () => {
+    await store.transaction(() => {
+      for (let i = 0; i < 20; i++) store.putInTxn(`u${i}`, args('v'));
+    });
+    await store.close();
+    const { open: openLmdb } = await import('lmdb');
+    const root = openLmdb({ path: dir, maxDbs: 8 });
+    await root.openDB<number, string>({ name: 'meta' }).put('format', 2);
+    await root.openDB({ name: 'keys', keyEncoding: 'binary' }).drop();
+    await root.close();
+    store = open();
+    expect(listAll(store, 'u', 6)).toHaveLength(20);
+  });
+});
