@@ -14,8 +14,8 @@ import { KvClient, KvSessionStore } from '../../src/index.js';
 import { Child } from '../../src/local/child.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { forEachLimit } from '../../dev/http.js';
-import { TestCluster } from '../helpers/procs.js';
-import { createApiKey } from '../helpers/tenant.js';
+import { TestCluster } from './procs.js';
+import { createApiKey, createTenant } from './tenants.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
 const SESSIONS = 1000;
@@ -81,7 +81,8 @@ export function sessionStoreSuite({ name, script, prefix }: Framework): void {
 
   beforeAll(async () => {
     cluster = await TestCluster.start({ routerSet: { dataAuth: 'true' } });
-    apiKey = await createApiKey(cluster.url, 'webapp');
+    await createTenant(cluster.url, 'webapp');
+    apiKey = (await createApiKey(cluster.url, 'webapp')).key;
     kv = new KvClient({ urls: cluster.url, apiKey });
     for (let i = 0; i < 2; i++) {
       procs.push(new Child(path.join(FIXTURES, script), [], { env: { ...process.env, KV_URLS: cluster.url, KV_API_KEY: apiKey, SESSION_PREFIX: prefix } }));

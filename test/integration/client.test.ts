@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvClient, KvError } from '../../src/index.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { startRouter, TestCluster, type RouterProc } from '../helpers/procs.js';
-import { createApiKey } from '../helpers/tenant.js';
+import { createApiKey, createTenant } from '../helpers/tenants.js';
 
 let cluster: TestCluster;
 let apiKey: string;
@@ -19,7 +19,8 @@ function client(o: Partial<ConstructorParameters<typeof KvClient>[0]> = {}): KvC
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ routerSet: { dataAuth: 'true' } });
-  apiKey = await createApiKey(cluster.url, 'sdk');
+  await createTenant(cluster.url, 'sdk');
+  apiKey = (await createApiKey(cluster.url, 'sdk')).key;
 });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
