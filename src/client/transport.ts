@@ -116,7 +116,10 @@ export class Transport {
       const e = this.#balancer.pick(tried);
       if (tried.has(e)) {
         // Every router was tried: wait a little before going round again.
-        await sleep(backoffMs(attempt - this.#balancer.endpoints.length, this.#cfg.retryDelayMs, 1000), undefined, x.signal ? { signal: x.signal } : {});
+        const ms = backoffMs(attempt - this.#balancer.endpoints.length, this.#cfg.retryDelayMs, 1000);
+        await sleep(ms, undefined, x.signal ? { signal: x.signal } : {}).catch((err: unknown) => {
+          throw x.signal?.aborted ? x.signal.reason : err;
+        });
       }
       tried.add(e);
       const f = await this.#attempt(e, x);

@@ -311,6 +311,18 @@ describe('KvClient balancing and retries', () => {
     expect(err.statusCode).toBe(503);
   });
 
+  it('ends the wait between attempts when the signal aborts, with the reason given', async () => {
+    const p1 = await freePort();
+    const c = client({ urls: `http://127.0.0.1:${p1}`, retries: 3, retryDelayMs: 30_000 });
+    const ac = new AbortController();
+    const downs = new Promise((resolve) => c.once('router-down', resolve));
+    const call = c.get('k', { signal: ac.signal });
+    await downs;
+    const reason = new Error('caller gave up');
+    ac.abort(reason);
+    await expect(call).rejects.toBe(reason);
+  });
+
   it('times a write out with an unknown outcome, and does not send it again', async () => {
     const a = await fake((req) => (req.url === '/readyz' ? { status: 200 } : 'hang'));
     const b = await fake(ready);
