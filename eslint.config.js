@@ -41,6 +41,7 @@ export default tseslint.config(
   restrict(['src/router/**'], [into('shard', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/shard/**'], [into('router', 'rebalance', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/local/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'dev', 'test', 'bench')]),
+  restrict(['src/client/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/cli/**', 'src/index.ts'], [NOT_IN_SRC]),
   restrict(['dev/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'test', 'bench')]),
 );

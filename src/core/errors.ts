@@ -85,6 +85,15 @@ export const ERRORS = {
   KV_ERR_UNKNOWN_OP: { status: 400, message: 'unknown operation %s' },
   KV_ERR_CONFIG: { status: 500, message: 'configuration is not valid: %s' },
   KV_ERR_INTERNAL: { status: 500, message: 'internal error: %s' },
+  // Made by the client SDK (src/client) about its own connection to a router;
+  // no server sends them.
+  KV_ERR_ROUTER_UNAVAILABLE: { status: 503, message: 'no router could be reached (%s); nothing was sent' },
+  KV_ERR_ROUTER_LOST: {
+    status: 502,
+    message: 'the connection to router %s was lost before it answered (%s); a write may or may not have been applied',
+  },
+  KV_ERR_ROUTER_TIMEOUT: { status: 504, message: 'router %s did not answer within %s ms; a write may or may not have been applied' },
+  KV_ERR_BAD_RESPONSE: { status: 502, message: 'router %s answered %s without a KV_ERR_* error: %s' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -101,6 +110,8 @@ export class KvError extends Error {
   readonly detail: Record<string, unknown> | undefined;
   /** For a refusal caused by load: when to try again (HTTP Retry-After). */
   retryAfterS: number | undefined;
+  /** The id under which the server logged the request (errors received over HTTP). */
+  requestId: string | undefined;
 
   constructor(code: ErrorCode, message: string, detail?: Record<string, unknown>) {
     super(message);
@@ -109,6 +120,7 @@ export class KvError extends Error {
     this.statusCode = ERRORS[code].status;
     this.detail = detail;
     this.retryAfterS = undefined;
+    this.requestId = undefined;
   }
 
   toJSON(): { code: ErrorCode; message: string } & Record<string, unknown> {
@@ -139,10 +151,11 @@ export function isErrorCode(code: unknown): code is ErrorCode {
 /** Rebuild a typed error from its wire form `{code, message}`. */
 export function fromWire(wire: { code?: unknown; message?: unknown; [k: string]: unknown }): KvError {
   const { code, message, ...detail } = wire;
-  if (!isErrorCode(code)) {
-    return kvError('KV_ERR_INTERNAL', `unknown error code ${String(code)}: ${String(message)}`);
-  }
-  return new KvError(code, typeof message === 'string' ? message : ERRORS[code].message, detail);
+  const err = isErrorCode(code)
+    ? new KvError(code, typeof message === 'string' ? message : ERRORS[code].message, detail)
+    : kvError('KV_ERR_INTERNAL', `unknown error code ${String(code)}: ${String(message)}`);
+  if (typeof detail['requestId'] === 'string') err.requestId = detail['requestId'];
+  return err;
 }
 
 export function toWire(err: unknown): { code: ErrorCode; message: string } & Record<string, unknown> {
