@@ -25,11 +25,6 @@ export function storedKey(tenant: string | null, key: string): string {
   return tenant === null ? key : SEP + tenant + SEP + key;
 }
 
-/** The stored-key prefix of all of a tenant's keys (plus the client's prefix). */
-export function storedPrefix(tenant: string | null, prefix: string): string {
-  return storedKey(tenant, prefix);
-}
-
 /** The client's key of a stored key of `tenant` (undefined when it is not one of that tenant's). */
 export function clientKeyOf(tenant: string | null, stored: string): string | undefined {
   if (tenant === null) return stored.startsWith(SEP) ? undefined : stored;

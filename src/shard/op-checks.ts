@@ -102,7 +102,8 @@ export function checkRequest(req: Record<string, unknown>, o: Op, limits: Limits
     }
     case 'list': {
       const p = req['prefix'];
-      if (typeof p !== 'string' || !isWellFormed(p) || Buffer.byteLength(p, 'utf8') > limits.maxKeyBytes) throw bad(`prefix must be a string of at most ${limits.maxKeyBytes} bytes`);
+      if (typeof p !== 'string' || !isWellFormed(p) || Buffer.byteLength(p, 'utf8') > limits.maxKeyBytes)
+        throw bad(`prefix must be a string of at most ${limits.maxKeyBytes} bytes`);
       if (req['after'] !== undefined) validateKey(req['after'], limits);
       const n = req['limit'];
       if (!isCount(n) || n < 1 || n > MAX_LIST) throw bad(`limit must be a whole number from 1 to ${MAX_LIST}`);

@@ -67,7 +67,6 @@ async function on(cl: Client, method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: s
   return { status: res.statusCode, text, worker: String(res.headers['x-kv-worker']) };
 }
 
-
 function expectCode(res: HttpResult | { status: number; text: string }, status: number, code: string): void {
   expect(res.status, res.text).toBe(status);
   expect(JSON.parse(res.text).code).toBe(code);
@@ -178,11 +177,14 @@ describe('sessions on every worker of every router', () => {
       const t0 = Date.now();
       await Promise.all(
         conns.map((cl) =>
-          waitUntil(async () => (await on(cl, 'GET', '/v1/kv/x', bearer(apiKey))).status === 401 && (await on(cl, 'GET', '/v1/kv/x', bearer(s.token))).status === 401, {
-            timeoutMs: 5000,
-            intervalMs: 2,
-            what: 'the revoked key and its session refused',
-          }),
+          waitUntil(
+            async () => (await on(cl, 'GET', '/v1/kv/x', bearer(apiKey))).status === 401 && (await on(cl, 'GET', '/v1/kv/x', bearer(s.token))).status === 401,
+            {
+              timeoutMs: 5000,
+              intervalMs: 2,
+              what: 'the revoked key and its session refused',
+            },
+          ),
         ),
       );
       expect(Date.now() - t0).toBeLessThan(1000);
@@ -256,16 +258,26 @@ describe('tenant isolation', () => {
     expect((await request('PUT', `${c.url}/v1/kv/only-b`, { headers: b, body: 'B' })).status).toBe(204);
     expectCode(await request('GET', `${c.url}/v1/kv/only-b`, { headers: a }), 404, 'KV_ERR_NOT_FOUND');
     expectCode(await request('DELETE', `${c.url}/v1/kv/only-b`, { headers: a }), 404, 'KV_ERR_NOT_FOUND');
-    expect((await request('PUT', `${c.url}/v1/kv/only-b`, { headers: { ...a, 'if-none-match': '*', 'content-type': 'text/plain' }, body: 'A' })).status).toBe(204);
+    expect((await request('PUT', `${c.url}/v1/kv/only-b`, { headers: { ...a, 'if-none-match': '*', 'content-type': 'text/plain' }, body: 'A' })).status).toBe(
+      204,
+    );
     expect((await request('GET', `${c.url}/v1/kv/only-b`, { headers: b })).text).toBe('B');
     // Batches: the results name the client's keys and hold the tenant's values.
     const batch = await request('POST', `${c.url}/v1/kv/_batch`, {
       headers: { ...a, ...json },
-      body: JSON.stringify({ ops: [{ op: 'get', key: 'a/1' }, { op: 'put', key: 'a/3', value: 'A3' }, { op: 'del', key: 'deep/x/y' }, { op: 'get', key: 'only-b' }] }),
+      body: JSON.stringify({
+        ops: [
+          { op: 'get', key: 'a/1' },
+          { op: 'put', key: 'a/3', value: 'A3' },
+          { op: 'del', key: 'deep/x/y' },
+          { op: 'get', key: 'only-b' },
+        ],
+      }),
     });
     expect(batch.status, batch.text).toBe(200);
     const results = batch.json<{ results: Array<{ key: string; status: number; value?: string; encoding?: string }> }>().results;
-    const text = (r: { value?: string; encoding?: string }) => (r.value !== undefined && r.encoding === 'base64' ? Buffer.from(r.value, 'base64').toString() : r.value);
+    const text = (r: { value?: string; encoding?: string }) =>
+      r.value !== undefined && r.encoding === 'base64' ? Buffer.from(r.value, 'base64').toString() : r.value;
     expect(results.map((r) => [r.key, r.status, text(r)])).toEqual([
       ['a/1', 200, 'A:a/1'],
       ['a/3', 204, undefined],
@@ -289,12 +301,26 @@ describe('tenant isolation', () => {
     const a = bearer(await createTenant('move-a'));
     const b = bearer(await createTenant('move-b'));
     const keys = Array.from({ length: 3000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
-    await putAll(c.url, a, keys.map((k) => [k, `A-${k}`]));
-    await putAll(r2.url, b, keys.slice(0, 1500).map((k) => [k, `B-${k}`]));
+    await putAll(
+      c.url,
+      a,
+      keys.map((k) => [k, `A-${k}`]),
+    );
+    await putAll(
+      r2.url,
+      b,
+      keys.slice(0, 1500).map((k) => [k, `B-${k}`]),
+    );
     const check = async (what: string) => {
       const probe = keys.filter((_, i) => i % 97 === 0);
-      const ra = await request('POST', `${c.url}/v1/kv/_batch`, { headers: { ...a, ...json }, body: JSON.stringify({ ops: probe.map((key) => ({ op: 'get', key })) }) });
-      const rb = await request('POST', `${r2.url}/v1/kv/_batch`, { headers: { ...b, ...json }, body: JSON.stringify({ ops: probe.map((key) => ({ op: 'get', key })) }) });
+      const ra = await request('POST', `${c.url}/v1/kv/_batch`, {
+        headers: { ...a, ...json },
+        body: JSON.stringify({ ops: probe.map((key) => ({ op: 'get', key })) }),
+      });
+      const rb = await request('POST', `${r2.url}/v1/kv/_batch`, {
+        headers: { ...b, ...json },
+        body: JSON.stringify({ ops: probe.map((key) => ({ op: 'get', key })) }),
+      });
       const va = ra.json<{ results: Array<{ status: number; value?: string }> }>().results;
       const vb = rb.json<{ results: Array<{ status: number; value?: string }> }>().results;
       probe.forEach((k, n) => {
@@ -326,7 +352,11 @@ describe('paged scan', () => {
   it('pages served by other workers and the other router return every key exactly once, in key order', async () => {
     const h = bearer((await login(c.url, await createTenant('scan'))).token);
     const keys = Array.from({ length: 700 }, (_, i) => `p/${(i * 7919) % 1000}/${i}`);
-    await putAll(c.url, h, keys.map((k) => [k, 'v']));
+    await putAll(
+      c.url,
+      h,
+      keys.map((k) => [k, 'v']),
+    );
     // Deleted and expiring keys are not listed.
     expect((await request('PUT', `${c.url}/v1/kv/p%2Fgone`, { headers: h, body: 'x' })).status).toBe(204);
     expect((await request('DELETE', `${c.url}/v1/kv/p%2Fgone`, { headers: h })).status).toBe(204);
@@ -339,7 +369,9 @@ describe('paged scan', () => {
     const first = await request('GET', `${c.url}/v1/kv?prefix=p%2F&limit=5`, { headers: h });
     const next = first.json<{ next: string }>().next;
     expect(next).toMatch(/\S/);
-    const other = bearer((await login(c.url, (await request('POST', `${c.url}/v1/admin/tenants/scan/keys`, { headers: ADMIN_AUTH })).json<{ key: string }>().key)).token);
+    const other = bearer(
+      (await login(c.url, (await request('POST', `${c.url}/v1/admin/tenants/scan/keys`, { headers: ADMIN_AUTH })).json<{ key: string }>().key)).token,
+    );
     expectCode(await request('GET', `${r2.url}/v1/kv?page=${encodeURIComponent(next)}`, { headers: other }), 400, 'KV_ERR_BAD_PAGE_TOKEN');
     expect((await request('GET', `${r2.url}/v1/kv?page=${encodeURIComponent(next)}`, { headers: h })).status).toBe(200);
     expectCode(await request('GET', `${c.url}/v1/kv?page=${encodeURIComponent(next)}`, { headers: h }), 400, 'KV_ERR_BAD_PAGE_TOKEN');
@@ -354,7 +386,11 @@ describe('paged scan', () => {
   it('a rebalance between pages changes nothing: every key exactly once', async () => {
     const h = bearer((await login(r2.url, await createTenant('scan-move'))).token);
     const keys = Array.from({ length: 2000 }, (_, i) => `m${String(i).padStart(4, '0')}`);
-    await putAll(c.url, h, keys.map((k) => [k, 'v']));
+    await putAll(
+      c.url,
+      h,
+      keys.map((k) => [k, 'v']),
+    );
     await c.startShard('s5');
     const r = await scanAll([r2.url, c.url], h, '', 250, async (page) => {
       // After the first page a shard joins (the move runs to its end), after the third it leaves again.
@@ -375,7 +411,8 @@ describe('Redis restarted under a session workload', () => {
   it('session requests fail fast with 503 while Redis is down, and every session works again after it restarts with its append-only file', async () => {
     const apiKey = await createTenant('redis');
     const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => login(i % 2 ? r2.url : c.url, apiKey)));
-    for (const [i, s] of sessions.entries()) expect((await request('PUT', `${c.url}/v1/kv/s${i}`, { headers: bearer(s.token), body: `v${i}` })).status).toBe(204);
+    for (const [i, s] of sessions.entries())
+      expect((await request('PUT', `${c.url}/v1/kv/s${i}`, { headers: bearer(s.token), body: `v${i}` })).status).toBe(204);
     // The workload: every session reads its key in turn, through both routers.
     let stop = false;
     const seen: Array<{ at: number; status: number; code?: string; ms: number }> = [];
@@ -395,7 +432,10 @@ describe('Redis restarted under a session workload', () => {
       // Once the workers' short-lived caches and rate budgets run out, every session request is a quick 503.
       await waitUntil(() => seen.filter((s) => s.at > down && s.status === 503).length >= 20, { timeoutMs: 10_000, what: '503s while Redis is down' });
       const failing = seen.filter((s) => s.at > down && s.status !== 200);
-      expect(failing.every((s) => s.status === 503 && s.code === 'KV_ERR_REDIS_UNAVAILABLE'), JSON.stringify(failing.slice(0, 5))).toBe(true);
+      expect(
+        failing.every((s) => s.status === 503 && s.code === 'KV_ERR_REDIS_UNAVAILABLE'),
+        JSON.stringify(failing.slice(0, 5)),
+      ).toBe(true);
       expect(Math.max(...failing.map((s) => s.ms))).toBeLessThan(1500);
       // A new login needs Redis too.
       expectCode(await request('POST', `${c.url}/v1/sessions`, { headers: bearer(apiKey) }), 503, 'KV_ERR_REDIS_UNAVAILABLE');
