@@ -14,7 +14,13 @@
 // machine info to bench/results/compare-<time>.json (BENCH_RESULTS_DIR to put
 // it elsewhere). A build is only a path to its kv.js: an older checkout's may
 // live elsewhere (e.g. dist/src/cli/kv.js). Both builds must accept the CLI
-// and the Redis topology that this checkout's bench/topology.ts uses.
+// and the Redis topology that this checkout's bench/topology.ts uses. The
+// router's dataAuth=false (and the bench's tenantRateLimitPerSec) reach it as
+// environment variables (ROUTER_DATA_AUTH, ROUTER_TENANT_RATE_LIMIT_PER_SEC),
+// not `--set`: a build older than tenants ignores variables it does not know,
+// while it refuses an unknown `--set` key. The rows with credentials
+// (router-*-apikey, -session, -cookie) need builds that have tenants; the
+// default router-get runs on any.
 //
 // Settings (env): BENCH_COMPARE_A, BENCH_COMPARE_B (required), BENCH_ROUNDS
 // (5), BENCH_TARGETS (router-get; any of bench/http.ts's targets, comma
@@ -130,7 +136,8 @@ async function runOnce(build: Build, round: number, tmp: string): Promise<Run> {
   const tag = `[${build} r${round}]`;
   const child = new Child(HTTP_BENCH, [], {
     nodeArgs: ['--import', import.meta.resolve('tsx')],
-    env: { ...process.env, BENCH_KV_BIN: settings.kvBin[build].file, BENCH_TARGETS: settings.targets, BENCH_RESULTS_DIR: resultsDir },
+    // One round per run: the alternation over builds is this script's; BENCH_ROUNDS is its own round count.
+    env: { ...process.env, BENCH_KV_BIN: settings.kvBin[build].file, BENCH_TARGETS: settings.targets, BENCH_RESULTS_DIR: resultsDir, BENCH_ROUNDS: '1' },
     // Own process group: a Ctrl-C reaches only this process, which then stops the run in order.
     detached: true,
     onLine: (line) => {

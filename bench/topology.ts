@@ -60,6 +60,34 @@ export interface TopologyOptions {
   readonly nodeArgs: readonly string[];
   /** Extra router options as `key=value`, passed with `--set` (e.g. rebalanceBatchKeys=5000). */
   readonly routerSets?: readonly string[];
+  /**
+   * The router's dataAuth (default false here, unlike the router's own
+   * default): requests without credentials are anonymous, requests with an
+   * API key or a session are still checked and scoped to their tenant.
+   */
+  readonly dataAuth?: boolean;
+  /** The router's tenantRateLimitPerSec (unset: the router's default; 0: no limit). */
+  readonly tenantRateLimitPerSec?: number;
+}
+
+/** Per-router settings of startRouter() beyond the topology's own. */
+export interface RouterOptions {
+  readonly dataAuth?: boolean | undefined;
+  readonly tenantRateLimitPerSec?: number | undefined;
+  /** Run the rebalance coordinator (default true; a second router of a benchmark does not need it). */
+  readonly rebalanceCoordinator?: boolean;
+}
+
+/**
+ * Router options that go through the environment rather than `--set`: a
+ * build that does not know an option ignores its variable, while `--set`
+ * with an unknown key is refused (bench/compare.ts runs older builds too).
+ */
+function routerEnv(o: RouterOptions): Record<string, string> {
+  const env: Record<string, string> = { ROUTER_DATA_AUTH: String(o.dataAuth ?? false) };
+  if (o.tenantRateLimitPerSec !== undefined) env['ROUTER_TENANT_RATE_LIMIT_PER_SEC'] = String(o.tenantRateLimitPerSec);
+  if (o.rebalanceCoordinator === false) env['ROUTER_REBALANCE_COORDINATOR'] = 'false';
+  return env;
 }
 
 /** What killNow() can reach: a Child, a ChildProcess, or anything else with a kill(). */
@@ -112,14 +140,14 @@ export const BENCH_SECRETS = { adminToken: newSecret(), clusterSecret: newSecret
 /** `Authorization` for a shard's HTTP port and the admin API. */
 export const ADMIN_HEADER = { authorization: `Bearer ${BENCH_SECRETS.adminToken}` };
 
-function spawnKv(args: string[], name: string, o: TopologyOptions): Child {
+function spawnKv(args: string[], name: string, o: TopologyOptions, env: Record<string, string> = {}): Child {
   // Own process group: Ctrl-C reaches only the benchmark, which then stops
   // the tiers in order. The IPC channel still ties each child to us: shards
   // and the router primary stop on 'disconnect' if the benchmark dies.
   return new Child(KV_BIN, args, {
     nodeArgs: o.nodeArgs,
     detached: true,
-    env: { ...process.env, KV_ADMIN_TOKEN: BENCH_SECRETS.adminToken, KV_CLUSTER_SECRET: BENCH_SECRETS.clusterSecret, KV_INSECURE: '' },
+    env: { ...process.env, KV_ADMIN_TOKEN: BENCH_SECRETS.adminToken, KV_CLUSTER_SECRET: BENCH_SECRETS.clusterSecret, KV_INSECURE: '', ...env },
     onLine: (line) => {
       // Startup banners are noise in a results table; warnings and errors are not.
       if (o.verbose || /"level":\s*[4-6]\d|error|warn|fail|deprecat/i.test(line)) process.stderr.write(`[${name}] ${line}\n`);
@@ -238,6 +266,17 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
     admin.disconnect();
   }
 
+  const router = await startRouter(redis.url, o, cleanup, { dataAuth: o.dataAuth, tenantRateLimitPerSec: o.tenantRateLimitPerSec });
+  return { dir, redis, shards, router, topology };
+}
+
+/**
+ * Start a router cluster (primary and o.routerWorkers workers) on a free
+ * port against the topology in `redisUrl`; resolves once /readyz answers 200.
+ * startTopology() starts the first; a benchmark may add more with other
+ * settings (all routers serve the same shards).
+ */
+export async function startRouter(redisUrl: string, o: TopologyOptions, cleanup: Cleanup, r: RouterOptions = {}): Promise<RouterProcess> {
   const port = await freePort();
   const child = spawnKv(
     [
@@ -250,15 +289,16 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
       '--workers',
       String(o.routerWorkers),
       '--redis-url',
-      redis.url,
+      redisUrl,
       ...(o.routerSets?.length ? ['--set', ...o.routerSets] : []),
     ],
-    'router',
+    `router:${port}`,
     o,
+    routerEnv(r),
   );
   cleanup.track(child);
   let workerPids: number[] = [];
-  cleanup.add('router', async () => {
+  cleanup.add(`router ${port}`, async () => {
     await child.stop(20_000);
     // Workers leave when the primary does; make sure no straggler outlives us.
     for (const pid of workerPids) killIfAlive(pid);
@@ -271,5 +311,5 @@ export async function startTopology(o: TopologyOptions, cleanup: Cleanup): Promi
 
   const res = await get(`${router.url}/readyz`, { fresh: true });
   if (res.status !== 200) throw new Error(`router not ready: ${res.status} ${res.text}`);
-  return { dir, redis, shards, router, topology };
+  return router;
 }

@@ -12,6 +12,8 @@ export interface BulkLoadOptions {
   readonly batch?: number;
   /** Batches in flight. */
   readonly concurrency?: number;
+  /** Sent with every batch, e.g. a tenant's `authorization` (none: anonymous). */
+  readonly headers?: Record<string, string>;
   /** Called after each batch with the number of keys loaded so far. */
   readonly onProgress?: (loaded: number) => void;
 }
@@ -29,7 +31,12 @@ export async function bulkLoad(routerUrl: string, o: BulkLoadOptions): Promise<v
   try {
     await forEachLimit(batches, concurrency, async (keys) => {
       const ops = keys.map((key) => ({ op: 'put', key, value: o.value(key), ...(o.ttl ? { ttl: o.ttl } : {}) }));
-      const res = await request('POST', `${routerUrl}/v1/kv/_batch`, { body: JSON.stringify({ ops }), headers: json, agent, timeoutMs: 60_000 });
+      const res = await request('POST', `${routerUrl}/v1/kv/_batch`, {
+        body: JSON.stringify({ ops }),
+        headers: { ...json, ...o.headers },
+        agent,
+        timeoutMs: 60_000,
+      });
       if (res.status !== 200) throw new Error(`bulk load: batch answered ${res.status}: ${res.text.slice(0, 300)}`);
       const bad = res.json<{ results: Array<{ status: number; code?: string }> }>().results.filter((r) => r.status !== 204);
       if (bad.length > 0) throw new Error(`bulk load: ${bad.length} puts failed, e.g. ${JSON.stringify(bad[0])}`);
