@@ -79,6 +79,17 @@ function expressStoreProto(): ExpressStoreProto {
 
 const isGone = (err: unknown) => err instanceof KvError && (err.code === 'KV_ERR_PRECONDITION_FAILED' || err.code === 'KV_ERR_NOT_FOUND');
 
+/** How long a read's version is used by a touch that follows it, and how many reads are kept for that. */
+const RECENT_MS = 2000;
+const RECENT_MAX = 10_000;
+
+interface RecentRead {
+  readonly value: string;
+  readonly version: number;
+  readonly contentType: string;
+  readonly at: number;
+}
+
 export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmitter {
   readonly client: KvClient;
   readonly prefix: string;
@@ -87,6 +98,13 @@ export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmi
   readonly #disableTouch: boolean;
   readonly #serializer: SessionSerializer<S>;
   readonly #scanCount: number;
+  /**
+   * The last read of each session in this process, for a moment: express-session
+   * touches a session at the end of the request that read it, and with the
+   * version of that read the touch is one conditional write instead of a read
+   * and a write.
+   */
+  readonly #recent = new Map<string, RecentRead>();
   /** Set by express-session on the store it is given: makes a new session on a request. */
   generate?: (req: unknown) => void;
 
@@ -124,7 +142,13 @@ export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmi
 
   get(sid: string, cb?: Callback<S | null>): Promise<S | null> | undefined {
     return settle(
-      this.client.getText(this.#key(sid)).then((e) => (e === undefined ? null : this.#serializer.parse(e.value))),
+      this.client.getText(this.#key(sid)).then((e) => {
+        this.#recent.delete(sid);
+        if (e === undefined) return null;
+        if (this.#recent.size >= RECENT_MAX) this.#recent.delete(this.#recent.keys().next().value!);
+        this.#recent.set(sid, { value: e.value, version: e.version, contentType: e.contentType, at: Date.now() });
+        return this.#serializer.parse(e.value);
+      }),
       cb,
     );
   }
@@ -135,6 +159,7 @@ export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmi
   }
 
   async #set(sid: string, session: S): Promise<void> {
+    this.#recent.delete(sid);
     const ttl = this.#disableTTL ? undefined : this.ttlOf(session);
     if (ttl !== undefined && ttl <= 0) return this.#destroy(sid);
     const contentType = this.#serializer === (JSON as unknown) ? JSON_TYPE : TEXT_TYPE;
@@ -146,6 +171,7 @@ export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmi
   }
 
   async #destroy(sid: string): Promise<void> {
+    this.#recent.delete(sid);
     await this.client.delete(this.#key(sid));
   }
 
@@ -165,6 +191,17 @@ export class KvSessionStore<S extends SessionLike = AnySession> extends EventEmi
     const ttl = this.ttlOf(session);
     if (ttl <= 0) return this.#destroy(sid);
     const key = this.#key(sid);
+    const recent = this.#recent.get(sid);
+    this.#recent.delete(sid);
+    if (recent !== undefined && Date.now() - recent.at < RECENT_MS) {
+      try {
+        await this.client.put(key, recent.value, { ttl, ifMatch: recent.version, contentType: recent.contentType });
+        return;
+      } catch (err) {
+        // Written (or destroyed) since that read: look again.
+        if (!isGone(err)) throw err;
+      }
+    }
     const cur = await this.client.get(key);
     if (cur === undefined) return;
     try {

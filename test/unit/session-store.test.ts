@@ -121,6 +121,31 @@ describe('KvSessionStore', () => {
     expect(router.seen.filter((r) => r.method === 'PUT').at(-1)!.headers['if-match']).toMatch(/^"\d+"$/);
   });
 
+  it('a touch right after a read is one conditional write; after a write by someone else it reads again', async () => {
+    const { store, data, router } = await setup();
+    await store.set('s', { ...inSeconds(60), n: 1 } as never);
+    const seen = () => router.seen.map((r) => r.method);
+    const n0 = router.seen.length;
+    expect(await store.get('s')).toMatchObject({ n: 1 });
+    await store.touch('s', { ...inSeconds(120), n: 1 } as never);
+    expect(seen().slice(n0)).toEqual(['GET', 'PUT']);
+    expect(data.get('sess:s')!.ttl).toBe('120');
+    // Another process rewrites it between our read and our touch: the touch's If-Match fails, it reads again and keeps the new value.
+    await store.get('s');
+    const other = new KvSessionStore({ client: store.client });
+    await other.set('s', { ...inSeconds(60), n: 2 } as never);
+    const n1 = router.seen.length;
+    await store.touch('s', { ...inSeconds(300), n: 1 } as never);
+    expect(seen().slice(n1)).toEqual(['PUT', 'GET', 'PUT']);
+    expect(JSON.parse(data.get('sess:s')!.value.toString())).toMatchObject({ n: 2 });
+    expect(data.get('sess:s')!.ttl).toBe('300');
+    // Destroyed between the read and the touch: nothing comes back.
+    await store.get('s');
+    await other.destroy('s');
+    await store.touch('s', inSeconds(300));
+    expect(data.has('sess:s')).toBe(false);
+  });
+
   it('calls callbacks node-style, errors included', async () => {
     const { store, router } = await setup();
     const got = await new Promise<unknown[]>((resolve) => store.set('s', inSeconds(60), (...a) => resolve(a)));
