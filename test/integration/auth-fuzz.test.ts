@@ -136,7 +136,8 @@ describe('credentials and page tokens (dataAuth=true)', () => {
         workers: 1,
         set: { dataAuth: 'true', sessionIdleTimeoutMs: 1000, sessionAbsoluteTimeoutMs: 1000, rebalanceCoordinator: 'false' },
       });
-      const r = await request('POST', `${short.url}/v1/sessions`, { headers: bearer(a.key.key) });
+      // Fresh connections to the routers this test stops: an idle keep-alive one would hold their drain.
+      const r = await request('POST', `${short.url}/v1/sessions`, { headers: bearer(a.key.key), fresh: true });
       expect(r.status).toBe(201);
       const { token, absoluteExpiresAt } = r.json<{ token: string; absoluteExpiresAt: number }>();
       expect(absoluteExpiresAt - Date.now()).toBeLessThanOrEqual(1000);
@@ -260,12 +261,12 @@ describe('credentials and page tokens (dataAuth=true)', () => {
       });
       // Keys on both sides of the namespaces (U+FFFF sorts below 4-byte UTF-8).
       const mine = ['anon-1', 'anon-2', 'zz', '\u{1F600}-after'];
-      for (const k of mine) expect((await request('PUT', `${open.url}/v1/kv/${encodeURIComponent(k)}`, { body: 'anon' })).status).toBe(204);
+      for (const k of mine) expect((await request('PUT', `${open.url}/v1/kv/${encodeURIComponent(k)}`, { body: 'anon', fresh: true })).status).toBe(204);
       const listed: string[] = [];
       let next: string | null = null;
       let pages = 0;
       for (; pages < 100; pages++) {
-        const p = await scanPage(open.url, {}, next === null ? 'limit=2' : `page=${encodeURIComponent(next)}`);
+        const p = await scanPage(open.url, {}, next === null ? 'limit=2' : `page=${encodeURIComponent(next)}`, { fresh: true });
         listed.push(...p.keys.map((k) => k.key));
         next = p.next;
         if (next === null) break;
