@@ -30,7 +30,7 @@ import { ADMIN_AUTH, TEST_ADMIN_TOKEN, TEST_CLUSTER_SECRET } from '../helpers/se
 import { rawHttp, type RawPiece, type RawResponse } from '../helpers/raw-http.js';
 import { bearer, createApiKey, login, logout, revokeApiKey, scanPage, tenantWithSession } from '../helpers/tenants.js';
 import { Rng, WirePeer, caseSeed, envInt, httpProblems, preview, wireRefusalProblems, type HttpExpect } from '../helpers/fuzz.js';
-import { forEachLimit } from '../../dev/http.js';
+import { closeSharedAgent, forEachLimit } from '../../dev/http.js';
 import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
 import { isErrorCode } from '../../src/core/errors.js';
 import { storedKey } from '../../src/core/tenant.js';
@@ -129,6 +129,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await good?.stop();
   await goodA?.stop();
+  // Idle keep-alive connections would hold a draining router.
+  await closeSharedAgent();
   await Promise.all(extraRouters.map((r) => r.stop().catch(() => undefined)));
   await c?.stop();
 }, 60_000);
@@ -2087,7 +2089,7 @@ const tenantKv: Generator = (rng, id) => {
           ])();
       d = draft(del ? 'DELETE' : 'PUT', KV + raw, del ? undefined : rng.bytes(rng.int(100)));
       d.headers.push(...cr.headers);
-      if (p === 'anon') tryPath(raw);
+      if (p === 'anon' && !raw.includes('%EF%BF%B')) tryPath(raw);
       if (p !== undefined || !exact) {
         maybes(rng, d, exact ? 0 : 2);
         // A caller that may write gets a sure refusal; a namespace path is one by itself.
