@@ -206,11 +206,16 @@ export class IdentityStore {
 
   // ------------------------------------------------------------ scan cursors
 
-  /** Store a cursor in the caller's state (its session, or its API key's state) under a new id. */
+  /**
+   * Store a cursor in the caller's state (its session, or its API key's state) under a new id.
+   * `stateTtlMs` undefined: the state is a session's hash, which keeps its own TTL; should the
+   * session have expired since it was validated, the hash this creates anew expires with the cursor.
+   */
   async putCursor(stateKey: string, state: CursorState, stateTtlMs: number | undefined): Promise<string> {
     const id = randomBytes(16).toString('base64url');
     const m = this.#redis.multi().hset(stateKey, `cursor:${id}`, JSON.stringify(state));
     if (stateTtlMs !== undefined) m.pexpire(stateKey, stateTtlMs);
+    else m.pexpire(stateKey, Math.max(1, state.expiresAt - Date.now()), 'NX');
     await m.exec();
     return id;
   }
