@@ -1799,7 +1799,20 @@ const aWritten = new Set<string>();
 async function startTenantWorld(): Promise<TenantWorld> {
   const base = { redisUrl: c.redis.url, prefix: c.prefix };
   const started = await Promise.allSettled([
-    startRouter({ ...base, workers: 2, set: { ...HTTP_LIMITS, maxBatchOps: MAX_BATCH, dataAuth: 'true', rebalanceCoordinator: 'false' } }),
+    // The size limits of the first router; the default timeouts (no case here is slow on purpose, and a busy machine must not cut tenant A's client).
+    startRouter({
+      ...base,
+      workers: 2,
+      set: {
+        maxValueBytes: MAX_VALUE,
+        maxBodyBytes: MAX_BODY,
+        maxKeyBytes: MAX_KEY,
+        maxHeaderBytes: MAX_HEADER,
+        maxBatchOps: MAX_BATCH,
+        dataAuth: 'true',
+        rebalanceCoordinator: 'false',
+      },
+    }),
     // Its sessions end a second after login, on every router.
     startRouter({ ...base, workers: 1, set: { dataAuth: 'true', rebalanceCoordinator: 'false', sessionIdleTimeoutMs: 1000, sessionAbsoluteTimeoutMs: 1000 } }),
   ]);
