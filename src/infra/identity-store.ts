@@ -209,7 +209,11 @@ export class IdentityStore {
 
   // ------------------------------------------------------------ scan cursors
 
-  /** Store a cursor in the caller's state (its session, or its API key's state) under a new id. */
+  /**
+   * Store a cursor in the caller's state (its session, or its API key's state) under a new id,
+   * and give the state `stateTtlMs` to live (for a session: what is left of its idle timeout, so
+   * a hash made anew for a session that ended meanwhile goes soon too).
+   */
   async putCursor(stateKey: string, state: CursorState, stateTtlMs: number | undefined): Promise<string> {
     const id = randomBytes(16).toString('base64url');
     const m = this.#redis.multi().hset(stateKey, `cursor:${id}`, JSON.stringify(state)).hlen(stateKey);

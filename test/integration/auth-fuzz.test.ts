@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, startRouter, type RouterProc } from '../helpers/procs.js';
 import { request, type HttpResult } from '../helpers/http.js';
 import { waitUntil } from '../../src/local/wait.js';
+import { sha256 } from '../../src/infra/identity-store.js';
 import { bearer, createApiKey, login, logout, revokeApiKey, scanPage, sessionCookie, tenantWithSession, type TenantCreds } from '../helpers/tenants.js';
 
 const WORKERS = 2;
@@ -136,7 +137,8 @@ describe('credentials and page tokens (dataAuth=true)', () => {
         workers: 1,
         set: { dataAuth: 'true', sessionIdleTimeoutMs: 1000, sessionAbsoluteTimeoutMs: 1000, rebalanceCoordinator: 'false' },
       });
-      const r = await request('POST', `${short.url}/v1/sessions`, { headers: bearer(a.key.key) });
+      // Fresh connections to the routers this test stops: an idle keep-alive one would hold their drain.
+      const r = await request('POST', `${short.url}/v1/sessions`, { headers: bearer(a.key.key), fresh: true });
       expect(r.status).toBe(201);
       const { token, absoluteExpiresAt } = r.json<{ token: string; absoluteExpiresAt: number }>();
       expect(absoluteExpiresAt - Date.now()).toBeLessThanOrEqual(1000);
@@ -151,6 +153,36 @@ describe('credentials and page tokens (dataAuth=true)', () => {
       const after = await fromEveryWorker('GET', `${c.url}/v1/kv/k-01`, bearer(token));
       expect([...after.values()].map((x) => `${x.status} ${String(codeOf(x))}`)).toEqual(Array(WORKERS).fill('401 KV_ERR_BAD_CREDENTIALS'));
       const cur = await request('GET', `${c.url}/v1/sessions/current`, { headers: sessionCookie(token) });
+      expect(summary(cur)).toMatch(/^401 KV_ERR_BAD_CREDENTIALS/);
+    } finally {
+      await short?.stop();
+    }
+  });
+
+  it('a page asked for by a session that expired a moment ago (still trusted by the worker) leaves no state without an expiry in Redis', async () => {
+    let short: RouterProc | undefined;
+    try {
+      // Sessions idle out after a second; the worker trusts what it validated for a minute.
+      short = await startRouter({
+        redisUrl: c.redis.url,
+        prefix: c.prefix,
+        workers: 1,
+        set: { dataAuth: 'true', sessionIdleTimeoutMs: 1000, authCacheMs: 60_000, rebalanceCoordinator: 'false' },
+      });
+      const url = short.url;
+      const r = await request('POST', `${url}/v1/sessions`, { headers: bearer(a.key.key), fresh: true });
+      expect(r.status).toBe(201);
+      const token = r.json<{ token: string }>().token;
+      const redisKey = `${c.prefix}session:${sha256(token)}`;
+      await scanPage(url, bearer(token), 'prefix=k-&limit=2', { fresh: true });
+      await waitUntil(async () => (await c.admin.exists(redisKey)) === 0, { timeoutMs: 10_000, what: 'the session to idle out in Redis' });
+      // The worker still trusts it: the page is served, and its token must not bring the session's key back for good.
+      const page = await scanPage(url, bearer(token), 'prefix=k-&limit=2', { fresh: true });
+      expect(page.next).toEqual(expect.any(String));
+      const ttl = await c.admin.pttl(redisKey);
+      expect(ttl === -2 || ttl > 0, `the session's key has PTTL ${ttl}`).toBe(true);
+      // And the session is not back.
+      const cur = await request('GET', `${c.url}/v1/sessions/current`, { headers: bearer(token) });
       expect(summary(cur)).toMatch(/^401 KV_ERR_BAD_CREDENTIALS/);
     } finally {
       await short?.stop();
@@ -260,12 +292,12 @@ describe('credentials and page tokens (dataAuth=true)', () => {
       });
       // Keys on both sides of the namespaces (U+FFFF sorts below 4-byte UTF-8).
       const mine = ['anon-1', 'anon-2', 'zz', '\u{1F600}-after'];
-      for (const k of mine) expect((await request('PUT', `${open.url}/v1/kv/${encodeURIComponent(k)}`, { body: 'anon' })).status).toBe(204);
+      for (const k of mine) expect((await request('PUT', `${open.url}/v1/kv/${encodeURIComponent(k)}`, { body: 'anon', fresh: true })).status).toBe(204);
       const listed: string[] = [];
       let next: string | null = null;
       let pages = 0;
       for (; pages < 100; pages++) {
-        const p = await scanPage(open.url, {}, next === null ? 'limit=2' : `page=${encodeURIComponent(next)}`);
+        const p = await scanPage(open.url, {}, next === null ? 'limit=2' : `page=${encodeURIComponent(next)}`, { fresh: true });
         listed.push(...p.keys.map((k) => k.key));
         next = p.next;
         if (next === null) break;

@@ -5,6 +5,14 @@
 // KV_FUZZ_CASES=3,17 runs only those), and named cases that always run for
 // the defects this kind of input once found.
 //
+// Tenants, sessions and the paged scan get their own cases, on a second
+// router with dataAuth=true on the same Redis and shards: forged, revoked,
+// ended and expired credentials, cookies of every shape, page tokens of
+// other callers, tampered and reused, bad scan parameters, keys and prefixes
+// that name a tenant namespace (U+FFFF), and the tenant admin API. Two
+// tenants hold the same keys with their own values (B's marked); no answer
+// to anyone but B may show B's values or keys, and A reads its own.
+//
 // Every case: only documented 4xx answers (status = ERRORS[code].status, body
 // {code, message, requestId}) and never a 5xx; on the data port a coded
 // refusal or the connection closed. Every write a case attempts is meant to
@@ -12,16 +20,22 @@
 // no shard holds a record but those of the well-behaved client that ran
 // throughout (and saw no error) and the few the named cases wrote on purpose,
 // every key a case tried is absent on every shard and through the router,
-// and the topology and the rebalance job are as they were.
+// and the topology and the rebalance job are as they were; tenant B's keys
+// hold their values, tenant A holds nothing but its keys and the ones its
+// cases may write, both routers run with the same workers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster } from '../helpers/procs.js';
+import { TestCluster, startRouter, type RouterProc } from '../helpers/procs.js';
 import { request, keepAliveAgent, type HttpResult } from '../helpers/http.js';
 import { ADMIN_AUTH, TEST_ADMIN_TOKEN, TEST_CLUSTER_SECRET } from '../helpers/secrets.js';
-import { rawHttp, type RawPiece } from '../helpers/raw-http.js';
+import { rawHttp, type RawPiece, type RawResponse } from '../helpers/raw-http.js';
+import { bearer, createApiKey, login, logout, revokeApiKey, scanPage, tenantWithSession } from '../helpers/tenants.js';
 import { Rng, WirePeer, caseSeed, envInt, httpProblems, preview, wireRefusalProblems, type HttpExpect } from '../helpers/fuzz.js';
-import { forEachLimit } from '../../dev/http.js';
+import { closeSharedAgent, forEachLimit } from '../../dev/http.js';
 import { LIMIT_DEFAULTS, type Limits } from '../../src/core/config.js';
 import { isErrorCode } from '../../src/core/errors.js';
+import { storedKey } from '../../src/core/tenant.js';
+import { waitUntil } from '../../src/local/wait.js';
+import { compareKeys } from '../../src/router/scan.js';
 import { HANDSHAKE_VERSION, newNonce } from '../../src/core/handshake.js';
 import { encodeFrame } from '../../src/core/protocol.js';
 import { POINT_MAX, keyPoint, type PointRange, type Ring } from '../../src/core/ring.js';
@@ -107,10 +121,17 @@ beforeAll(async () => {
   workerPids = [...c.router.workerPids];
   good = new GoodClient(c.url);
   good.start(2);
+  tw = await startTenantWorld();
+  goodA = new GoodClient(tw.url, bearer(tw.A.session), 'gooda');
+  goodA.start(1);
 }, 90_000);
 
 afterAll(async () => {
   await good?.stop();
+  await goodA?.stop();
+  // Idle keep-alive connections would hold a draining router.
+  await closeSharedAgent();
+  await Promise.all(extraRouters.map((r) => r.stop().catch(() => undefined)));
   await c?.stop();
 }, 60_000);
 
@@ -124,11 +145,16 @@ class GoodClient {
   readonly workers = new Set<string>();
   ops = 0;
   readonly #url: string;
+  readonly #headers: Record<string, string>;
+  readonly #prefix: string;
   #stopped = false;
   #done: Promise<unknown> = Promise.resolve();
 
-  constructor(url: string) {
+  /** `headers`: its credentials (none: anonymous); its keys are `${prefix}-<lane>-<n>`. */
+  constructor(url: string, headers: Record<string, string> = {}, prefix = 'good') {
     this.#url = url;
+    this.#headers = headers;
+    this.#prefix = prefix;
   }
 
   start(lanes: number): void {
@@ -144,14 +170,14 @@ class GoodClient {
     const agent = keepAliveAgent(1);
     try {
       for (let n = 0; !this.#stopped; n++) {
-        const key = `good-${lane}-${n}`;
+        const key = `${this.#prefix}-${lane}-${n}`;
         const value = `v${lane}.${n}.${'x'.repeat(n % 64)}`;
         this.keys.add(key);
         try {
-          const p = await request('PUT', `${this.#url}/v1/kv/${key}`, { body: value, agent, fresh: n % 8 === 0, timeoutMs: 10_000 });
+          const p = await request('PUT', `${this.#url}/v1/kv/${key}`, { body: value, headers: this.#headers, agent, fresh: n % 8 === 0, timeoutMs: 10_000 });
           this.workers.add(String(p.headers['x-kv-worker']));
           if (p.status !== 204) this.#error(`PUT ${key}: ${p.status} ${p.text.slice(0, 200)}`);
-          const g = await request('GET', `${this.#url}/v1/kv/${key}`, { agent, fresh: n % 8 === 4, timeoutMs: 10_000 });
+          const g = await request('GET', `${this.#url}/v1/kv/${key}`, { headers: this.#headers, agent, fresh: n % 8 === 4, timeoutMs: 10_000 });
           this.workers.add(String(g.headers['x-kv-worker']));
           if (g.status !== 200 || g.text !== value) this.#error(`GET ${key}: ${g.status} ${g.text.slice(0, 200)}`);
           this.ops += 2;
@@ -295,6 +321,8 @@ interface HttpCheck {
   readonly timeoutMs?: number;
   /** Stop reading after this many answers (a connection the server keeps open). */
   readonly responses?: number;
+  /** More checks of each answer (n: its index). */
+  readonly inspect?: (res: RawResponse, n: number) => string[];
 }
 
 /** Send raw pieces to `port` and check every answer. */
@@ -309,12 +337,17 @@ async function httpCase(port: number, pieces: readonly RawPiece[], expect: HttpE
   const problems: string[] = [];
   if (r.garbage.length > 0) problems.push(`bytes that are no HTTP answer: ${JSON.stringify(r.garbage.toString('latin1').slice(0, 120))}`);
   for (const [n, res] of r.responses.entries()) {
-    problems.push(...httpProblems(res, expect, n === 0 && o.method === 'HEAD').map((p) => (r.responses.length > 1 ? `answer ${n + 1}: ${p}` : p)));
+    problems.push(
+      ...[...httpProblems(res, expect, n === 0 && o.method === 'HEAD'), ...(o.inspect?.(res, n) ?? [])].map((p) =>
+        r.responses.length > 1 ? `answer ${n + 1}: ${p}` : p,
+      ),
+    );
   }
   const first = r.responses[0]!;
   const code = (first.json as { code?: unknown } | undefined)?.code;
   if (o.status !== undefined && first.status !== o.status) problems.push(`status ${first.status} (${String(code)}), expected ${o.status}`);
-  if (o.code !== undefined && code !== o.code) problems.push(`code ${String(code)}, expected ${o.code}`);
+  // A HEAD answer has no body to carry the code.
+  if (o.code !== undefined && o.method !== 'HEAD' && code !== o.code) problems.push(`code ${String(code)}, expected ${o.code}`);
   if (o.withinMs !== undefined && (r.firstByteMs ?? Infinity) > o.withinMs)
     problems.push(`answered after ${Math.round(r.firstByteMs ?? r.elapsedMs)} ms, expected within ${o.withinMs} ms`);
   if (problems.length > 0) problems.push(`the request was ${requestPreview(pieces)}`);
@@ -1711,6 +1744,946 @@ const dataReads: Generator = (rng, id) => {
   };
 };
 
+// ---------------------------------------------------------------------------
+// Tenants, sessions and the paged scan, on a second router (dataAuth=true)
+// over the same Redis and shards. Tenants A and B hold the same keys with
+// their own values; B also holds keys A does not. B's values carry a marker
+// that no request of a case carries, so no answer to anyone but B may.
+
+const TA = 'fza';
+const TB = 'fzb';
+const SEED_KEYS = Array.from({ length: 20 }, (_, n) => `seed-${String(n).padStart(2, '0')}`);
+/** Keys only tenant B holds. */
+const B_ONLY = Array.from({ length: 8 }, (_, n) => `bonly-${n}`);
+const MARK_B = 'SECRET-B';
+/** Tenant A's cases may write keys under this prefix (and only there). */
+const A_WRITE = 'fzw-';
+const SCAN = '/v1/kv';
+const BATCH = '/v1/kv/_batch';
+const valueOf = (who: Who, key: string): string => (who === 'A' ? `value-a:${key}` : `${MARK_B}:${key}`);
+
+type Who = 'A' | 'B';
+
+interface Principal {
+  readonly name: string;
+  readonly keyId: string;
+  readonly key: string;
+  readonly session: string;
+  /** A second session of the same key. */
+  readonly other: string;
+}
+
+interface TenantWorld {
+  readonly url: string;
+  readonly port: number;
+  readonly router: RouterProc;
+  readonly workerPids: readonly number[];
+  readonly A: Principal;
+  readonly B: Principal;
+  readonly revokedKey: string;
+  readonly revokedKeyId: string;
+  /** A session made with the revoked key (ended with it). */
+  readonly revokedSession: string;
+  readonly endedSession: string;
+  readonly expiredSession: string;
+}
+
+let tw: TenantWorld;
+/** Tenant A's well-behaved client, with its session, on the second router. */
+let goodA: GoodClient;
+/** Routers started besides the cluster's (stopped before it). */
+const extraRouters: RouterProc[] = [];
+/** Client keys tenant A's cases wrote or may have written (all under A_WRITE). */
+const aWritten = new Set<string>();
+
+async function startTenantWorld(): Promise<TenantWorld> {
+  const base = { redisUrl: c.redis.url, prefix: c.prefix };
+  const started = await Promise.allSettled([
+    // The size limits of the first router; the default timeouts (no case here is slow on purpose, and a busy machine must not cut tenant A's client).
+    startRouter({
+      ...base,
+      workers: 2,
+      set: {
+        maxValueBytes: MAX_VALUE,
+        maxBodyBytes: MAX_BODY,
+        maxKeyBytes: MAX_KEY,
+        maxHeaderBytes: MAX_HEADER,
+        maxBatchOps: MAX_BATCH,
+        dataAuth: 'true',
+        rebalanceCoordinator: 'false',
+      },
+    }),
+    // Its sessions end a second after login, on every router.
+    startRouter({ ...base, workers: 1, set: { dataAuth: 'true', rebalanceCoordinator: 'false', sessionIdleTimeoutMs: 1000, sessionAbsoluteTimeoutMs: 1000 } }),
+  ]);
+  for (const r of started) if (r.status === 'fulfilled') extraRouters.push(r.value);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
+  const [router, short] = extraRouters as [RouterProc, RouterProc];
+  const url = router.url;
+  const principal = async (name: string): Promise<Principal> => {
+    const t = await tenantWithSession(url, name);
+    return { name, keyId: t.key.id, key: t.key.key, session: t.session, other: await login(url, t.key.key) };
+  };
+  const [A, B] = await Promise.all([principal(TA), principal(TB)]);
+  // A fresh connection: an idle keep-alive one would hold the router's drain.
+  const expiring = await request('POST', `${short.url}/v1/sessions`, { headers: bearer(A.key), fresh: true });
+  if (expiring.status !== 201) throw new Error(`login on the short-session router: ${expiring.status} ${expiring.text}`);
+  const expiredSession = expiring.json<{ token: string }>().token;
+  await short.stop();
+  const revoked = await createApiKey(url, TA);
+  const revokedSession = await login(url, revoked.key);
+  await revokeApiKey(url, revoked.id);
+  const endedSession = await login(url, A.key);
+  await logout(url, endedSession);
+  const seeds: Array<[Principal, string, string]> = [
+    ...SEED_KEYS.map((k): [Principal, string, string] => [A, k, valueOf('A', k)]),
+    ...[...SEED_KEYS, ...B_ONLY].map((k): [Principal, string, string] => [B, k, valueOf('B', k)]),
+  ];
+  await forEachLimit(seeds, 8, async ([p, key, value]) => {
+    const r = await request('PUT', `${url}${KV}${key}`, { headers: { ...bearer(p.key), 'content-type': 'text/plain' }, body: value });
+    if (r.status !== 204) throw new Error(`seeding ${p.name}/${key}: ${r.status} ${r.text}`);
+  });
+  // The expired session is refused everywhere before any case runs (its absolute expiry is a second after login).
+  await waitUntil(async () => (await request('GET', `${url}/v1/sessions/current`, { headers: bearer(expiredSession), fresh: true })).status === 401, {
+    timeoutMs: 10_000,
+    what: 'the short session to expire',
+  });
+  return {
+    url,
+    port: router.port,
+    router,
+    workerPids: [...router.workerPids],
+    A,
+    B,
+    revokedKey: revoked.key,
+    revokedKeyId: revoked.id,
+    revokedSession,
+    endedSession,
+    expiredSession,
+  };
+}
+
+/** Credentials as a request carries them, and what they amount to. */
+interface Cred {
+  readonly label: string;
+  readonly headers: ReadonlyArray<[string, string]>;
+  /** Valid: whose data they reach… */
+  readonly who?: Who;
+  /** …as what (where page tokens live: an API key's state, or a session's). */
+  readonly as?: 'key' | 'session' | 'other';
+  /** Not valid: what a data request gets (undefined: some refusal, not foretold). */
+  readonly refusal?: 'KV_ERR_AUTH_REQUIRED' | 'KV_ERR_BAD_CREDENTIALS';
+}
+
+const ALNUM = [...'abcdefghijklmnopqrstuvwxyz0123456789'];
+const b64url = (rng: Rng, n: number) => rng.bytes(n).toString('base64url');
+const forgedKey = (rng: Rng) => `kvk_${Array.from({ length: 12 }, () => rng.pick(ALNUM)).join('')}_${b64url(rng, 32)}`;
+const forgedSession = (rng: Rng) => `kvs_${b64url(rng, 32)}`;
+const authH = (v: string): [string, string] => ['authorization', v];
+const cookieH = (v: string): [string, string] => ['cookie', v];
+
+function credential(rng: Rng): Cred {
+  const { A, B } = tw;
+  const valid = (label: string, who: Who, as: 'key' | 'session' | 'other', ...headers: Array<[string, string]>): Cred => ({ label, headers, who, as });
+  const bad = (label: string, ...headers: Array<[string, string]>): Cred => ({ label, headers, refusal: 'KV_ERR_BAD_CREDENTIALS' });
+  const none = (label: string, ...headers: Array<[string, string]>): Cred => ({ label, headers, refusal: 'KV_ERR_AUTH_REQUIRED' });
+  return rng.weighted<() => Cred>([
+    [6, () => valid('A key', 'A', 'key', authH(`Bearer ${A.key}`))],
+    [6, () => valid('A session', 'A', 'session', authH(`Bearer ${A.session}`))],
+    [2, () => valid("A's other session", 'A', 'other', authH(`Bearer ${A.other}`))],
+    [4, () => valid('A session cookie', 'A', 'session', cookieH(`kv_session=${A.session}`))],
+    [1, () => valid('A session after two spaces', 'A', 'session', authH(`Bearer  ${A.session}`))],
+    [1, () => valid('A cookie with attributes', 'A', 'session', cookieH(`kv_session=${A.session}; Secure; HttpOnly; Path=/`))],
+    [1, () => valid('A cookie after another', 'A', 'session', cookieH(`theme=dark; kv_session=${A.session}`))],
+    [1, () => valid('A cookie, then a B cookie', 'A', 'session', cookieH(`kv_session=${A.session}; kv_session=${B.session}`))],
+    [1, () => valid('two Cookie headers', 'A', 'session', cookieH('theme=dark'), cookieH(`kv_session=${A.session}`))],
+    [1, () => valid('A cookie in spaces', 'A', 'session', cookieH(` kv_session = ${A.session} `))],
+    [1, () => valid('A bearer over a B cookie', 'A', 'key', authH(`Bearer ${A.key}`), cookieH(`kv_session=${B.session}`))],
+    [1, () => valid('A bearer, then a forged one', 'A', 'session', authH(`Bearer ${A.session}`), authH(`Bearer ${forgedSession(rng)}`))],
+    [2, () => valid('B key', 'B', 'key', authH(`Bearer ${B.key}`))],
+    [2, () => valid('B session', 'B', 'session', authH(`Bearer ${B.session}`))],
+    [1, () => valid('B session cookie', 'B', 'session', cookieH(`kv_session=${B.session}`))],
+    [1, () => valid('B bearer over an A cookie', 'B', 'key', authH(`Bearer ${B.key}`), cookieH(`kv_session=${A.session}`))],
+    [3, () => none('no credentials')],
+    [1, () => none('a KV_SESSION cookie', cookieH(`KV_SESSION=${A.session}`))],
+    [1, () => none('a kv_sessionx cookie', cookieH(`kv_sessionx=${A.session}; other=1`))],
+    [2, () => bad('a forged API key', authH(`Bearer ${forgedKey(rng)}`))],
+    [2, () => bad('a forged session', authH(`Bearer ${forgedSession(rng)}`))],
+    [1, () => bad("B's key id with A's secret", authH(`Bearer kvk_${B.keyId}_${A.key.slice(-43)}`))],
+    [1, () => bad('a wrong prefix', authH(`Bearer ${rng.pick(['kvx_', 'KVS_', 'kvs-', 'kvk_', 'kv_', ''])}${A.session.slice(4)}`))],
+    [1, () => bad('truncated', authH(`Bearer ${rng.pick([A.session, A.key])}`.slice(0, -rng.range(1, 20))))],
+    [1, () => bad('overlong', authH(`Bearer ${rng.pick([A.session, A.key])}${rng.pick(['A', '=', '_x', A.session])}`))],
+    [1, () => bad('a percent-encoded lone surrogate', authH(`Bearer kvs_%ED%A0%80${A.session.slice(13)}`))],
+    [1, () => ({ label: 'non-ASCII', headers: [authH(`Bearer kvs_\u00e9${A.session.slice(5)}`)] })],
+    [1, () => bad('a revoked key', authH(`Bearer ${tw.revokedKey}`))],
+    [1, () => bad("the revoked key's session", authH(`Bearer ${tw.revokedSession}`))],
+    [1, () => bad('an ended session', rng.chance(0.5) ? authH(`Bearer ${tw.endedSession}`) : cookieH(`kv_session=${tw.endedSession}`))],
+    [1, () => bad('an expired session', rng.chance(0.5) ? authH(`Bearer ${tw.expiredSession}`) : cookieH(`kv_session=${tw.expiredSession}`))],
+    [1, () => bad('forged, then A', authH(`Bearer ${forgedSession(rng)}`), authH(`Bearer ${A.session}`))],
+    [1, () => bad('Bearer and no token', authH(rng.pick(['Bearer', 'Bearer ', 'Bearer    '])))],
+    [
+      1,
+      () =>
+        bad(
+          'another scheme',
+          authH(
+            rng.pick([
+              `bearer ${A.session}`,
+              `BEARER ${A.session}`,
+              `Basic ${Buffer.from(`${A.key}:`).toString('base64')}`,
+              `Token ${A.key}`,
+              A.session,
+              `Bearer:${A.session}`,
+              `Bearer\t${A.session}`,
+            ]),
+          ),
+        ),
+    ],
+    [1, () => bad('the admin token', authH(`Bearer ${TOKEN}`))],
+    [1, () => bad('a forged bearer over an A cookie', authH(`Bearer ${forgedKey(rng)}`), cookieH(`kv_session=${A.session}`))],
+    [1, () => bad('an empty cookie', cookieH(rng.pick(['kv_session=', 'kv_session= ', 'kv_session=;'])))],
+    [1, () => bad('a quoted cookie', cookieH(`kv_session="${A.session}"`))],
+    [1, () => bad('an API key in the cookie', cookieH(`kv_session=${rng.pick([A.key, B.key])}`))],
+    [1, () => bad('a huge cookie', cookieH(`kv_session=${'a'.repeat(rng.range(100, 6000))}`))],
+    [1, () => bad('a forged cookie, then A', cookieH(`kv_session=${forgedSession(rng)}; kv_session=${A.session}`))],
+    [1, () => bad('a cookie with %00', cookieH(`kv_session=${A.session}%00`))],
+  ])();
+}
+
+type Reach = Who | 'anon';
+
+/** Whose keys a request with `cr` reaches on `port` (undefined: refused). The first router takes callers without credentials. */
+function reach(cr: Cred, port: number): Reach | undefined {
+  if (cr.who) return cr.who;
+  return port === w.router && cr.refusal === 'KV_ERR_AUTH_REQUIRED' ? 'anon' : undefined;
+}
+
+/** Where `cr`'s page tokens live (the same place: the same caller). */
+const stateOf = (cr: Cred, p: Reach): string => (p === 'anon' ? 'anon' : `${p}:${cr.as}`);
+
+/** What a seeded key holds for `p`: its value, or undefined (absent). */
+function holds(p: Reach, key: string): string | undefined {
+  if (p === 'anon') return undefined;
+  if (SEED_KEYS.includes(key) || (p === 'B' && B_ONLY.includes(key))) return valueOf(p, key);
+  return undefined;
+}
+
+/** A /v1/kv/ path segment that names a tenant namespace (U+FFFF, U+FFFE): a key no client may use. */
+function namespacePath(rng: Rng): string {
+  const k = rng.pick([...SEED_KEYS, ...B_ONLY]);
+  return rng.pick([
+    `%EF%BF%BF${TB}%EF%BF%BF${k}`,
+    `%EF%BF%BF${TA}%EF%BF%BF${k}`,
+    `%EF%BF%BE${TB}%EF%BF%BE${k}`,
+    `${k}%EF%BF%BF`,
+    '%EF%BF%BF',
+    `a%EF%BF%BEb`,
+    `%EF%BF%BF${TB}%EF%BF%BF`,
+  ]);
+}
+
+/** B's values in an answer to anyone else: the body, any header, or a base64 batch value. */
+function leakProblems(p: Reach | undefined, res: RawResponse): string[] {
+  if (p === 'B') return [];
+  const problems: string[] = [];
+  const text = res.body.toString('latin1');
+  if (text.includes(MARK_B)) problems.push(`the answer shows tenant ${TB}'s data: ${JSON.stringify(text.slice(0, 300))}`);
+  for (const [n, v] of Object.entries(res.headers)) if (v.includes(MARK_B)) problems.push(`header ${n} shows tenant ${TB}'s data`);
+  const results = (res.json as { results?: unknown } | undefined)?.results;
+  if (Array.isArray(results))
+    for (const r of results as Array<{ value?: unknown; encoding?: unknown }>)
+      if (r?.encoding === 'base64' && typeof r.value === 'string' && Buffer.from(r.value, 'base64').toString('latin1').includes(MARK_B))
+        problems.push(`a base64 batch value shows tenant ${TB}'s data`);
+  return problems;
+}
+
+/** A GET of a seeded key that answered 200 must show what `p` holds. */
+function readProblems(p: Reach | undefined, key: string, res: RawResponse, method: string): string[] {
+  if (res.status !== 200 || method !== 'GET') return [];
+  const want = p === undefined ? undefined : holds(p, key);
+  const got = res.body.toString('utf8');
+  if (want === undefined) return [`read ${JSON.stringify(key)} (${JSON.stringify(got.slice(0, 100))}), which ${p ?? 'a refused caller'} does not hold`];
+  return got === want ? [] : [`read ${JSON.stringify(key)} as ${JSON.stringify(got.slice(0, 100))}, expected ${JSON.stringify(want)}`];
+}
+
+/** Refusals of a PUT whatever the key holds (no If-Match: * here: a seeded key exists). */
+const SURE_PUT_REFUSALS: readonly Mutation[] = [
+  (d, r) => setQuery(d, 'ttl', r.pick(BAD_TTLS)),
+  (d, r) => setHeader(d, 'x-kv-ttl', r.pick(BAD_TTL_HEADERS)),
+  (d, r) => d.query.push(r.pick(UNKNOWN_PARAMS)),
+  (d, r) => setHeader(d, 'content-type', r.pick(BAD_CONTENT_TYPES)),
+  (d, r) => setHeader(d, 'if-match', r.pick(BAD_IF_MATCH)),
+  (d) => setHeader(d, 'if-match', '"1"'),
+  (d, r) => setHeader(d, 'if-none-match', r.pick(BAD_IF_NONE_MATCH)),
+  (d) => setHeader(d, 'expect', 'foo'),
+  (d, r) => {
+    d.method = r.pick(['POST', 'PATCH']);
+  },
+  (d, r) => {
+    d.body = r.bytes(MAX_VALUE + r.range(1, 2000));
+  },
+];
+const SURE_DEL_REFUSALS: readonly Mutation[] = [
+  (d, r) => setHeader(d, 'if-match', r.pick(BAD_IF_MATCH)),
+  (d) => setHeader(d, 'if-match', '"1"'),
+  (d, r) => d.query.push(r.pick([...UNKNOWN_PARAMS, 'ttl=5'])),
+  (d) => setHeader(d, 'expect', 'foo'),
+];
+
+/** Port and credentials of a tenant case: mostly the second router, some the first (where no credentials are anonymous). */
+function tenantTarget(rng: Rng): { port: number; cr: Cred; p: Reach | undefined } {
+  const port = rng.chance(0.8) ? tw.port : w.router;
+  const cr = credential(rng);
+  return { port, cr, p: reach(cr, port) };
+}
+
+const routerName = (port: number) => (port === w.router ? 'router' : 'router2');
+
+/** Reads, writes and batches of the data API with every kind of credentials. */
+const tenantKv: Generator = (rng, id) => {
+  const { port, cr, p } = tenantTarget(rng);
+  /** No other defect: the answer is foretold exactly. */
+  const exact = rng.chance(0.6);
+  const kind = rng.weighted([
+    [4, 'read'],
+    [3, 'write'],
+    [3, 'batch'],
+  ] as const);
+  let d: Draft;
+  let expect: HttpExpect = 'refuse';
+  let o: HttpCheck = {};
+  let inspect: (res: RawResponse) => string[] = (res) => leakProblems(p, res);
+  const refused401 = (): HttpCheck => (cr.refusal ? { status: 401, code: cr.refusal } : {});
+  if (kind === 'read') {
+    const t = rng.weighted<() => { raw: string; known?: boolean; ns?: boolean }>([
+      [4, () => ({ raw: rng.pick(SEED_KEYS), known: true })],
+      [2, () => ({ raw: rng.pick(B_ONLY), known: true })],
+      [2, () => ({ raw: namespacePath(rng), ns: true })],
+      [2, () => ({ raw: pathKey(rng, `fzr${id}`) })],
+    ])();
+    const known = t.known ? t.raw : undefined;
+    // A path that is no valid URL is refused before the credentials are looked at.
+    const hostile = !t.known && !t.ns;
+    d = draft(rng.pick(['GET', 'GET', 'HEAD']), KV + t.raw);
+    d.headers.push(...cr.headers);
+    if (!exact) maybes(rng, d, 2);
+    if (!p) {
+      if (exact && !hostile) o = refused401();
+    } else if (!exact) expect = 'any';
+    else if (t.ns) o = { status: 400, code: 'KV_ERR_KEY_INVALID' };
+    else if (known !== undefined) {
+      const v = holds(p, known);
+      if (v === undefined) o = { status: 404, code: 'KV_ERR_NOT_FOUND' };
+      else {
+        expect = 'any';
+        o = { status: 200 };
+      }
+    } else expect = 'any';
+    const method = d.method;
+    if (known !== undefined) inspect = (res) => [...leakProblems(p, res), ...readProblems(p, known, res, method)];
+  } else if (kind === 'write') {
+    const del = rng.chance(0.3);
+    if (p === 'A' && rng.chance(0.5)) {
+      // Tenant A writes its own keys: they may exist afterwards.
+      const key = `${A_WRITE}${id}-${rng.int(3)}`;
+      aWritten.add(key);
+      d = draft(del ? 'DELETE' : 'PUT', KV + encodeURIComponent(key), del ? undefined : `a-written-${id}`);
+      d.headers.push(...cr.headers);
+      if (!exact) maybes(rng, d, 1);
+      expect = 'any';
+    } else {
+      const hostile = rng.chance(2 / 9);
+      const raw = hostile
+        ? pathKey(rng, `fzr${id}`)
+        : rng.weighted<() => string>([
+            [3, () => rng.pick(SEED_KEYS)],
+            [2, () => rng.pick(B_ONLY)],
+            [2, () => namespacePath(rng)],
+          ])();
+      d = draft(del ? 'DELETE' : 'PUT', KV + raw, del ? undefined : rng.bytes(rng.int(100)));
+      d.headers.push(...cr.headers);
+      if (p === 'anon' && !raw.includes('%EF%BF%B')) tryPath(raw);
+      if (p !== undefined || !exact) {
+        maybes(rng, d, exact ? 0 : 2);
+        // A caller that may write gets a sure refusal; a namespace path is one by itself.
+        if (!raw.includes('%EF%BF%B') || p === undefined) rng.pick(del ? SURE_DEL_REFUSALS : SURE_PUT_REFUSALS)(d, rng);
+        else if (exact) o = { status: 400, code: 'KV_ERR_KEY_INVALID' };
+      } else if (!hostile) o = refused401();
+    }
+  } else {
+    // POST /v1/kv/_batch.
+    const n = rng.range(1, 6);
+    const ops: BatchOp[] = [];
+    const how = rng.weighted<'reads' | 'a-writes' | 'namespace' | 'preconditions' | 'invalid'>([
+      [3, 'reads'],
+      [p === 'A' ? 3 : 0, 'a-writes'],
+      [2, 'namespace'],
+      [p !== undefined ? 2 : 0, 'preconditions'],
+      [2, 'invalid'],
+    ]);
+    const seeded = () => rng.pick([...SEED_KEYS, ...B_ONLY]);
+    for (let i = 0; i < n; i++) {
+      if (how === 'reads') ops.push({ op: 'get', key: seeded() });
+      else if (how === 'a-writes') {
+        const key = `${A_WRITE}${id}-${i}`;
+        const kindOf = rng.pick(['get', 'put', 'put', 'del', 'seed']);
+        if (kindOf === 'seed') ops.push({ op: 'get', key: seeded() });
+        else {
+          aWritten.add(key);
+          ops.push(kindOf === 'put' ? { op: 'put', key, value: `a-written-${id}` } : { op: kindOf, key });
+        }
+      } else if (how === 'preconditions') {
+        // Writes of seeded keys (or fresh ones) that run, each meeting a version that is not its own.
+        const key = rng.chance(0.7) ? seeded() : `fzr${id}-${i}`;
+        ops.push(rng.chance(0.6) ? { op: 'put', key, value: 'x', ifMatch: rng.pick<Json>([7, '"7"']) } : { op: 'del', key, ifMatch: 7 });
+      } else ops.push(rng.chance(0.5) ? { op: 'get', key: seeded() } : { op: 'put', key: rng.chance(0.5) ? seeded() : `fzr${id}-${i}`, value: 'x' });
+    }
+    if (how === 'namespace') {
+      const ns = rng.pick(['\uffff', '\ufffe']);
+      ops[rng.int(ops.length)]!['key'] = rng.pick([`${ns}${TB}${ns}${rng.pick(SEED_KEYS)}`, `${ns}${TA}${ns}${rng.pick(SEED_KEYS)}`, `k${ns}`, ns]);
+    }
+    if (how === 'invalid') rng.pick(OP_REFUSALS)(rng.pick(ops), rng);
+    let text = JSON.stringify({ ops });
+    // U+FFFF as a JSON escape, or as its UTF-8 bytes.
+    if (rng.chance(0.5)) text = text.replace(/\uffff/g, '\\uffff').replace(/\ufffe/g, '\\ufffe');
+    d = draft('POST', BATCH, text);
+    setHeader(d, 'content-type', 'application/json');
+    d.headers.push(...cr.headers);
+    if (!exact) maybes(rng, d, 1);
+    if (!p) {
+      if (exact) o = refused401();
+    } else if (how === 'namespace') {
+      if (exact) o = { status: 400, code: 'KV_ERR_KEY_INVALID' };
+    } else if (how === 'preconditions') expect = 'batch';
+    else if (how !== 'invalid') expect = 'any';
+    const sent = ops.map((x) => x['key']);
+    inspect = (res) => {
+      const problems = leakProblems(p, res);
+      const results = (res.json as { results?: Array<{ key?: unknown; status?: number; value?: string; encoding?: string }> } | undefined)?.results;
+      if (res.status !== 200 || !Array.isArray(results)) return problems;
+      if (results.length !== sent.length) problems.push(`${results.length} results for ${sent.length} ops`);
+      for (const [i, r] of results.entries()) {
+        if (r.key !== sent[i]) problems.push(`result ${i} names ${JSON.stringify(r.key)}, the op ${JSON.stringify(sent[i])}`);
+        const key = String(sent[i]);
+        if (!SEED_KEYS.includes(key) && !B_ONLY.includes(key)) continue;
+        const want = p === undefined ? undefined : holds(p, key);
+        const got =
+          r.status === 200 && typeof r.value === 'string' ? (r.encoding === 'base64' ? Buffer.from(r.value, 'base64').toString('utf8') : r.value) : undefined;
+        if (ops[i]!['op'] === 'get' && (r.status === 200 ? got !== want : want !== undefined && r.status === 404))
+          problems.push(`result ${i} (get ${key}): ${r.status} ${JSON.stringify(got)}, expected ${JSON.stringify(want ?? 'absent')}`);
+      }
+      return problems;
+    };
+  }
+  if (!p) expect = 'refuse';
+  return {
+    name: `${routerName(port)} tenant ${kind} ${d.method} ${d.path.slice(0, 50)} with ${cr.label}${exact ? '' : ' (mutated)'}`,
+    run: () => send(port, d, expect, { ...o, inspect }),
+  };
+};
+
+interface ScanQuery {
+  readonly raw: string | undefined;
+  /** The prefix as the router reads it (a good one). */
+  readonly value?: string;
+  /** Refused with this, whoever asks. */
+  readonly bad?: 'KV_ERR_KEY_INVALID' | 'KV_ERR_KEY_TOO_LONG' | 'KV_ERR_BAD_QUERY';
+  /** Too long once a tenant's namespace is counted. */
+  readonly long?: boolean;
+}
+
+function scanPrefix(rng: Rng): ScanQuery {
+  const same = (raw: string | undefined, value = raw ?? '') => ({ raw, value });
+  return rng.weighted<() => ScanQuery>([
+    [6, () => same(undefined)],
+    [8, () => same('seed-')],
+    [2, () => same('seed-0')],
+    [2, () => same('bonly-')],
+    [2, () => same(A_WRITE)],
+    [1, () => same('')],
+    [1, () => same('gooda-')],
+    [1, () => same('good-')],
+    [1, () => same(rng.pick(['%FF', '%ED%A0%80', '%']))],
+    [1, () => same('%C3%A9', '\u00e9')],
+    [1, () => same('%F0%9F%98%80', '\u{1F600}')],
+    [1, () => same('seed%2D', 'seed-')],
+    [1, () => same('a+b', 'a b')],
+    [1, () => same('__proto__')],
+    [
+      3,
+      () => ({
+        raw: rng.pick(['%EF%BF%BF', `%EF%BF%BF${TB}%EF%BF%BF`, `%EF%BF%BF${TA}%EF%BF%BFseed-`, '%EF%BF%BE', 'seed-%EF%BF%BF', `%EF%BF%BE${TB}`]),
+        bad: 'KV_ERR_KEY_INVALID',
+      }),
+    ],
+    [1, () => ({ raw: rng.pick(['a%01', '%00', 'seed-%0A', '%1B', 'a%7F']), bad: 'KV_ERR_KEY_INVALID' })],
+    [1, () => ({ raw: 'x'.repeat(MAX_KEY + 1), bad: 'KV_ERR_KEY_TOO_LONG' })],
+    [1, () => ({ raw: 'x'.repeat(MAX_KEY - 5), value: 'x'.repeat(MAX_KEY - 5), long: true })],
+    [1, () => ({ raw: 'seed-&prefix=seed-', bad: 'KV_ERR_BAD_QUERY' })],
+  ])();
+}
+
+function scanLimit(rng: Rng): { raw: string | undefined; value: number; bad?: boolean } {
+  return rng.weighted<() => { raw: string | undefined; value: number; bad?: boolean }>([
+    [5, () => ({ raw: undefined, value: 100 })],
+    [
+      8,
+      () => {
+        const n = rng.pick([1, 2, 3, 5, 7]);
+        return { raw: String(n), value: n };
+      },
+    ],
+    [1, () => ({ raw: '1000', value: 1000 })],
+    [1, () => ({ raw: '00005', value: 5 })],
+    [
+      3,
+      () => ({
+        raw: rng.pick(['0', '-1', '1e9', 'x', '', '1.5', '+5', '%205', '99999', '1001', '0x5', '1e3', '100000', '5%00', 'Infinity', 'NaN', '9'.repeat(400)]),
+        value: NaN,
+        bad: true,
+      }),
+    ],
+    [1, () => ({ raw: '5&limit=5', value: NaN, bad: true })],
+  ])();
+}
+
+/** The keys `p` may hold. */
+function mayHold(p: Reach, key: string): boolean {
+  if (key.includes('\uffff') || key.includes('\ufffe')) return false;
+  if (p === 'A') return SEED_KEYS.includes(key) || aWritten.has(key) || goodA.keys.has(key);
+  if (p === 'B') return SEED_KEYS.includes(key) || B_ONLY.includes(key);
+  return !/^(seed-|bonly-|fzw-|gooda-)/.test(key);
+}
+
+/** Everything wrong with a page of `p`'s scan of `prefix`, after `after` (a key of the page before). */
+function pageProblems(p: Reach, res: RawResponse, prefix: string, limit: number, after?: string): string[] {
+  const doc = res.json as { keys?: Array<{ key?: unknown; etag?: unknown }>; next?: unknown } | undefined;
+  if (!doc || !Array.isArray(doc.keys) || !(doc.next === null || typeof doc.next === 'string')) return [`not a page: ${preview(doc)}`];
+  const problems: string[] = [];
+  const keys = doc.keys.map((k) => String(k.key));
+  if (keys.length > limit) problems.push(`${keys.length} keys in a page of limit ${limit}`);
+  for (const [i, k] of keys.entries()) {
+    if (!k.startsWith(prefix)) problems.push(`lists ${JSON.stringify(k)}, outside the prefix ${JSON.stringify(prefix)}`);
+    if (!mayHold(p, k)) problems.push(`lists ${JSON.stringify(k)}, which ${p} does not hold`);
+    if (i > 0 && compareKeys(keys[i - 1]!, k) >= 0) problems.push(`lists ${JSON.stringify(k)} after ${JSON.stringify(keys[i - 1])}`);
+    if (i === 0 && after !== undefined && compareKeys(after, k) >= 0)
+      problems.push(`the next page starts with ${JSON.stringify(k)}, not after ${JSON.stringify(after)}`);
+    if (typeof doc.keys[i]!.etag !== 'string' || !/^"\d+"$/.test(doc.keys[i]!.etag as string)) problems.push(`etag ${preview(doc.keys[i]!.etag)}`);
+  }
+  // Prefixes only the seeding wrote: the page is exactly the next seeded keys.
+  if (p !== 'anon' && ['seed-', 'seed-0', 'bonly-'].includes(prefix)) {
+    const all = [...SEED_KEYS, ...(p === 'B' ? B_ONLY : [])].filter((k) => k.startsWith(prefix) && (after === undefined || compareKeys(after, k) < 0));
+    const want = all.slice(0, limit);
+    if (JSON.stringify(keys) !== JSON.stringify(want)) problems.push(`listed ${JSON.stringify(keys)}, expected ${JSON.stringify(want)}`);
+    if (doc.next === null && all.length > limit) problems.push(`no next page, though ${all.length - limit} keys remain`);
+  }
+  return problems.length > 0 ? [...problems.slice(0, 10), `the page: ${preview(doc)}`] : [];
+}
+
+/** Change a page token so that it names no cursor (a new token, or none). */
+function tamper(rng: Rng, t: string): string {
+  const at = rng.int(t.length);
+  const swap = (ch: string) => (ch === 'A' ? 'B' : 'A');
+  return rng.pick<() => string>([
+    () => t.slice(0, at) + swap(t[at]!) + t.slice(at + 1),
+    () => t.slice(0, -1),
+    () => `${t}A`,
+    () => `${t}${t}`,
+    () => `x${t}`,
+    () => '',
+    () => `${t}%00`,
+    () => `${t}%EF%BF%BF`,
+    () => `cursor:${t}`,
+    () => `..%2F${t}`,
+    () => (t.toUpperCase() === t ? `${t}z` : t.toUpperCase()),
+  ])();
+}
+
+/** GET /v1/kv: first pages with good and bad prefixes and limits, then its page token used well and badly. */
+const tenantScan: Generator = (rng) => {
+  const { port, cr, p } = tenantTarget(rng);
+  const prefix = scanPrefix(rng);
+  const limit = scanLimit(rng);
+  const query = [...(prefix.raw !== undefined ? [`prefix=${prefix.raw}`] : []), ...(limit.raw !== undefined ? [`limit=${limit.raw}`] : [])];
+  const extra = rng.weighted([
+    [95, 'none'],
+    [4, 'unknown'],
+    [1, 'empty-page'],
+  ] as const);
+  if (extra === 'unknown') query.push(rng.pick([...UNKNOWN_PARAMS, 'cursor=x', 'Prefix=seed-', 'LIMIT=5']));
+  if (extra === 'empty-page') query.push(rng.pick(['page=', 'page']));
+  const d = draft(rng.pick(['GET', 'GET', 'GET', 'HEAD']), SCAN);
+  d.query = query;
+  d.headers.push(...cr.headers);
+  // The router's checks in order: the query's names, the credentials, then the prefix and the limit.
+  let want: HttpCheck;
+  const repeated = prefix.bad === 'KV_ERR_BAD_QUERY' || limit.raw === '5&limit=5';
+  if (extra === 'unknown') want = { status: 400, code: 'KV_ERR_BAD_QUERY' };
+  else if (repeated) want = { status: 400, code: 'KV_ERR_BAD_QUERY' };
+  else if (!p) want = cr.refusal ? { status: 401, code: cr.refusal } : {};
+  else if (extra === 'empty-page') want = { status: 400, code: 'KV_ERR_BAD_PAGE_TOKEN' };
+  else if (prefix.bad) want = { status: 400, code: prefix.bad };
+  else if (prefix.long && p !== 'anon') want = { status: 400, code: 'KV_ERR_KEY_TOO_LONG' };
+  else if (limit.bad) want = { status: 400, code: 'KV_ERR_BAD_QUERY' };
+  else want = { status: 200 };
+  const ok = want.status === 200;
+  const abuse = ok && d.method === 'GET' ? rng.pick(['none', 'proper', 'twice', 'other', 'tampered', 'mismatch', 'same', 'repeated'] as const) : 'none';
+  const other = abuse === 'other' ? tenantTarget(rng) : undefined;
+  // The token is known only when the case runs: how it is tampered with is drawn now.
+  const tamperRng = new Rng(rng.int(2 ** 32));
+  const mismatch = rng.pick([
+    `prefix=${prefix.value === 'seed-' ? 'seed-0' : 'seed-'}`,
+    `limit=${limit.value === 3 ? 4 : 3}`,
+    'limit=x',
+    'limit=0',
+    prefix.value === '' ? 'prefix=x' : 'prefix=',
+  ]);
+  return {
+    name: `${routerName(port)} scan ${d.method} ?${query.join('&').slice(0, 60)} with ${cr.label}, then ${abuse}${other ? ` by ${other.cr.label}` : ''}`,
+    run: async () => {
+      let first: RawResponse | undefined;
+      const problems = await send(port, d, ok ? 'any' : 'refuse', {
+        ...want,
+        inspect: (res) => {
+          first = res;
+          const more = leakProblems(p, res);
+          if (res.status === 200 && p && d.method === 'GET') more.push(...pageProblems(p, res, prefix.value ?? '', limit.value));
+          return more;
+        },
+      });
+      const next = (first?.json as { next?: unknown } | undefined)?.next;
+      if (problems.length > 0 || abuse === 'none' || typeof next !== 'string' || !p) return problems;
+      const keys = ((first!.json as { keys: Array<{ key: string }> }).keys ?? []).map((k) => k.key);
+      const last = keys[keys.length - 1];
+      const page = (token: string, c2: Cred, extra: string[] = []) => {
+        const pd = draft('GET', SCAN);
+        pd.query = [`page=${token}`, ...extra];
+        pd.headers.push(...c2.headers);
+        return pd;
+      };
+      const good = (what: string, c2: Cred, p2: Reach, port2 = port) =>
+        send(port2, page(next, c2), 'any', {
+          status: 200,
+          inspect: (res) => [...leakProblems(p2, res), ...pageProblems(p2, res, prefix.value ?? '', limit.value, last)],
+        }).then((x) => x.map((m) => `${what}: ${m}`));
+      const refused = (what: string, pd: Draft, o: HttpCheck, p2: Reach | undefined, port2 = port) =>
+        send(port2, pd, 'refuse', { ...o, inspect: (res) => leakProblems(p2, res) }).then((x) => x.map((m) => `${what}: ${m}`));
+      const badToken: HttpCheck = { status: 400, code: 'KV_ERR_BAD_PAGE_TOKEN' };
+      switch (abuse) {
+        case 'proper':
+          return good('the next page', cr, p);
+        case 'twice':
+          return [...(await good('the next page', cr, p)), ...(await refused('the token again', page(next, cr), badToken, p))];
+        case 'other': {
+          const { cr: c2, p: p2, port: port2 } = other!;
+          // The same caller (its session by cookie, say) may use it; anyone else is refused and leaves it as it was.
+          if (p2 !== undefined && stateOf(c2, p2) === stateOf(cr, p)) return good(`the next page by ${c2.label}`, c2, p2, port2);
+          const o = p2 === undefined ? (c2.refusal ? { status: 401, code: c2.refusal } : {}) : badToken;
+          return [...(await refused(`the token used by ${c2.label}`, page(next, c2), o, p2, port2)), ...(await good('then its own caller', cr, p))];
+        }
+        case 'tampered': {
+          const t = tamper(tamperRng, next);
+          return [
+            ...(await refused(`a tampered token ${JSON.stringify(t.slice(0, 60))}`, page(t, cr), badToken, p)),
+            ...(await good('then the real one', cr, p)),
+          ];
+        }
+        case 'mismatch':
+          return [
+            ...(await refused(`the token with ${mismatch}`, page(next, cr, [mismatch]), badToken, p)),
+            ...(await refused('then the token alone (used up)', page(next, cr), badToken, p)),
+          ];
+        case 'same': {
+          const pd = page(next, cr, [`prefix=${encodeURIComponent(prefix.value ?? '')}`, `limit=${limit.value}`]);
+          return (
+            await send(port, pd, 'any', {
+              status: 200,
+              inspect: (res) => [...leakProblems(p, res), ...pageProblems(p, res, prefix.value ?? '', limit.value, last)],
+            })
+          ).map((m) => `the token with the same prefix and limit: ${m}`);
+        }
+        case 'repeated':
+          return [
+            ...(await refused('page given twice', page(next, cr, [`page=${next}`]), { status: 400, code: 'KV_ERR_BAD_QUERY' }, p)),
+            ...(await good('then the token alone', cr, p)),
+          ];
+        default:
+          return problems;
+      }
+    },
+  };
+};
+
+const SESSION_BODIES = ['{"tenant":"fzb"}', `{"tenant":"${TB}","keyId":"x"}`, '{"__proto__":{"tenant":"fzb"}}', 'null', '[', '', '{"ttl":1e9}', '\u0000\u00ff'];
+
+/** POST /v1/sessions, GET, HEAD and DELETE /v1/sessions/current, and what is no session endpoint. */
+const sessions: Generator = (rng, id) => {
+  const port = rng.chance(0.85) ? tw.port : w.router;
+  const what = rng.weighted([
+    [4, 'login'],
+    [3, 'current'],
+    [2, 'logout'],
+    [2, 'wrong'],
+  ] as const);
+  const queryDefect = rng.chance(0.08);
+  const addQuery = (d: Draft) => {
+    if (queryDefect) d.query.push(rng.pick(UNKNOWN_PARAMS));
+  };
+  const name = (d: Draft, label: string) => `${routerName(port)} session ${d.method} ${d.path} with ${label}`;
+  if (what === 'login') {
+    const cr = credential(rng);
+    const huge = rng.chance(0.03);
+    const d = draft('POST', '/v1/sessions', huge ? Buffer.alloc(MAX_BODY + 10, 0x61) : rng.chance(0.4) ? rng.pick(SESSION_BODIES) : undefined);
+    if (d.body && rng.chance(0.7)) setHeader(d, 'content-type', 'application/json');
+    d.headers.push(...cr.headers);
+    addQuery(d);
+    // Only an API key as a bearer logs in, and the session is its tenant's, whatever the body says.
+    const loginOk = cr.who !== undefined && cr.as === 'key';
+    const o: HttpCheck = queryDefect ? { status: 400 } : huge ? { status: 413 } : loginOk ? { status: 201 } : { status: 401 };
+    const tenant = cr.who === 'A' ? TA : TB;
+    const inspect = (res: RawResponse): string[] => {
+      const problems = leakProblems(cr.who, res);
+      if (res.status !== 201) return problems;
+      const doc = res.json as { token?: unknown; tenant?: unknown } | undefined;
+      if (typeof doc?.token !== 'string' || !/^kvs_[A-Za-z0-9_-]{43}$/.test(doc.token)) problems.push(`token ${preview(doc?.token)}`);
+      if (doc?.tenant !== tenant) problems.push(`a session of ${preview(doc?.tenant)}, logged in with a key of ${tenant}`);
+      const sc = res.headers['set-cookie'] ?? '';
+      if (!sc.startsWith(`kv_session=${String(doc?.token)};`) || !/HttpOnly/.test(sc) || !/SameSite=Strict/.test(sc)) problems.push(`set-cookie ${sc}`);
+      if (res.headers['cache-control'] !== 'no-store') problems.push(`cache-control ${String(res.headers['cache-control'])}`);
+      return problems;
+    };
+    return { name: name(d, cr.label), run: () => send(port, d, loginOk && !queryDefect && !huge ? 'any' : 'refuse', { ...o, inspect }) };
+  }
+  if (what === 'current') {
+    const cr = credential(rng);
+    const d = draft(rng.pick(['GET', 'GET', 'HEAD']), '/v1/sessions/current');
+    d.headers.push(...cr.headers);
+    addQuery(d);
+    const isSession = cr.who !== undefined && cr.as !== 'key';
+    const o: HttpCheck = queryDefect ? { status: 400 } : isSession ? { status: 200 } : { status: 401 };
+    const tenant = cr.who === 'A' ? TA : TB;
+    const inspect = (res: RawResponse): string[] => {
+      const problems = leakProblems(cr.who, res);
+      if (res.status === 200 && d.method === 'GET' && (res.json as { tenant?: unknown } | undefined)?.tenant !== tenant)
+        problems.push(`the session of ${cr.label} is ${preview(res.json)}`);
+      return problems;
+    };
+    return { name: name(d, cr.label), run: () => send(port, d, isSession && !queryDefect ? 'any' : 'refuse', { ...o, inspect }) };
+  }
+  if (what === 'logout') {
+    // The fuzz's own sessions must live: a session logs out only when it is made for the case.
+    if (rng.chance(0.5)) {
+      const who = rng.pick<Who>(['A', 'B']);
+      const byCookie = rng.chance(0.5);
+      const dataPort = rng.pick([tw.port, w.router]);
+      return {
+        name: `${routerName(port)} session logout of a new session of ${who}${byCookie ? ' by cookie' : ''}`,
+        run: async () => {
+          const token = await login(tw.url, tw[who].key);
+          const h: Array<[string, string]> = [byCookie ? cookieH(`kv_session=${token}`) : authH(`Bearer ${token}`)];
+          const d = draft('DELETE', '/v1/sessions/current');
+          d.headers.push(...h);
+          const problems = await send(port, d, 'any', {
+            status: 204,
+            inspect: (res) => (/^kv_session=;.*Max-Age=0/.test(res.headers['set-cookie'] ?? '') ? [] : [`set-cookie ${res.headers['set-cookie']}`]),
+          });
+          // Ended, on either router: for the session endpoints and for data.
+          const after = draft('GET', '/v1/sessions/current');
+          after.headers.push(...h);
+          const data = draft('GET', `${KV}${SEED_KEYS[0]}`);
+          data.headers.push(...h);
+          problems.push(
+            ...(await send(tw.port, after, 'refuse', { status: 401, code: 'KV_ERR_BAD_CREDENTIALS' })).map((m) => `afterwards: ${m}`),
+            ...(await send(dataPort, data, 'refuse', { status: 401, code: 'KV_ERR_BAD_CREDENTIALS' })).map((m) => `data afterwards: ${m}`),
+          );
+          return problems;
+        },
+      };
+    }
+    let cr = credential(rng);
+    for (let n = 0; n < 20 && cr.who !== undefined && cr.as !== 'key'; n++) cr = credential(rng);
+    if (cr.who !== undefined && cr.as !== 'key') cr = { label: 'no credentials', headers: [], refusal: 'KV_ERR_AUTH_REQUIRED' };
+    const d = draft('DELETE', '/v1/sessions/current', rng.chance(0.2) ? rng.pick(SESSION_BODIES) : undefined);
+    d.headers.push(...cr.headers);
+    addQuery(d);
+    return { name: name(d, cr.label), run: () => send(port, d, 'refuse', { status: queryDefect ? 400 : 401, inspect: (res) => leakProblems(cr.who, res) }) };
+  }
+  const cr = credential(rng);
+  const [method, path] = rng.pick<[string, string]>([
+    ['GET', '/v1/sessions'],
+    ['PUT', '/v1/sessions'],
+    ['DELETE', '/v1/sessions'],
+    ['PATCH', '/v1/sessions'],
+    ['POST', '/v1/sessions/current'],
+    ['PUT', '/v1/sessions/current'],
+    ['PATCH', '/v1/sessions/current'],
+    ['GET', '/v1/sessions/current/x'],
+    ['DELETE', `/v1/sessions/${forgedSession(rng)}`],
+    ['GET', '/v1/session'],
+    ['POST', '/v1/sessions/'],
+    ['GET', '/v1/sessions/__proto__'],
+    ['OPTIONS', '/v1/sessions'],
+  ]);
+  const d = draft(method, path, rng.chance(0.3) ? rng.pick(SESSION_BODIES) : undefined);
+  d.headers.push(...cr.headers);
+  return { name: `${name(d, cr.label)} (${id})`, run: () => send(port, d, 'refuse', { inspect: (res) => leakProblems(cr.who, res) }) };
+};
+
+/** Tenant names the admin API refuses, as JSON. */
+const BAD_TENANT_NAMES = [
+  '"__proto__"',
+  '"constructor"',
+  '"toString"',
+  '"FZA"',
+  '"Fza"',
+  `"${'a'.repeat(33)}"`,
+  '"\\u00e9t\\u00e9"',
+  '"\u00e9t\u00e9"',
+  '"-abc"',
+  '""',
+  '" fza"',
+  '"fza "',
+  '"fz_a"',
+  '"a/b"',
+  '"\\u0000"',
+  '"fza\\n"',
+  '"\\ud800"',
+  '"\\uffff"',
+  '5',
+  'null',
+  '[]',
+  '{}',
+  'true',
+];
+const BAD_TENANT_PATHS = ['__proto__', 'constructor', 'FZA', '%C3%A9', 'a'.repeat(40), '%00', '-x', 'fz_a', '%EF%BF%BF', 'fza%20', '%20fza'];
+
+/** /v1/admin/tenants and /v1/admin/keys: bad names, duplicates, missing tenants, unknown keys, forged tokens. */
+const tenantAdmin: Generator = (rng, id) => {
+  const port = rng.chance(0.5) ? tw.port : w.router;
+  const authKind = rng.weighted([
+    [6, 'admin'],
+    [2, 'forged'],
+    [1, 'tenant'],
+  ] as const);
+  const headers: Array<[string, string]> =
+    authKind === 'admin' ? GOOD_AUTH : authKind === 'forged' ? rng.pick(BAD_AUTH) : [authH(`Bearer ${rng.pick([tw.A.key, tw.A.session, tw.B.key])}`)];
+  const jsonBody = (d: Draft, body: string) => {
+    d.body = Buffer.from(body);
+    setHeader(d, 'content-type', 'application/json');
+  };
+  let d: Draft;
+  let o: HttpCheck = {};
+  let expect: HttpExpect = 'refuse';
+  /** The route exists: without the admin token it is 401, whatever the rest. */
+  let routed = true;
+  /** Real key ids to check afterwards (a forged revocation must not have taken). */
+  let stillWorks: string | undefined;
+  switch (rng.pick(['list', 'create', 'create', 'key', 'revoke', 'revoke', 'wrong'] as const)) {
+    case 'list':
+      d = draft(rng.pick(['GET', 'HEAD']), '/v1/admin/tenants');
+      if (rng.chance(0.2)) d.query.push(rng.pick(UNKNOWN_PARAMS));
+      else {
+        o = { status: 200 };
+        expect = 'any';
+      }
+      break;
+    case 'create': {
+      d = draft('POST', '/v1/admin/tenants');
+      const how = rng.pick(['bad-name', 'bad-name', 'duplicate', 'new', 'extra', 'proto', 'not-json', 'bad-json', 'empty'] as const);
+      if (how === 'bad-name') {
+        jsonBody(d, `{"name":${rng.pick(BAD_TENANT_NAMES)}}`);
+        o = { status: 400, code: 'KV_ERR_BAD_TENANT' };
+      } else if (how === 'duplicate') {
+        jsonBody(d, `{"name":"${rng.pick([TA, TB])}"}`);
+        o = { status: 409, code: 'KV_ERR_TENANT_EXISTS' };
+      } else if (how === 'new') {
+        jsonBody(d, `{"name":"fzt-${id}"}`);
+        o = { status: 201 };
+        expect = 'any';
+      } else if (how === 'extra') {
+        jsonBody(d, `{"name":"fzt-${id}","apiKeys":1}`);
+        o = { status: 400, code: 'KV_ERR_BAD_REQUEST' };
+      } else if (how === 'proto') {
+        jsonBody(d, rng.pick([`{"__proto__":{"name":"fzt-${id}"}}`, `{"name":"fzt-${id}","__proto__":{}}`, '{"constructor":{"name":"x"}}']));
+        o = { status: 400, code: 'KV_ERR_BAD_REQUEST' };
+      } else if (how === 'not-json') {
+        // Refused as not JSON (415), or as no media type at all (400).
+        d.body = Buffer.from(`{"name":"fzt-${id}"}`);
+        setHeader(d, 'content-type', rng.pick(NOT_JSON_TYPES));
+      } else if (how === 'bad-json') {
+        jsonBody(d, rng.pick(['{"name":', '[]', '"fza"', '{"name":"fza"}x', 'nul']));
+        o = { status: 400, code: 'KV_ERR_BAD_JSON' };
+      } else o = { status: 400, code: 'KV_ERR_BAD_TENANT' };
+      break;
+    }
+    case 'key': {
+      const how = rng.pick(['missing', 'bad-name', 'real', 'body'] as const);
+      const name = how === 'missing' ? `nope-${id}` : how === 'bad-name' ? rng.pick(BAD_TENANT_PATHS) : rng.pick([TA, TB]);
+      d = draft('POST', `/v1/admin/tenants/${name}/keys`);
+      if (how === 'missing') o = { status: 404, code: 'KV_ERR_TENANT_NOT_FOUND' };
+      else if (how === 'bad-name') o = { status: 400, code: 'KV_ERR_BAD_TENANT' };
+      else if (how === 'real') {
+        o = { status: 201 };
+        expect = 'any';
+      } else {
+        jsonBody(d, rng.pick(['{"x":1}', `{"tenant":"${TB}"}`]));
+        o = { status: 400, code: 'KV_ERR_BAD_REQUEST' };
+      }
+      break;
+    }
+    case 'revoke': {
+      const how = rng.pick(['unknown', 'revoked', 'malformed', 'real'] as const);
+      // A real key only with a token that is not the admin's: refused, and the key still works.
+      const real = how === 'real' && authKind !== 'admin' ? rng.pick([tw.A.keyId, tw.B.keyId]) : undefined;
+      const kid =
+        real ??
+        (how === 'revoked'
+          ? tw.revokedKeyId
+          : how === 'malformed'
+            ? rng.pick(['__proto__', 'A'.repeat(12), 'x', 'x'.repeat(100), '%00', tw.A.keyId.toUpperCase(), `${tw.A.keyId}x`, tw.A.key, '%EF%BF%BF'])
+            : Array.from({ length: 12 }, () => rng.pick(ALNUM)).join(''));
+      stillWorks = real === tw.A.keyId ? tw.A.key : real === tw.B.keyId ? tw.B.key : undefined;
+      d = draft('DELETE', `/v1/admin/keys/${kid}`);
+      o = { status: 404, code: 'KV_ERR_KEY_NOT_FOUND' };
+      break;
+    }
+    default:
+      routed = false;
+      d = draft(
+        ...rng.pick<[string, string]>([
+          ['PUT', '/v1/admin/tenants'],
+          ['DELETE', '/v1/admin/tenants'],
+          ['PATCH', '/v1/admin/tenants'],
+          ['GET', `/v1/admin/tenants/${TA}/keys`],
+          ['DELETE', `/v1/admin/tenants/${TA}`],
+          ['GET', `/v1/admin/tenants/${TA}`],
+          ['GET', '/v1/admin/keys/x'],
+          ['POST', '/v1/admin/keys'],
+          ['POST', `/v1/admin/tenants/${TA}/keys/x`],
+          ['DELETE', '/v1/admin/keys/'],
+        ]),
+      );
+      o = {};
+  }
+  for (const h of headers) d.headers.push(h);
+  if (authKind !== 'admin') {
+    expect = 'refuse';
+    if (routed && d.query.length === 0) o = { status: 401, code: 'KV_ERR_UNAUTHORIZED' };
+    else if (routed) o = {};
+  }
+  return {
+    name: `${routerName(port)} tenant admin ${d.method} ${d.path.slice(0, 60)} (${authKind} token)`,
+    run: async () => {
+      const problems = await send(port, d, expect, { ...o, inspect: (res) => leakProblems(undefined, res) });
+      if (stillWorks !== undefined) {
+        const r = await request('GET', `${tw.url}${KV}${SEED_KEYS[0]}`, { headers: bearer(stillWorks) });
+        if (r.status !== 200) problems.push(`the key whose revocation was refused answers ${r.status} ${r.text.slice(0, 100)}`);
+      }
+      return problems;
+    },
+  };
+};
+
 const GENERATORS: ReadonlyArray<readonly [number, string, Generator]> = [
   [10, 'kv-write', kvWrite],
   [5, 'kv-read', kvRead],
@@ -1726,6 +2699,10 @@ const GENERATORS: ReadonlyArray<readonly [number, string, Generator]> = [
   [12, 'data-ops', dataOps],
   [4, 'data-unauth', dataUnauth],
   [3, 'data-reads', dataReads],
+  [12, 'tenant-kv', tenantKv],
+  [8, 'tenant-scan', tenantScan],
+  [4, 'sessions', sessions],
+  [4, 'tenant-admin', tenantAdmin],
 ];
 
 /** Case `i` of this run, the same whatever ran before it. */
@@ -1733,6 +2710,60 @@ function makeCase(i: number): Case & { kind: string } {
   const rng = new Rng(caseSeed(SEED, i));
   const [, kind, gen] = rng.weighted(GENERATORS.map(([wt, k, g]) => [wt, [wt, k, g] as const] as const));
   return { ...gen(rng, i), kind };
+}
+
+/** After the cases: both tenants hold their seeded values, list what they hold, and their credentials work (the spoilt ones do not). */
+async function tenantProblems(): Promise<string[]> {
+  const problems: string[] = [];
+  const { A, B } = tw;
+  const readAll = async (who: Who, token: string, keys: readonly string[]) => {
+    const r = await request('POST', `${tw.url}${BATCH}`, {
+      headers: { ...bearer(token), 'content-type': 'application/json' },
+      body: JSON.stringify({ ops: keys.map((key) => ({ op: 'get', key })) }),
+    });
+    if (r.status !== 200) return problems.push(`${who} batch read: ${r.status} ${r.text.slice(0, 200)}`);
+    for (const x of r.json<{ results: Array<{ key: string; status: number; value?: string }> }>().results)
+      if (x.status !== 200 || x.value !== valueOf(who, x.key))
+        problems.push(`${who}'s ${x.key}: ${x.status} ${JSON.stringify(x.value)}, expected ${valueOf(who, x.key)}`);
+  };
+  await readAll('A', A.session, SEED_KEYS);
+  await readAll('B', B.key, [...SEED_KEYS, ...B_ONLY]);
+  const walk = async (token: string): Promise<string[]> => {
+    const keys: string[] = [];
+    let next: string | null = null;
+    for (let n = 0; n < 1000; n++) {
+      const p = await scanPage(tw.url, bearer(token), next === null ? 'limit=7' : `page=${encodeURIComponent(next)}`);
+      keys.push(...p.keys.map((k) => k.key));
+      next = p.next;
+      if (next === null) return keys;
+    }
+    throw new Error('the walk did not end within 1000 pages');
+  };
+  try {
+    const b = await walk(B.session);
+    const want = [...SEED_KEYS, ...B_ONLY].sort(compareKeys);
+    if (JSON.stringify(b) !== JSON.stringify(want)) problems.push(`${TB} lists ${JSON.stringify(b).slice(0, 500)}, expected ${JSON.stringify(want)}`);
+    const a = await walk(A.key);
+    for (const k of SEED_KEYS) if (!a.includes(k)) problems.push(`${TA} does not list ${k}`);
+    for (const k of a) if (!mayHold('A', k)) problems.push(`${TA} lists ${JSON.stringify(k)}`);
+    if (new Set(a).size !== a.length) problems.push(`${TA}'s walk lists keys twice`);
+  } catch (err) {
+    problems.push(`scans afterwards: ${(err as Error).message}`);
+  }
+  for (const [what, token, status] of [
+    [`${TA}'s session`, A.session, 200],
+    [`${TA}'s other session`, A.other, 200],
+    [`${TB}'s session`, B.session, 200],
+    ['the ended session', tw.endedSession, 401],
+    ['the expired session', tw.expiredSession, 401],
+    ["the revoked key's session", tw.revokedSession, 401],
+  ] as const) {
+    const r = await request('GET', `${tw.url}/v1/sessions/current`, { headers: bearer(token) });
+    if (r.status !== status) problems.push(`${what}: ${r.status} ${r.text.slice(0, 200)}, expected ${status}`);
+  }
+  const revoked = await request('GET', `${tw.url}${KV}${SEED_KEYS[0]}`, { headers: bearer(tw.revokedKey) });
+  if (revoked.status !== 401) problems.push(`the revoked key: ${revoked.status}`);
+  return problems;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -2299,11 +3330,12 @@ describe(`hostile input (seed ${SEED})`, () => {
   }, 600_000);
 
   it('afterwards: every process runs, nothing was written, the topology is unchanged, and the well-behaved client saw no error', async () => {
-    await good.stop();
+    await Promise.all([good.stop(), goodA.stop()]);
     const problems: string[] = [];
-    // Processes: the router and the same workers, every shard.
+    // Processes: both routers and the same workers, every shard.
     if (!c.router.alive) problems.push('the router exited');
-    for (const pid of workerPids) {
+    if (!tw.router.alive) problems.push(`the second router exited:\n${tw.router.tail}`);
+    for (const pid of [...workerPids, ...tw.workerPids]) {
       try {
         process.kill(pid, 0);
       } catch {
@@ -2317,7 +3349,11 @@ describe(`hostile input (seed ${SEED})`, () => {
     const job = await jobs.get();
     if (job) problems.push(`a rebalance job exists: ${job.kind} ${job.shardId} ${job.state}`);
     if ((await jobs.history()).length > 0) problems.push('the rebalance history is not empty');
-    // Every record on every shard is the well-behaved client's or a named case's.
+    // Every record on every shard is the well-behaved clients', a named case's, a seeded one or one tenant A's cases may write.
+    const tenantKeys = new Set([
+      ...[...SEED_KEYS, ...aWritten, ...goodA.keys].map((k) => storedKey(TA, k)),
+      ...[...SEED_KEYS, ...B_ONLY].map((k) => storedKey(TB, k)),
+    ]);
     for (const s of w.shards) {
       const p = await WirePeer.authed(s.data);
       try {
@@ -2328,7 +3364,7 @@ describe(`hostile input (seed ${SEED})`, () => {
           if (!res?.r) throw new Error(`scan of ${s.id} failed: ${preview(res)}`);
           for (const m of readMoved(res.r.packed, MAX_KEY)) {
             const k = m.key.toString('utf8', 4);
-            if (!good.keys.has(k) && !legit.has(k) && problems.length < 200)
+            if (!good.keys.has(k) && !legit.has(k) && !tenantKeys.has(k) && problems.length < 200)
               problems.push(`${s.id} holds ${JSON.stringify(k)}, which no case may have written`);
           }
           if (!res.r.next) break;
@@ -2361,11 +3397,17 @@ describe(`hostile input (seed ${SEED})`, () => {
     } finally {
       await agent.close();
     }
-    // The client that behaved.
+    problems.push(...(await tenantProblems()));
+    // The clients that behaved.
     problems.push(...good.errors.map((e) => `well-behaved client: ${e}`));
+    problems.push(...goodA.errors.map((e) => `tenant ${TA}'s well-behaved client: ${e}`));
+    if (goodA.ops < 20) problems.push(`tenant ${TA}'s well-behaved client made only ${goodA.ops} requests`);
     if (good.ops < 20) problems.push(`the well-behaved client made only ${good.ops} requests`);
     if (good.workers.size < 2) problems.push(`the well-behaved client reached only workers ${[...good.workers].join(', ')}`);
-    console.log(`fuzz seed ${SEED}: ${tried.size} keys tried, ${good.ops} well-behaved requests over workers ${[...good.workers].sort().join(', ')}`);
+    console.log(
+      `fuzz seed ${SEED}: ${tried.size} keys tried, ${good.ops} well-behaved requests over workers ${[...good.workers].sort().join(', ')}, ` +
+        `${goodA.ops} of tenant ${TA}'s, ${aWritten.size} keys tenant ${TA}'s cases may have written`,
+    );
     expect(problems, `seed ${SEED}; repeat with ${REPLAY}`).toEqual([]);
   }, 300_000);
 });
