@@ -73,7 +73,18 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     ...(tls ? { https: { ...serverOptions, ...tls } } : { http: serverOptions }),
     ...extra,
   } as FastifyServerOptions);
-  app.server.maxConnections = cfg.maxConnections;
+  // Counted here, not with server.maxConnections: a router worker gets its
+  // connections from the cluster primary, and Node does not apply
+  // maxConnections to those.
+  let open = 0;
+  app.server.on('connection', (socket: Socket) => {
+    if (open >= cfg.maxConnections) {
+      socket.destroy();
+      return;
+    }
+    open++;
+    socket.once('close', () => open--);
+  });
   // Node keeps the first 2000 headers and drops the rest without a word: an
   // If-Match among them would be lost and a conditional write run as a plain
   // one. maxHeaderBytes bounds them instead (0 = no count limit).
