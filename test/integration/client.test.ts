@@ -208,41 +208,49 @@ describe('KvClient balancing over two router processes', () => {
 
     // Reads run without a pause while the second router stops.
     let reading = true;
+    // Reads answered (or failed) so far.
     let reads = 0;
     const errors: unknown[] = [];
     const reader = (async () => {
-      while (reading) {
-        const i = reads++ % 20;
+      for (let n = 0; reading; n++) {
+        const i = n % 20;
         try {
           const e = await c.getText(`lb/${i}`);
           if (e?.value !== `v${i}`) errors.push(new Error(`lb/${i}: ${e?.value}`));
         } catch (err) {
           errors.push(err);
         }
+        reads++;
       }
     })();
-    const downs: string[] = [];
-    c.on('router-down', (url) => downs.push(url));
-    await waitUntil(() => reads > 20, { timeoutMs: 10_000 });
-    await second.stop();
-    const atStop = reads;
-    await waitUntil(() => reads > atStop + 200, { timeoutMs: 20_000, what: '200 reads after the stop' });
-    const secondAfterStop = answered(second.url);
-    const firstAfterStop = answered(cluster.url);
-    await waitUntil(() => reads > atStop + 400, { timeoutMs: 20_000, what: '200 more reads' });
-    expect(errors).toEqual([]);
-    expect(downs).toContain(second.url);
-    expect(answered(second.url)).toBe(secondAfterStop);
-    expect(answered(cluster.url)).toBeGreaterThanOrEqual(firstAfterStop + 200);
+    try {
+      const downs: string[] = [];
+      c.on('router-down', (url) => downs.push(url));
+      await waitUntil(() => reads > 20, { timeoutMs: 10_000 });
+      await second.stop();
+      const atStop = reads;
+      await waitUntil(() => reads > atStop + 200, { timeoutMs: 20_000, what: '200 reads after the stop' });
+      const secondAfterStop = answered(second.url);
+      const firstAfterStop = answered(cluster.url);
+      const readsAfterStop = reads;
+      await waitUntil(() => reads > atStop + 400, { timeoutMs: 20_000, what: '200 more reads' });
+      expect(errors).toEqual([]);
+      expect(downs).toContain(second.url);
+      expect(answered(second.url)).toBe(secondAfterStop);
+      // Every read since went to the first router (give or take the one in flight at each count).
+      expect(answered(cluster.url) - firstAfterStop).toBeGreaterThanOrEqual(reads - readsAfterStop - 1);
+      expect(reads - readsAfterStop).toBeGreaterThanOrEqual(100);
 
-    // The router comes back on the same port: the probe finds it ready.
-    const up = new Promise<string>((resolve) => c.once('router-up', resolve));
-    second = await startRouter({ redisUrl: cluster.redis.url, prefix: cluster.prefix, workers: 2, port: second.port, set: { dataAuth: 'true' } });
-    expect(await up).toBe(second.url);
-    const back = answered(second.url);
-    await waitUntil(() => answered(second.url) >= back + 50, { timeoutMs: 20_000, what: 'the restarted router to serve again' });
-    reading = false;
-    await reader;
+      // The router comes back on the same port: the probe finds it ready.
+      const up = new Promise<string>((resolve) => c.once('router-up', resolve));
+      second = await startRouter({ redisUrl: cluster.redis.url, prefix: cluster.prefix, workers: 2, port: second.port, set: { dataAuth: 'true' } });
+      expect(await up).toBe(second.url);
+      const back = answered(second.url);
+      await waitUntil(() => answered(second.url) >= back + 50, { timeoutMs: 20_000, what: 'the restarted router to serve again' });
+    } finally {
+      reading = false;
+      await reader;
+    }
     expect(errors).toEqual([]);
     expect(c.stats().every((s) => s.healthy)).toBe(true);
   });
