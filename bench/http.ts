@@ -50,7 +50,7 @@ import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier
 import { envInt, envBool, machineInfo } from './settings.js';
 import { routerCounters, redisCommandCalls, commandDelta, type RouterCounters } from './diagnostics.js';
 import { createSession, createTenant } from './credentials.js';
-import { markdownTable, median, round1, round3, writeResults } from './report.js';
+import { markdownTable, median, round1, round3, summarizeRuns, writeResults } from './report.js';
 
 const TARGET_NAMES = [
   'router-get',
@@ -349,13 +349,6 @@ function summarize(runs: readonly RunResult[], tierNames: readonly string[]): Ta
     const rs = runs.filter((r) => r.target === name);
     const first = rs[0]!;
     const med = (f: (r: RunResult) => number) => median(rs.map(f));
-    const perTier = (f: (r: RunResult) => Record<string, number>) => {
-      const out: Record<string, number> = {};
-      for (const t of tierNames) if (rs.every((r) => f(r)[t] !== undefined)) out[t] = round1(med((r) => f(r)[t]!));
-      return out;
-    };
-    const statusCodes: Record<string, number> = {};
-    for (const r of rs) for (const [c, n] of Object.entries(r.statusCodes)) statusCodes[c] = (statusCodes[c] ?? 0) + n;
     const frames = rs.map((r) => r.router?.requestsPerFrame).filter((x): x is number => typeof x === 'number');
     return {
       target: name,
@@ -364,24 +357,8 @@ function summarize(runs: readonly RunResult[], tierNames: readonly string[]): Ta
       credential: first.credential,
       url: first.url,
       keys: first.keys,
-      rounds: rs.length,
-      reqPerSec: Math.round(med((r) => r.reqPerSec)),
+      ...summarizeRuns(rs, tierNames),
       okPerSec: Math.round(med((r) => r.okPerSec)),
-      latencyMs: {
-        p50: med((r) => r.latencyMs.p50),
-        p90: med((r) => r.latencyMs.p90),
-        p99: med((r) => r.latencyMs.p99),
-        max: med((r) => r.latencyMs.max),
-        mean: med((r) => r.latencyMs.mean),
-      },
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      timeouts: rs.reduce((a, r) => a + r.timeouts, 0),
-      non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
-      statusCodes,
-      cpuUsPerReq: perTier((r) => r.cpuUsPerReq),
-      sysUsPerReq: perTier((r) => r.sysUsPerReq),
-      machineBusyPct: round1(med((r) => r.machineBusyPct)),
-      otherBusyPct: round1(med((r) => r.otherBusyPct)),
       requestsPerFrame: frames.length > 0 ? Math.round(median(frames) * 100) / 100 : null,
       redisCommandsPerReq: round3(med((r) => r.redisCommandsPerReq)),
       reqPerSecByRound: rs.map((r) => r.reqPerSec),

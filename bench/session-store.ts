@@ -46,7 +46,7 @@ import { US_PER_TICK, childrenOf, machineTicks, sampleTier, tierUsage, type Tier
 import { envInt, envBool, machineInfo } from './settings.js';
 import { routerCounters, redisCommandCalls, commandDelta } from './diagnostics.js';
 import { createTenant } from './credentials.js';
-import { markdownTable, median, round1, round3, writeResults } from './report.js';
+import { markdownTable, median, round1, round3, summarizeRuns, writeResults } from './report.js';
 
 const STORE_NAMES = ['kv', 'memory'] as const;
 type StoreName = (typeof STORE_NAMES)[number];
@@ -316,35 +316,12 @@ function summarize(runs: readonly RunResult[], tierNames: readonly string[]): St
   return settings.stores.map((store) => {
     const rs = runs.filter((r) => r.store === store);
     const med = (f: (r: RunResult) => number) => median(rs.map(f));
-    const perTier = (f: (r: RunResult) => Record<string, number>) => {
-      const out: Record<string, number> = {};
-      for (const t of tierNames) out[t] = round1(med((r) => f(r)[t] ?? 0));
-      return out;
-    };
-    const statusCodes: Record<string, number> = {};
-    for (const r of rs) for (const [c, k] of Object.entries(r.statusCodes)) statusCodes[c] = (statusCodes[c] ?? 0) + k;
     const shardReqs = rs.map((r) => r.shardRequestsPerReq).filter((x): x is number => x !== null);
     return {
       store,
       description: STORE_LABEL[store],
-      rounds: rs.length,
-      reqPerSec: Math.round(med((r) => r.reqPerSec)),
-      latencyMs: {
-        p50: med((r) => r.latencyMs.p50),
-        p90: med((r) => r.latencyMs.p90),
-        p99: med((r) => r.latencyMs.p99),
-        max: med((r) => r.latencyMs.max),
-        mean: med((r) => r.latencyMs.mean),
-      },
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      timeouts: rs.reduce((a, r) => a + r.timeouts, 0),
-      non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+      ...summarizeRuns(rs, tierNames),
       storeErrors: rs.reduce((a, r) => a + r.storeErrors, 0),
-      statusCodes,
-      cpuUsPerReq: perTier((r) => r.cpuUsPerReq),
-      sysUsPerReq: perTier((r) => r.sysUsPerReq),
-      machineBusyPct: round1(med((r) => r.machineBusyPct)),
-      otherBusyPct: round1(med((r) => r.otherBusyPct)),
       writeShare: round3(
         rs.reduce((a, r) => a + r.writes, 0) /
           Math.max(

@@ -63,9 +63,15 @@ export function ttlOf(query: string | undefined, header: string | string[] | und
   return parseTtl(query ?? header, cfg);
 }
 
-/** A client's key as the shards store it for `caller`; the limit counts the whole stored key. */
+/** A validated client key as the shards store it for `caller`; the limit counts the whole stored key. */
 function storedKeyOf(caller: Caller, key: string, cfg: RouterConfig): string {
-  return validateKey(storedKey(caller.tenant, checkClientKey(key)), cfg);
+  // `key` has passed validateKey: only the namespace's length is left to check.
+  checkClientKey(key);
+  if (caller.tenant === null) return key;
+  const stored = storedKey(caller.tenant, key);
+  const bytes = Buffer.byteLength(stored, 'utf8');
+  if (bytes > cfg.maxKeyBytes) throw kvError('KV_ERR_KEY_TOO_LONG', bytes, cfg.maxKeyBytes);
+  return stored;
 }
 
 /** The stored key of a /v1/kv/ request, from the raw URL (strict UTF-8, slashes allowed). */
@@ -139,7 +145,7 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
     } else {
       prefix = queryParam(req, 'prefix') ?? '';
       // Held to the key limit with the tenant's namespace counted, as a key is (the shards refuse a longer one).
-      if (prefix !== '') storedKeyOf(c, prefix, config);
+      if (prefix !== '') storedKeyOf(c, validateKey(prefix, config), config);
       const ql = queryParam(req, 'limit');
       limit = ql === undefined ? DEFAULT_SCAN_LIMIT : Number(ql);
       if (ql !== undefined && !/^\d{1,5}$/.test(ql)) limit = NaN;
