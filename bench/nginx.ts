@@ -26,6 +26,8 @@ export interface NginxProcess {
   /** Master plus workers, read from the pid file's children. */
   readonly masterPid: number;
   readonly version: string;
+  /** The nginx.conf it runs with (printed in the results). */
+  readonly config: string;
 }
 
 function conf(dir: string, port: number, workers: number, upstreams: readonly string[]): string {
@@ -38,6 +40,8 @@ error_log ${path.join(dir, 'error.log')} warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # a 16 KiB value is read into memory, never into a temp file
+  client_body_buffer_size 64k;
   client_body_temp_path ${path.join(dir, 'body')};
   proxy_temp_path ${path.join(dir, 'proxy')};
   fastcgi_temp_path ${path.join(dir, 'fastcgi')};
@@ -46,12 +50,17 @@ http {
   upstream shards {
     hash $request_uri consistent;
 ${upstreams.map((u) => `    server ${u};`).join('\n')}
-    # after the balancing method, as the nginx docs require
-    keepalive 64;
+    # after the balancing method, as the nginx docs require: idle connections
+    # kept open to the shards per worker, and how many requests each may carry
+    keepalive 256;
+    keepalive_requests 100000;
+    keepalive_timeout 60s;
   }
   server {
     listen 127.0.0.1:${port};
-    keepalive_requests 1000000;
+    # the client side as long-lived as the upstream side
+    keepalive_requests 100000;
+    keepalive_timeout 120s;
     location /kv/ {
       proxy_pass http://shards;
       proxy_http_version 1.1;
@@ -87,7 +96,8 @@ export async function startNginx(bin: string, dir: string, workers: number, upst
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const file = path.join(dir, 'nginx.conf');
-  writeFileSync(file, conf(dir, port, workers, upstreams));
+  const config = conf(dir, port, workers, upstreams);
+  writeFileSync(file, config);
   const version = spawnSync(bin, ['-v'], { encoding: 'utf8' }).stderr.trim();
   // -e: error log from the first moment, before the config is read.
   const child = spawn(bin, ['-p', dir, '-c', file, '-e', path.join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -126,5 +136,5 @@ export async function startNginx(bin: string, dir: string, workers: number, upst
     }
     throw new Error(`${(err as Error).message}\n${stderr}${log}`, { cause: err });
   }
-  return { url: `http://127.0.0.1:${port}`, port, child, masterPid: child.pid!, version };
+  return { url: `http://127.0.0.1:${port}`, port, child, masterPid: child.pid!, version, config };
 }
