@@ -2,8 +2,8 @@
 // API key, with a session) against the shards' own HTTP port and (when
 // installed) nginx, with the CPU each tier spends per request.
 //
-//   npm run bench                      # or: npx tsx bench/http.ts (after npm run build)
-//   BENCH_DURATION_S=30 ROUTER_WORKERS=4 npm run bench
+//   npm run bench:http                 # or: npx tsx bench/http.ts (after npm run build)
+//   BENCH_DURATION_S=30 ROUTER_WORKERS=4 npm run bench:http
 //
 // Method: start a private topology (redis-server, 3 shards, router cluster,
 // each its own process on 127.0.0.1), preload keys, then run every target
