@@ -201,15 +201,20 @@ const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: tr
 const nil = (v: unknown): unknown => (v === undefined ? null : v);
 const opt = (v: unknown): unknown => (v === null ? undefined : v);
 
-/** The fields a positional request carries; a request with any other field stays a map (so the shard can refuse it). */
+/**
+ * The fields a positional request carries. A request with any other field,
+ * or with an optional field set to null (nil means absent in a positional
+ * request), stays a map, so the shard sees it as sent and refuses it.
+ */
 const HOT_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
   get: new Set(['i', 'o', 'e', 'k']),
   put: new Set(['i', 'o', 'e', 'k', 'v', 'ct', 'x', 'm', 'n']),
   del: new Set(['i', 'o', 'e', 'k', 'm']),
 };
+const OPTIONAL = new Set(['ct', 'x', 'm', 'n']);
 
-function onlyFields(o: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
-  for (const f in o) if (!allowed.has(f)) return false;
+function positional(o: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
+  for (const f in o) if (!allowed.has(f) || (o[f] === null && OPTIONAL.has(f))) return false;
   return true;
 }
 
@@ -227,11 +232,11 @@ function toWireItem(item: unknown): unknown {
   const q = item as Record<string, unknown>;
   switch (q['o']) {
     case OPS.GET:
-      return onlyFields(q, HOT_FIELDS['get']!) ? [TAGS.GET, q['i'], q['e'], q['k']] : item;
+      return positional(q, HOT_FIELDS['get']!) ? [TAGS.GET, q['i'], q['e'], q['k']] : item;
     case OPS.PUT:
-      return onlyFields(q, HOT_FIELDS['put']!) ? [TAGS.PUT, q['i'], q['e'], q['k'], q['v'], nil(q['ct']), nil(q['x']), nil(q['m']), nil(q['n'])] : item;
+      return positional(q, HOT_FIELDS['put']!) ? [TAGS.PUT, q['i'], q['e'], q['k'], q['v'], nil(q['ct']), nil(q['x']), nil(q['m']), nil(q['n'])] : item;
     case OPS.DEL:
-      return onlyFields(q, HOT_FIELDS['del']!) ? [TAGS.DEL, q['i'], q['e'], q['k'], nil(q['m'])] : item;
+      return positional(q, HOT_FIELDS['del']!) ? [TAGS.DEL, q['i'], q['e'], q['k'], nil(q['m'])] : item;
     default:
       return item;
   }

@@ -105,12 +105,11 @@ const idOf = (req: unknown): number => {
   return isId(i) ? i : -1;
 };
 
-/** Why a request that is not a map is refused. */
+/** Why a request that is not a map is refused: the decoder left it as it came when it is no positional get/put/del. */
 function notAMap(req: unknown): KvError {
-  if (!Array.isArray(req)) return kvError('KV_ERR_BAD_FRAME', 'a request must be a map or a positional get/put/del');
-  const op = opOfTag(req[0]);
-  if (op === undefined) return kvError('KV_ERR_UNKNOWN_OP', `positional tag ${typeof req[0] === 'number' ? req[0] : typeof req[0]}`);
-  return kvError('KV_ERR_BAD_FRAME', `a positional ${op} request has the wrong number of fields (${req.length})`);
+  const op = Array.isArray(req) ? opOfTag(req[0]) : undefined;
+  if (op === undefined) return kvError('KV_ERR_BAD_FRAME', 'a request must be a map or a positional get/put/del (tag 1, 2 or 3)');
+  return kvError('KV_ERR_BAD_FRAME', `a positional ${op} request has the wrong number of fields (${(req as unknown[]).length})`);
 }
 
 /**
