@@ -1,7 +1,9 @@
 // Executes one request frame on the shard: epoch and ownership checks, reads
-// straight from LMDB, all writes of the frame in one transaction, and the
-// rebalancing ops (rebalance-ops.ts). Each op has one entry in OP_TABLE that
-// says which of these three kinds it is and how it runs.
+// straight from LMDB, all writes of the frame in one transaction (shared with
+// the writes of other frames that arrive while the previous one commits:
+// group commit, below), and the rebalancing ops (rebalance-ops.ts). Each op
+// has one entry in OP_TABLE that says which of these four kinds it is and how
+// it runs.
 //
 // Ownership during a migration (docs/architecture.md, "Routing during a
 // migration"): writes only on the owner in the `next` ring, and not at all

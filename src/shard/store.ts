@@ -37,8 +37,6 @@ import {
   versionOf,
 } from './record.js';
 
-export type { StoredRecord } from './record.js';
-
 export interface StoreOptions {
   readonly path: string;
   readonly mapSizeBytes: number;
