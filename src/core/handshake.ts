@@ -2,16 +2,21 @@
 // cluster secret (HMAC-SHA256), mutual, before any op. Pure: the messages and
 // the proofs; the servers and clients that send them are in shard/ and infra/.
 //
-//   shard  -> peer   { hello: 1, id, nonce: S }              S: 32 fresh random bytes per connection
-//   peer   -> shard  { auth: 1, nonce: C, proof: HMAC(k, "peer"  | id | S | C) }
-//   shard  -> peer   { ok: 1, proof: HMAC(k, "shard" | id | S | C) }    or { denied: 1, code, message }, then close
+//   shard  -> peer   { hello: 2, id, nonce: S }              S: 32 fresh random bytes per connection
+//   peer   -> shard  { auth: 2, nonce: C, proof: HMAC(k, "peer"  | id | S | C) }
+//   shard  -> peer   { ok: 2, proof: HMAC(k, "shard" | id | S | C) }    or { denied: 2, code, message }, then close
 //
-// The shard's nonce makes every handshake different, so a recorded one
+// (2 is HANDSHAKE_VERSION.) The shard's nonce makes every handshake different, so a recorded one
 // proves nothing on a new connection; the shard's own proof lets the peer
 // know it reached a shard of its cluster (and the one it meant: `id`).
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export const HANDSHAKE_VERSION = 1;
+/**
+ * The wire protocol's version, proved in the handshake: peers of different
+ * versions do not get past it. 2: get/put/del and their answers travel
+ * positionally (core/protocol.ts).
+ */
+export const HANDSHAKE_VERSION = 2;
 export const NONCE_BYTES = 32;
 /** Handshake frames are tiny; a peer that announces more before it is authenticated is cut. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 1024;

@@ -3,6 +3,14 @@
 // shard answers it with one frame holding the responses, matched by id and
 // possibly in any order. All requests for one shard queued in the same
 // event-loop turn travel in one frame (see shard-client.ts). Pure: no I/O.
+//
+// The hot ops (get, put, del) and their answers travel positionally: a msgpack
+// array whose first element is a tag (TAGS below), the fields at fixed
+// positions and the value as raw bytes. Arrays decode without building a map
+// per request (one object shape per op instead of whatever keys a peer sent),
+// and encode without writing every field name. Every other request and
+// answer (handshake, ping, stats, list, rebalancing ops, errors) is a map.
+// docs/architecture.md, "Wire protocol", has the layouts.
 import { Packr } from 'msgpackr';
 import { kvError, type ErrorCode } from './errors.js';
 
@@ -140,11 +148,150 @@ export type Response = { i: number; r: unknown } | { i: number; err: ErrorBody }
 
 export const FRAME_HEADER_BYTES = 4;
 
+/**
+ * First element of a positional request or answer. Requests:
+ *   GET [1, i, e, k]   PUT [2, i, e, k, v, ct, x, m, n]   DEL [3, i, e, k, m]
+ * Answers (errors stay maps {i, err}):
+ *   get, no record [16, i]   get, value [17, i, v, ct, ver, x, e]   get, tombstone [18, i, ver, e]
+ *   put [19, i, ver]   del [20, i, deleted, ver]
+ * Absent optional fields (ct, x, m, n) are nil.
+ */
+export const TAGS = {
+  GET: 1,
+  PUT: 2,
+  DEL: 3,
+  GET_NONE: 16,
+  GET_VALUE: 17,
+  GET_TOMBSTONE: 18,
+  PUT_DONE: 19,
+  DEL_DONE: 20,
+} as const;
+
+/** Array length of each positional layout, by tag. */
+const ARITY: Readonly<Record<number, number>> = { 1: 4, 2: 9, 3: 5, 16: 2, 17: 7, 18: 4, 19: 3, 20: 4 };
+
+/** The op of a positional request tag, or undefined. */
+export function opOfTag(tag: unknown): 'get' | 'put' | 'del' | undefined {
+  return tag === TAGS.GET ? OPS.GET : tag === TAGS.PUT ? OPS.PUT : tag === TAGS.DEL ? OPS.DEL : undefined;
+}
+
+/** Answers of the hot ops as the shard builds them; encodeFrame sends them positionally. */
+export class GetAnswer {
+  constructor(
+    readonly i: number,
+    readonly r: GetResult,
+  ) {}
+}
+export class PutAnswer {
+  constructor(
+    readonly i: number,
+    readonly r: { ver: number },
+  ) {}
+}
+export class DelAnswer {
+  constructor(
+    readonly i: number,
+    readonly r: { deleted: boolean; ver: number },
+  ) {}
+}
+
 // Records off: each frame must decode on its own in any peer process.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
+const nil = (v: unknown): unknown => (v === undefined ? null : v);
+const opt = (v: unknown): unknown => (v === null ? undefined : v);
+
+/**
+ * The fields a positional request carries. A request with any other field,
+ * or with an optional field set to null (nil means absent in a positional
+ * request), stays a map, so the shard sees it as sent and refuses it.
+ */
+const HOT_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  get: new Set(['i', 'o', 'e', 'k']),
+  put: new Set(['i', 'o', 'e', 'k', 'v', 'ct', 'x', 'm', 'n']),
+  del: new Set(['i', 'o', 'e', 'k', 'm']),
+};
+const OPTIONAL = new Set(['ct', 'x', 'm', 'n']);
+
+function positional(o: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
+  for (const f in o) if (!allowed.has(f) || (o[f] === null && OPTIONAL.has(f))) return false;
+  return true;
+}
+
+/** One element of a frame body as it goes on the wire. */
+function toWireItem(item: unknown): unknown {
+  if (item instanceof GetAnswer) {
+    const r = item.r;
+    if (r === null) return [TAGS.GET_NONE, item.i];
+    if ('deleted' in r) return [TAGS.GET_TOMBSTONE, item.i, r.ver, nil(r.e)];
+    return [TAGS.GET_VALUE, item.i, r.v, r.ct, r.ver, r.x, nil(r.e)];
+  }
+  if (item instanceof PutAnswer) return [TAGS.PUT_DONE, item.i, item.r.ver];
+  if (item instanceof DelAnswer) return [TAGS.DEL_DONE, item.i, item.r.deleted, item.r.ver];
+  if (typeof item !== 'object' || item === null) return item;
+  const q = item as Record<string, unknown>;
+  switch (q['o']) {
+    case OPS.GET:
+      return positional(q, HOT_FIELDS['get']!) ? [TAGS.GET, q['i'], q['e'], q['k']] : item;
+    case OPS.PUT:
+      return positional(q, HOT_FIELDS['put']!) ? [TAGS.PUT, q['i'], q['e'], q['k'], q['v'], nil(q['ct']), nil(q['x']), nil(q['m']), nil(q['n'])] : item;
+    case OPS.DEL:
+      return positional(q, HOT_FIELDS['del']!) ? [TAGS.DEL, q['i'], q['e'], q['k'], nil(q['m'])] : item;
+    default:
+      return item;
+  }
+}
+
+/**
+ * A positional element as the object it stands for, one shape per layout.
+ * Types are not checked here (the shard checks every field of a request,
+ * op-checks.ts); an array of unknown tag or wrong length is left as it is,
+ * for the shard to refuse that request alone.
+ */
+function fromWireItem(a: unknown[]): unknown {
+  const tag = a[0];
+  if (typeof tag !== 'number' || ARITY[tag] !== a.length) return a;
+  switch (tag) {
+    case TAGS.GET:
+      return { i: a[1], o: OPS.GET, e: a[2], k: a[3] };
+    case TAGS.PUT:
+      return { i: a[1], o: OPS.PUT, e: a[2], k: a[3], v: a[4], ct: opt(a[5]), x: opt(a[6]), m: opt(a[7]), n: opt(a[8]) };
+    case TAGS.DEL:
+      return { i: a[1], o: OPS.DEL, e: a[2], k: a[3], m: opt(a[4]) };
+    case TAGS.GET_NONE:
+      return { i: a[1], r: null };
+    case TAGS.GET_VALUE:
+      return { i: a[1], r: { v: a[2], ct: a[3], ver: a[4], x: a[5], e: opt(a[6]) } };
+    case TAGS.GET_TOMBSTONE:
+      return { i: a[1], r: { deleted: true, ver: a[2], e: opt(a[3]) } };
+    case TAGS.PUT_DONE:
+      return { i: a[1], r: { ver: a[2] } };
+    case TAGS.DEL_DONE:
+      return { i: a[1], r: { deleted: a[2], ver: a[3] } };
+    default:
+      return a;
+  }
+}
+
+function toWireBody(body: unknown): unknown {
+  if (!Array.isArray(body)) return body;
+  const out = new Array<unknown>(body.length);
+  for (let j = 0; j < body.length; j++) out[j] = toWireItem(body[j]);
+  return out;
+}
+
+/** A frame body as decoded: positional elements of an array body become objects, in place. */
+function fromWireBody(body: unknown): unknown {
+  if (!Array.isArray(body)) return body;
+  for (let j = 0; j < body.length; j++) {
+    const item: unknown = body[j];
+    if (Array.isArray(item)) body[j] = fromWireItem(item);
+  }
+  return body;
+}
+
 export function encodeFrame(body: unknown): Buffer {
-  const payload = packr.pack(body);
+  const payload = packr.pack(toWireBody(body));
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   frame.writeUInt32BE(payload.length, 0);
   payload.copy(frame, FRAME_HEADER_BYTES);
@@ -153,7 +300,7 @@ export function encodeFrame(body: unknown): Buffer {
 
 /** The encoded size of one request inside a frame, for splitting big batches. */
 export function encodedSize(body: unknown): number {
-  return packr.pack(body).length;
+  return packr.pack(toWireItem(body)).length;
 }
 
 /**
@@ -200,7 +347,7 @@ export class FrameDecoder {
       }
       const body = head.subarray(FRAME_HEADER_BYTES, total);
       try {
-        out.push(packr.unpack(body));
+        out.push(fromWireBody(packr.unpack(body)));
       } catch (err) {
         throw kvError('KV_ERR_BAD_FRAME', (err as Error).message);
       }

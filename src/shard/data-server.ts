@@ -88,6 +88,17 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     const endIfDrained = () => {
       if (closing && conn.inFlight === 0) socket.end();
     };
+    /** Run one frame and answer it; one function per connection, not a chain of closures per frame. */
+    const run = async (reqs: Request[]): Promise<void> => {
+      conn.inFlight += reqs.length;
+      try {
+        write(await handler.handle(reqs));
+      } catch (err) {
+        write(refuseAll(reqs, err instanceof Error && 'code' in err ? (err as KvError) : kvError('KV_ERR_INTERNAL', String(err))));
+      }
+      conn.inFlight -= reqs.length;
+      endIfDrained();
+    };
 
     // The handshake: our nonce first, then the peer's proof.
     const nonce = newNonce();
@@ -154,16 +165,7 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
           write(refuseAll(reqs, kvError('KV_ERR_OVERLOADED', opts.id, opts.maxInFlightPerConnection)));
           continue;
         }
-        conn.inFlight += reqs.length;
-        void handler
-          .handle(reqs)
-          .then(write, (err: unknown) => {
-            write(refuseAll(reqs, err instanceof Error && 'code' in err ? (err as KvError) : kvError('KV_ERR_INTERNAL', String(err))));
-          })
-          .finally(() => {
-            conn.inFlight -= reqs.length;
-            endIfDrained();
-          });
+        void run(reqs);
       }
     });
     socket.on('error', () => {});

@@ -72,7 +72,7 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
   requireAdminToken(app, cfg.adminToken, open);
 
   app.get('/healthz', async () => ({ ok: true, ...deps.status() }));
-  app.get('/stats', async () => ({ ...deps.status(), ...store.stats(), dataPort: { ...deps.dataCounters } }));
+  app.get('/stats', async () => ({ ...deps.status(), ...store.stats(), dataPort: { ...deps.dataCounters }, writeBatches: { ...handler.counters } }));
 
   const registry = metrics(deps);
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));

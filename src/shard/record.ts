@@ -123,6 +123,24 @@ export function decodeRecord(b: Buffer): StoredRecord {
   return r;
 }
 
+/**
+ * The value of a live record with its header fields, one object of one shape;
+ * `v` is a copy, so `b` may be a view LMDB reuses on its next read.
+ */
+export function liveValue(b: Buffer): { v: Buffer; ct: string; ver: number; x: number; e: number } {
+  const ctLen = b.readUInt16LE(OFF_CT_LEN);
+  const start = HEADER_BYTES + ctLen;
+  const v = Buffer.allocUnsafe(b.length - start);
+  b.copy(v, 0, start);
+  return {
+    v,
+    ct: ctLen === 0 ? '' : b.toString('utf8', HEADER_BYTES, start),
+    ver: b.readDoubleLE(OFF_VER),
+    x: b.readDoubleLE(OFF_X),
+    e: b.readUInt32LE(OFF_E),
+  };
+}
+
 /** Key of the expiry index: 8-byte big-endian expiry, then the record key. */
 export function expiryKey(x: number, rk: Uint8Array): Buffer {
   const b = Buffer.allocUnsafe(8 + rk.byteLength);

@@ -21,7 +21,6 @@ import {
   FORMAT_VERSION,
   MovedWriter,
   cursorOf,
-  decodeRecord,
   encodeRecord,
   epochOf,
   expiryBound,
@@ -30,15 +29,13 @@ import {
   expiryOf,
   isExpired,
   isTombstone,
+  liveValue,
   pointBytes,
   recordKey,
   successor,
   valueLength,
   versionOf,
-  type StoredRecord,
 } from './record.js';
-
-export type { StoredRecord } from './record.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -83,6 +80,15 @@ export interface StoreStats {
 }
 
 const ONE = Buffer.from([1]);
+
+/** What a write needs of the record it replaces. */
+interface OldRecord {
+  ver: number;
+  x: number;
+  e: number;
+  /** 1 = tombstone. */
+  d: 0 | 1;
+}
 
 export class Store {
   readonly #root: RootDatabase;
@@ -148,18 +154,18 @@ export class Store {
    * the write epoch: during a migration the router compares the records of
    * the old and the new owner by (write epoch, version), tombstones included.
    */
-  lookup(key: string, now = Date.now()): StoredValue | { deleted: true; ver: number; e: number } | null {
+  lookup(key: string, now = Date.now(), point = keyPoint(key)): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;
-    const b = this.#records.get(recordKey(keyPoint(key), key));
+    // getBinaryFast: a view of LMDB's memory valid until the next read; the value is copied out below.
+    const b = this.#records.getBinaryFast(recordKey(point, key));
     if (!b) return null;
     if (isTombstone(b) || isExpired(b, now)) return { deleted: true, ver: versionOf(b), e: epochOf(b) };
-    const r = decodeRecord(b);
-    return { v: r.v!, ct: r.ct, ver: r.ver, x: r.x, e: r.e };
+    return liveValue(b);
   }
 
   /** The stored record of a key as a moved-records blob (null if absent or expired), for pulling one key ahead of a move. */
-  fetchPacked(key: string, now = Date.now()): Buffer | null {
-    const rk = recordKey(keyPoint(key), key);
+  fetchPacked(key: string, now = Date.now(), point = keyPoint(key)): Buffer | null {
+    const rk = recordKey(point, key);
     const b = this.#records.get(rk);
     if (!b || isExpired(b, now)) return null;
     const w = new MovedWriter();
@@ -287,14 +293,17 @@ export class Store {
     return this.#root.transaction(fn);
   }
 
-  #live(rk: Buffer, now: number): { rec: StoredRecord | undefined; live: boolean } {
-    const b = this.#records.get(rk);
+  /** The header fields of a key's record (no value bytes copied), and whether it holds a live value. */
+  #live(rk: Buffer, now: number): { rec: OldRecord | undefined; live: boolean } {
+    // getBinaryFast: a view valid until the next read; only numbers are taken from it.
+    const b = this.#records.getBinaryFast(rk);
     if (!b) return { rec: undefined, live: false };
-    const rec = decodeRecord(b);
-    return { rec, live: rec.d !== 1 && (rec.x === 0 || rec.x > now) };
+    const tomb = isTombstone(b);
+    const rec: OldRecord = { ver: versionOf(b), x: expiryOf(b), e: epochOf(b), d: tomb ? 1 : 0 };
+    return { rec, live: !tomb && (rec.x === 0 || rec.x > now) };
   }
 
-  #checkPrecondition(live: boolean, rec: StoredRecord | undefined, ifMatch: number | '*' | undefined, ifNoneMatch: boolean | undefined): void {
+  #checkPrecondition(live: boolean, rec: OldRecord | undefined, ifMatch: number | '*' | undefined, ifNoneMatch: boolean | undefined): void {
     if (ifNoneMatch && live) throw kvError('KV_ERR_PRECONDITION_FAILED', 'no current value', rec!.ver);
     if (ifMatch === undefined) return;
     if (!live) throw kvError('KV_ERR_PRECONDITION_FAILED', ifMatch, 'none');
@@ -313,9 +322,9 @@ export class Store {
   }
 
   /** Must run inside transaction(). Returns the new version. */
-  putInTxn(key: string, args: PutArgs, now = Date.now()): number {
+  putInTxn(key: string, args: PutArgs, now = Date.now(), point = keyPoint(key)): number {
     this.ops.put++;
-    const rk = recordKey(keyPoint(key), key);
+    const rk = recordKey(point, key);
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
     const ver = this.#nextVersion(old?.ver ?? 0);
@@ -328,9 +337,9 @@ export class Store {
    * this shard never saw) so a copy arriving later from an old owner cannot
    * resurrect it. Returns whether a live value was deleted.
    */
-  delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now(), epoch = 0): { deleted: boolean; ver: number } {
+  delInTxn(key: string, ifMatch: number | '*' | undefined, now = Date.now(), epoch = 0, point = keyPoint(key)): { deleted: boolean; ver: number } {
     this.ops.del++;
-    const rk = recordKey(keyPoint(key), key);
+    const rk = recordKey(point, key);
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, ifMatch, undefined);
     // A tombstone from an older epoch is renewed so a migration at a newer

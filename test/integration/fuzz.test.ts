@@ -3019,6 +3019,57 @@ describe(`hostile input (seed ${SEED})`, () => {
         ),
       ],
       ['a put with invalid UTF-8 key bytes and a stale epoch', refused([{ ...put, k: BAD_UTF8_MARK, e: e - 1 }], ['KV_ERR_STALE_EPOCH'])],
+      // Positional requests (core/protocol.ts TAGS) as a hostile peer writes them.
+      [
+        'positional requests cut short or too long',
+        refused(
+          [
+            [1, 1, e],
+            [1, 2, e, k, 'x'],
+            [2, 3, e, k, Buffer.from('x')],
+            [3, 4],
+            [2, 5, e, k, Buffer.from('x'), 'text/plain', 0, null, null, null],
+          ],
+          ['KV_ERR_BAD_FRAME'],
+        ),
+      ],
+      [
+        'positional requests with a wrong type at each position',
+        refused(
+          [
+            [2, 1, -1, k, Buffer.from('x'), 'text/plain', 0, null, null],
+            [2, 2, 'e', k, Buffer.from('x'), 'text/plain', 0, null, null],
+            [2, 3, e, 5, Buffer.from('x'), 'text/plain', 0, null, null],
+            [2, 4, e, k, 'x', 'text/plain', 0, null, null],
+            [2, 5, e, k, Buffer.from('x'), 7, 0, null, null],
+            [2, 6, e, k, Buffer.from('x'), 'text/plain', '0', null, null],
+            [2, 7, e, k, Buffer.from('x'), 'text/plain', 0, 'x', null],
+            [2, 8, e, k, Buffer.from('x'), 'text/plain', 0, null, 'yes'],
+            [2, 9, e, k, Buffer.from('x'), 'text/plain', 0, 5, true],
+            [1, 10, e, null],
+            [1, 11, e, Buffer.from('k')],
+            [3, 12, e, k, []],
+            [3, -1, e, k, null],
+          ],
+          ['KV_ERR_BAD_FRAME', 'KV_ERR_KEY_INVALID', 'KV_ERR_BAD_CONTENT_TYPE'],
+        ),
+      ],
+      [
+        'positional answers and unknown tags sent as requests',
+        refused(
+          [
+            [17, 1, Buffer.from('x'), 'x/y', 1, 0, e],
+            [19, 2, 5],
+            [0, 3, e, k],
+            [2n ** 64n - 1n, 4, e, k],
+          ],
+          ['KV_ERR_UNKNOWN_OP', 'KV_ERR_BAD_FRAME'],
+        ),
+      ],
+      // [[1, 1, 0, <str32 of 0xffffffff bytes>]]: the key claims 4 GB inside a small frame.
+      ['a positional key that claims 4 GB', closed(Buffer.from([0, 0, 0, 10, 0x91, 0x94, 0x01, 0x01, 0x00, 0xdb, 0xff, 0xff, 0xff, 0xff]))],
+      // [[2, 1, 0, "k", <bin32 of 0xffffffff bytes>, ...]]: the value claims 4 GB.
+      ['a positional value that claims 4 GB', closed(Buffer.from([0, 0, 0, 12, 0x91, 0x99, 0x02, 0x01, 0x00, 0xa1, 0x6b, 0xc6, 0xff, 0xff, 0xff, 0xff]))],
       ['retire of a shard in the ring', refused([{ i: 1, o: 'retire', e }], ['KV_ERR_BAD_TOPOLOGY'])],
       [
         'purge of ranges the shard owns',

@@ -1,7 +1,8 @@
 // The shard's frame handler with a real LMDB store and a hand-built view of
 // the ring: which op runs how, which requests it refuses (epoch, ownership,
-// freeze), that a frame's writes share one transaction, and the checks of
-// the rebalancing ops.
+// freeze), that a frame's writes share one transaction and frames arriving
+// during a commit share the next, positional requests as they come off the
+// wire, and the checks of the rebalancing ops.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,8 @@ import { Store } from '../../src/shard/store.js';
 import { MovedWriter, encodeRecord, readMoved, recordKey } from '../../src/shard/record.js';
 import { LIMIT_DEFAULTS } from '../../src/core/config.js';
 import { POINT_MAX, Ring, keyPoint, type PointRange, type RingMember } from '../../src/core/ring.js';
-import type { Request, Response } from '../../src/core/protocol.js';
+import { Packr } from 'msgpackr';
+import { FRAME_HEADER_BYTES, FrameDecoder, TAGS, type Request, type Response } from '../../src/core/protocol.js';
 import { waitUntil } from '../../src/local/wait.js';
 
 const members = (...ids: string[]): RingMember[] => ids.map((id) => ({ id, weight: 1 }));
@@ -227,6 +229,109 @@ describe('writes', () => {
     expect(ok(answer!)).toEqual({ epoch: 3 });
     expect(visibleAtSync).toBe(true);
     expect((await writes).every((r) => code(r) === 'ok')).toBe(true);
+  });
+});
+
+describe('group commit', () => {
+  it('writes of frames that arrive while a transaction commits share the next one, each answered after its own commit', async () => {
+    const h = handler();
+    const keys = keysOwnedBy(AB, 'a', 9);
+    const orig = store.transaction.bind(store);
+    let during: Array<Promise<Response[]>> = [];
+    let inFlight = true;
+    const spy = vi.spyOn(store, 'transaction').mockImplementation(<T>(fn: () => T) => {
+      const first = spy.mock.calls.length === 1;
+      return orig(() => {
+        const r = fn();
+        // The first transaction has taken its writes: these frames come in while it commits.
+        if (first) during = [frame(h, putReq(keys[3]!), putReq(keys[4]!)), frame(h, putReq(keys[5]!)), frame(h, { o: 'del', k: keys[6]! }, putReq(keys[7]!))];
+        return r;
+      }).finally(() => {
+        if (first) inFlight = false;
+      });
+    });
+    const firstFrame = await frame(h, putReq(keys[0]!), putReq(keys[1]!), putReq(keys[2]!));
+    expect(firstFrame.map(code)).toEqual(['ok', 'ok', 'ok']);
+    expect(inFlight).toBe(false);
+    expect(during).toHaveLength(3);
+    for (const answers of await Promise.all(during)) expect(answers.map(code).every((c) => c === 'ok')).toBe(true);
+    // Answered only once committed: every write is there.
+    for (const k of [keys[3]!, keys[4]!, keys[5]!, keys[7]!]) expect(store.get(k)).not.toBeNull();
+    expect(spy).toHaveBeenCalledTimes(2);
+    expect(h.counters).toEqual({ commits: 2, writes: 8 });
+    spy.mockRestore();
+  });
+
+  it('a transaction that fails refuses the frames whose writes it held; the next frame commits as usual', async () => {
+    const h = handler();
+    const [k1, k2] = keysOwnedBy(AB, 'a', 2);
+    const spy = vi.spyOn(store, 'transaction').mockImplementationOnce(() => Promise.reject(new Error('disk full')));
+    await expect(frame(h, putReq(k1!))).rejects.toThrow('disk full');
+    expect(store.get(k1!)).toBeNull();
+    expect((await frame(h, putReq(k2!))).map(code)).toEqual(['ok']);
+    expect(store.get(k2!)).not.toBeNull();
+    spy.mockRestore();
+  });
+});
+
+describe('positional requests off the wire', () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+  /** Requests as the decoder hands them over for a frame holding `body`. */
+  function decoded(body: unknown[]): Request[] {
+    const payload = packr.pack(body);
+    const f = Buffer.alloc(FRAME_HEADER_BYTES + payload.length);
+    f.writeUInt32BE(payload.length, 0);
+    payload.copy(f, FRAME_HEADER_BYTES);
+    return (new FrameDecoder(1 << 24).push(f) as [Request[]])[0];
+  }
+
+  it('runs well-formed positional get, put and del', async () => {
+    const h = handler();
+    const k = ownedBy(AB, 'a');
+    const [put] = await h.handle(decoded([[TAGS.PUT, 1, 3, k, Buffer.from('pos'), 'text/plain', 0, null, null]]));
+    expect(code(put!)).toBe('ok');
+    const [got] = await h.handle(decoded([[TAGS.GET, 2, 3, k]]));
+    expect(Buffer.from(ok(got!)!['v'] as Uint8Array).toString()).toBe('pos');
+    const [del] = await h.handle(decoded([[TAGS.DEL, 3, 3, k, null]]));
+    expect(ok(del!)).toMatchObject({ deleted: true });
+  });
+
+  it('refuses truncated, overlong and unknown positional requests, and wrong types at each position, with a code each; writes nothing', async () => {
+    const h = handler();
+    const k = ownedBy(AB, 'a');
+    const v = Buffer.from('v');
+    const good = [TAGS.PUT, 0, 3, k, v, 'text/plain', 0, null, null];
+    const at = (pos: number, value: unknown) => good.map((x, n) => (n === pos ? value : n === 1 ? 100 + pos : x));
+    const cases: Array<[unknown, string]> = [
+      [[TAGS.GET, 1, 3], 'KV_ERR_BAD_FRAME'],
+      [[TAGS.GET, 2, 3, k, 'extra'], 'KV_ERR_BAD_FRAME'],
+      [[TAGS.PUT, 3, 3, k, v], 'KV_ERR_BAD_FRAME'],
+      [[TAGS.DEL, 4], 'KV_ERR_BAD_FRAME'],
+      [[99, 5, 3, k], 'KV_ERR_BAD_FRAME'],
+      [[TAGS.GET_VALUE, 6, v, 'x/y', 1, 0, 3], 'KV_ERR_UNKNOWN_OP'],
+      [[], 'KV_ERR_BAD_FRAME'],
+      [at(2, -1), 'KV_ERR_BAD_FRAME'],
+      [at(2, 'x'), 'KV_ERR_BAD_FRAME'],
+      [at(3, 5), 'KV_ERR_KEY_INVALID'],
+      [at(3, null), 'KV_ERR_KEY_INVALID'],
+      [at(3, 'x'.repeat(LIMIT_DEFAULTS.maxKeyBytes + 1)), 'KV_ERR_KEY_TOO_LONG'],
+      [at(4, 'not bytes'), 'KV_ERR_BAD_FRAME'],
+      [at(4, null), 'KV_ERR_BAD_FRAME'],
+      [at(4, Buffer.alloc(LIMIT_DEFAULTS.maxValueBytes + 1)), 'KV_ERR_VALUE_TOO_LARGE'],
+      [at(5, 7), 'KV_ERR_BAD_CONTENT_TYPE'],
+      [at(6, '0'), 'KV_ERR_BAD_FRAME'],
+      [at(6, -1), 'KV_ERR_BAD_FRAME'],
+      [at(7, 'x'), 'KV_ERR_BAD_FRAME'],
+      [at(7, []), 'KV_ERR_BAD_FRAME'],
+      [at(8, 'yes'), 'KV_ERR_BAD_FRAME'],
+    ];
+    const answers = await h.handle(decoded(cases.map(([el]) => el)));
+    expect(answers).toHaveLength(cases.length);
+    const got = answers.map((a) => ('err' in a ? a.err.code : 'ok'));
+    expect(got).toEqual(cases.map(([, c]) => c));
+    // Each refusal names its request where the request has a usable id.
+    expect(answers.slice(0, 6).map((a) => a.i)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(store.get(k)).toBeNull();
   });
 });
 

@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/core/errors.js';
-import { FRAME_HEADER_BYTES, FrameDecoder, OPS, encodeFrame, encodedSize, type Request, type RequestOf } from '../../src/core/protocol.js';
+import { Packr } from 'msgpackr';
+import {
+  DelAnswer,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  GetAnswer,
+  OPS,
+  PutAnswer,
+  TAGS,
+  encodeFrame,
+  encodedSize,
+  type Request,
+  type RequestOf,
+} from '../../src/core/protocol.js';
 import { thrownKvError } from '../helpers/errors.js';
 
 const MAX = 1024 * 1024;
@@ -188,5 +201,100 @@ describe('FrameDecoder', () => {
 
   it('refuses a garbage body after a good frame in the same chunk', () => {
     expect(thrownCode(() => new FrameDecoder(MAX).push(Buffer.concat([encodeFrame([1]), rawFrame([0x92, 0x01])])))).toBe('KV_ERR_BAD_FRAME');
+  });
+});
+
+describe('positional get, put and del', () => {
+  const raw = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+  /** The body as it went on the wire, before the decoder turns positional elements into objects. */
+  const wireBody = (frame: Buffer): unknown => raw.unpack(frame.subarray(FRAME_HEADER_BYTES));
+  const decode = (body: unknown): unknown[] => (new FrameDecoder(MAX).push(rawFrame(raw.pack(body))) as [unknown[]])[0];
+
+  it('sends the hot requests as tagged arrays with the value as raw bytes, and everything else as maps', () => {
+    const v = Uint8Array.from([1, 2, 3]);
+    const body = wireBody(
+      encodeFrame([
+        { i: 1, o: OPS.GET, e: 3, k: 'a' },
+        { i: 2, o: OPS.PUT, e: 3, k: 'b', v, ct: 'x/y', x: 0 },
+        { i: 3, o: OPS.DEL, e: 3, k: 'c', m: 7 },
+        { i: 4, o: OPS.PING, e: 0 },
+      ]),
+    ) as unknown[];
+    expect(body[0]).toEqual([TAGS.GET, 1, 3, 'a']);
+    expect(body[1]).toEqual([TAGS.PUT, 2, 3, 'b', Buffer.from(v), 'x/y', 0, null, null]);
+    expect(body[2]).toEqual([TAGS.DEL, 3, 3, 'c', 7]);
+    expect(body[3]).toEqual({ i: 4, o: 'ping', e: 0 });
+  });
+
+  it('is smaller than the same requests as maps', () => {
+    const put = { i: 9, o: OPS.PUT, e: 3, k: 'user:1', v: new Uint8Array(100), ct: 'application/octet-stream', x: 0 };
+    expect(encodedSize(put)).toBeLessThan(raw.pack(put).length - 10);
+  });
+
+  it('decodes each op to one object shape, absent optional fields undefined', () => {
+    const [get, put, del] = new FrameDecoder(MAX).push(
+      encodeFrame([
+        { i: 1, o: OPS.GET, e: 3, k: 'a' },
+        { i: 2, o: OPS.PUT, e: 3, k: 'b', v: Uint8Array.from([5]), ct: 'x/y', x: 9 },
+        { i: 3, o: OPS.DEL, e: 3, k: 'c' },
+      ]),
+    )[0] as [object, Record<string, unknown>, Record<string, unknown>];
+    expect(Object.keys(get)).toEqual(['i', 'o', 'e', 'k']);
+    expect(Object.keys(put)).toEqual(['i', 'o', 'e', 'k', 'v', 'ct', 'x', 'm', 'n']);
+    expect(put['m']).toBeUndefined();
+    expect(put['n']).toBeUndefined();
+    expect(Object.keys(del)).toEqual(['i', 'o', 'e', 'k', 'm']);
+    expect(del['m']).toBeUndefined();
+  });
+
+  it('keeps a hot request with an unknown field, or an optional field set to null, as a map so the shard sees it as sent', () => {
+    const body = wireBody(
+      encodeFrame([
+        { i: 1, o: OPS.GET, e: 3, k: 'a', extra: 1 },
+        { i: 2, o: OPS.PUT, e: 3, k: 'b', v: new Uint8Array(1), ct: 'x/y', x: 0, m: null },
+        { i: 3, o: OPS.DEL, e: 3, k: 'c', m: null },
+      ]),
+    ) as unknown[];
+    expect(body.every((el) => !Array.isArray(el))).toBe(true);
+  });
+
+  it('round-trips the hot answers, positionally', () => {
+    const v = Uint8Array.from([7, 8]);
+    const answers = [
+      new GetAnswer(1, null),
+      new GetAnswer(2, { v, ct: 'a/b', ver: 1_700_000_000_000_123, x: 5, e: 4 }),
+      new GetAnswer(3, { deleted: true, ver: 12, e: 2 }),
+      new PutAnswer(4, { ver: 13 }),
+      new DelAnswer(5, { deleted: false, ver: 14 }),
+      { i: 6, err: { code: 'KV_ERR_NOT_OWNER', message: 'no', epoch: 3 } },
+    ];
+    const frame = encodeFrame(answers);
+    const body = wireBody(frame) as unknown[];
+    expect(body.slice(0, 5).map((el) => (el as unknown[])[0])).toEqual([TAGS.GET_NONE, TAGS.GET_VALUE, TAGS.GET_TOMBSTONE, TAGS.PUT_DONE, TAGS.DEL_DONE]);
+    const [out] = new FrameDecoder(MAX).push(frame) as [Array<Record<string, unknown>>];
+    expect(out[0]).toEqual({ i: 1, r: null });
+    expect(out[1]).toEqual({ i: 2, r: { v: Buffer.from(v), ct: 'a/b', ver: 1_700_000_000_000_123, x: 5, e: 4 } });
+    expect(out[2]).toEqual({ i: 3, r: { deleted: true, ver: 12, e: 2 } });
+    expect(out[3]).toEqual({ i: 4, r: { ver: 13 } });
+    expect(out[4]).toEqual({ i: 5, r: { deleted: false, ver: 14 } });
+    expect(out[5]).toEqual(answers[5]);
+  });
+
+  it.each([
+    ['an unknown tag', [99, 1, 3, 'k']],
+    ['a tag that is not a number', ['1', 1, 3, 'k']],
+    ['a truncated get', [TAGS.GET, 1, 3]],
+    ['a get with a field too many', [TAGS.GET, 1, 3, 'k', 'x']],
+    ['a truncated put', [TAGS.PUT, 1, 3, 'k', Buffer.from('v')]],
+    ['an empty array', []],
+  ])('leaves %s as the array it is, for the shard to refuse that request alone', (_name, el) => {
+    const [got, next] = decode([el, [TAGS.GET, 2, 3, 'fine']]);
+    expect(got).toEqual(el);
+    expect(next).toEqual({ i: 2, o: 'get', e: 3, k: 'fine' });
+  });
+
+  it('does not check types: wrong ones reach the shard, whose op checks refuse them', () => {
+    const [put] = decode([[TAGS.PUT, 'x', -1, 5, 'not bytes', 7, '0', [], {}]]);
+    expect(put).toEqual({ i: 'x', o: 'put', e: -1, k: 5, v: 'not bytes', ct: 7, x: '0', m: [], n: {} });
   });
 });
