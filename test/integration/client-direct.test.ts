@@ -100,7 +100,8 @@ describe('KvClient in direct mode', () => {
     const viaDirect = await d.batch(ops);
     await r.delete('b/new');
     const viaRouter = await r.batch(ops);
-    const shape = (rs: typeof viaDirect) => rs.map((x) => ({ key: x.key, status: x.status, code: x.error?.code, value: x.value && Buffer.from(x.value).toString() }));
+    const shape = (rs: typeof viaDirect) =>
+      rs.map((x) => ({ key: x.key, status: x.status, code: x.error?.code, value: x.value && Buffer.from(x.value).toString() }));
     expect(shape(viaDirect)).toEqual(shape(viaRouter));
     expect(shape(viaDirect).map((x) => x.status)).toEqual([204, 200, 404, 404, 412]);
     expect(viaDirect[0]!.version).toBeGreaterThan(0);
@@ -141,14 +142,34 @@ describe('KvClient in direct mode', () => {
     const errors = results.filter((x) => x !== 'ok');
     expect(errors.filter((x) => !/^KV_ERR_(SHARD_UNAVAILABLE|OUTCOME_UNKNOWN|TIMEOUT)$/.test(x))).toEqual([]);
     // Keys of s2 now fail at once with a code; keys of the others still work.
-    const after = await Promise.all(keys.slice(0, 60).map((k) => d.get(k).then(() => 'ok', (e: KvError) => e.code)));
+    const after = await Promise.all(
+      keys.slice(0, 60).map((k) =>
+        d.get(k).then(
+          () => 'ok',
+          (e: KvError) => e.code,
+        ),
+      ),
+    );
     expect(after).toContain('ok');
     expect(after).toContain('KV_ERR_SHARD_UNAVAILABLE');
     await cluster.restartShard(victim);
     // The connection to s2 waits out its reconnect backoff (at most 1 s) first.
-    await waitUntil(async () => (await Promise.all(keys.slice(0, 60).map((k) => d.get(k).then(() => true, () => false)))).every(Boolean), {
-      timeoutMs: 10_000,
-      what: 'every key readable again',
-    });
+    await waitUntil(
+      async () =>
+        (
+          await Promise.all(
+            keys.slice(0, 60).map((k) =>
+              d.get(k).then(
+                () => true,
+                () => false,
+              ),
+            ),
+          )
+        ).every(Boolean),
+      {
+        timeoutMs: 10_000,
+        what: 'every key readable again',
+      },
+    );
   });
 });

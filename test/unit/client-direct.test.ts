@@ -58,7 +58,11 @@ describe('direct-mode options', () => {
     // Nothing listens on port 1: an error other than the input's would show a send.
     const c = new KvClient({ urls: URL, direct: { clusterSecret: SECRET }, retries: 0 });
     try {
-      const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: KvError) => e.code);
+      const code = (p: Promise<unknown>) =>
+        p.then(
+          () => 'ok',
+          (e: KvError) => e.code,
+        );
       expect(await code(c.get(''))).toBe('KV_ERR_KEY_EMPTY');
       expect(await code(c.get('a\u0001b'))).toBe('KV_ERR_KEY_INVALID');
       expect(await code(c.get('a\uffffb'))).toBe('KV_ERR_KEY_INVALID');
@@ -70,7 +74,14 @@ describe('direct-mode options', () => {
       expect(await code(c.put('k', 'v', { ifMatch: -1 }))).toBe('KV_ERR_BAD_PRECONDITION');
       expect(await code(c.delete('k', { ifMatch: 'x' }))).toBe('KV_ERR_BAD_PRECONDITION');
       expect(await code(c.batch([]))).toBe('KV_ERR_BAD_BATCH');
-      expect(await code(c.batch([{ op: 'get', key: 'a' }, { op: 'get', key: '' }]))).toBe('KV_ERR_KEY_EMPTY');
+      expect(
+        await code(
+          c.batch([
+            { op: 'get', key: 'a' },
+            { op: 'get', key: '' },
+          ]),
+        ),
+      ).toBe('KV_ERR_KEY_EMPTY');
       // With valid input, no router to ask for the topology: a coded 503, nothing sent.
       expect(await code(c.get('k'))).toBe('KV_ERR_ROUTER_UNAVAILABLE');
     } finally {
