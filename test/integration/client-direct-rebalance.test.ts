@@ -80,14 +80,19 @@ describe('direct mode during a rebalance', () => {
     try {
       await moreOps(h, 200, 'before the first job');
       await c.startShard('s4');
+      const atAdd = h.ops.length;
       const added = await addShard(c.url, 's4');
       expect(added.status, added.text).toBe(202);
       const join = await waitForJob(c.url, ['done'], 60_000);
+      // The workload ran through the migration, not only around it.
+      expect(h.ops.length - atAdd).toBeGreaterThan(50);
       expect(join.streams.reduce((n, s) => n + s.keysDone, 0)).toBeGreaterThan(N * 0.1);
       await moreOps(h, 200, 'after the add');
       const removed = await removeShard(c.url, 's4');
       expect(removed.status, removed.text).toBe(202);
+      const atRemove = h.ops.length;
       await waitForJob(c.url, ['done'], 60_000, (j) => j.id !== join.id && j.state === 'done');
+      expect(h.ops.length - atRemove).toBeGreaterThan(50);
       await moreOps(h, 200, 'after the remove');
     } finally {
       stop = true;
