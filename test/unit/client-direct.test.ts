@@ -116,6 +116,9 @@ describe('the package root', () => {
     expect(mods.has('undici')).toBe(true); // the walk does see the client's dependencies
     expect(mods.has('msgpackr')).toBe(true); // and direct mode's
     expect([...mods].filter((m) => /ioredis|fastify|lmdb/.test(m))).toEqual([]);
+    // The walk would see them: the router's app loads both.
+    const app = runtimeImports(path.resolve(import.meta.dirname, '../../src/router/app.ts'));
+    expect(app.has('fastify') && app.has('ioredis')).toBe(true);
   });
 });
 
