@@ -15,7 +15,11 @@
 //
 //   npx tsx bench/direct-load.ts          # (after npm run build) with the env below
 //
-// Settings (env):
+// Settings: either BENCH_DIRECT_SPEC, the benchmark suite's contract (JSON:
+// {routerUrl, clusterSecret, op: "get"|"put", keyPrefix, keys, valueBytes,
+// connections (requests in flight), durationS, warmupS}; other fields such
+// as redisUrl and adminToken are ignored; the keys are taken as loaded
+// already; the mode is direct), or these env variables:
 //   KV_URLS             router URLs, comma-separated (required; direct mode reads the topology from them)
 //   KV_CLUSTER_SECRET   the cluster secret (required in direct mode)
 //   LOAD_MODE           direct (default) | router
@@ -23,19 +27,41 @@
 //   LOAD_CONCURRENCY    requests in flight (64)
 //   LOAD_DURATION_S     measured seconds (10)
 //   LOAD_WARMUP_S       seconds of load before measuring (1)
-//   LOAD_KEYS           keys (10000), named `load:<n>`
+//   LOAD_KEYS           keys (10000), named <LOAD_KEY_PREFIX><n, 6 digits at least>
+//   LOAD_KEY_PREFIX     key prefix (load-)
 //   LOAD_VALUE_BYTES    value size (100)
 //   LOAD_PRELOAD        1 (default): write every key once before a GET run; 0: the caller did
 //   LOAD_CONNECTIONS    router connections per URL in router mode (LOAD_CONCURRENCY)
 import { createHistogram } from 'node:perf_hooks';
 import { KvClient, KvError } from '../src/index.js';
 
+/** BENCH_DIRECT_SPEC as LOAD_* settings (the suite's names for the same things). */
+function fromSpec(raw: string | undefined): Record<string, string> {
+  if (raw === undefined || raw === '') return {};
+  const spec = JSON.parse(raw) as Record<string, unknown>;
+  const out: Record<string, string> = { LOAD_MODE: 'direct', LOAD_PRELOAD: '0' };
+  const map: Record<string, string> = {
+    routerUrl: 'KV_URLS',
+    clusterSecret: 'KV_CLUSTER_SECRET',
+    op: 'LOAD_OP',
+    keyPrefix: 'LOAD_KEY_PREFIX',
+    keys: 'LOAD_KEYS',
+    valueBytes: 'LOAD_VALUE_BYTES',
+    connections: 'LOAD_CONCURRENCY',
+    durationS: 'LOAD_DURATION_S',
+    warmupS: 'LOAD_WARMUP_S',
+  };
+  for (const [k, env] of Object.entries(map)) if (spec[k] !== undefined) out[env] = String(spec[k]);
+  return out;
+}
+const spec = fromSpec(process.env['BENCH_DIRECT_SPEC']);
+
 function setting(name: string, fallback: string): string {
-  return process.env[name] || fallback;
+  return spec[name] ?? (process.env[name] || fallback);
 }
 function whole(name: string, fallback: number, min: number): number {
   const v = Number(setting(name, String(fallback)));
-  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be a whole number >= ${min}, got ${process.env[name]}`);
+  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be a whole number >= ${min}, got ${setting(name, '')}`);
   return v;
 }
 
@@ -48,7 +74,7 @@ const mode = setting('LOAD_MODE', 'direct');
 const op = setting('LOAD_OP', 'get');
 if (mode !== 'direct' && mode !== 'router') throw new Error(`LOAD_MODE must be direct or router, got ${mode}`);
 if (op !== 'get' && op !== 'put') throw new Error(`LOAD_OP must be get or put, got ${op}`);
-const secret = process.env['KV_CLUSTER_SECRET'] ?? '';
+const secret = setting('KV_CLUSTER_SECRET', '');
 if (mode === 'direct' && secret === '') throw new Error('KV_CLUSTER_SECRET is required in direct mode');
 const concurrency = whole('LOAD_CONCURRENCY', 64, 1);
 const durationS = whole('LOAD_DURATION_S', 10, 1);
@@ -56,13 +82,15 @@ const warmupS = whole('LOAD_WARMUP_S', 1, 0);
 const nKeys = whole('LOAD_KEYS', 10_000, 1);
 const valueBytes = whole('LOAD_VALUE_BYTES', 100, 0);
 const preload = setting('LOAD_PRELOAD', '1') !== '0';
+const keyPrefix = setting('LOAD_KEY_PREFIX', 'load-');
 
 const kv = new KvClient({
   urls,
   connections: whole('LOAD_CONNECTIONS', concurrency, 1),
   ...(mode === 'direct' ? { direct: { clusterSecret: secret } } : {}),
 });
-const keys = Array.from({ length: nKeys }, (_, i) => `load:${i}`);
+// The suite's key names: the prefix, then the index with 6 digits at least.
+const keys = Array.from({ length: nKeys }, (_, i) => `${keyPrefix}${String(i).padStart(6, '0')}`);
 const value = new Uint8Array(valueBytes).fill(0x61);
 
 async function preloadKeys(): Promise<void> {
