@@ -12,6 +12,16 @@ const into = (...dirs) => ({
 const io = (names) => names.map((name) => ({ name, message: 'src/core is pure: no I/O (see docs/architecture.md)' }));
 const restrict = (files, patterns, paths = []) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns, paths }] } });
 const NOT_IN_SRC = into('dev', 'test', 'bench');
+/**
+ * The client SDK's direct mode routes with the router's own forwarder (and
+ * through it the shard connection) and parses batches with the router's
+ * parser, so there is one copy of that logic. Those modules, and what they
+ * load, need neither Redis nor Fastify; the rest of router/ stays out.
+ */
+const CLIENT_MAY_USE = {
+  regex: '(^|/)router/(?!(forwarder|batch)\\.js$)',
+  message: 'see the folder map in docs/architecture.md: of router/, the client may use forwarder.js and batch.js only',
+};
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'bench/results/', 'data/', 'coverage/'] },
@@ -41,7 +51,7 @@ export default tseslint.config(
   restrict(['src/router/**'], [into('shard', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/shard/**'], [into('router', 'rebalance', 'cli', 'local', 'dev', 'test', 'bench')]),
   restrict(['src/local/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'dev', 'test', 'bench')]),
-  restrict(['src/client/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'local', 'dev', 'test', 'bench')]),
+  restrict(['src/client/**'], [into('infra', 'rebalance', 'shard', 'cli', 'local', 'dev', 'test', 'bench'), CLIENT_MAY_USE]),
   restrict(['src/cli/**', 'src/index.ts'], [NOT_IN_SRC]),
   restrict(['dev/**'], [into('infra', 'rebalance', 'router', 'shard', 'cli', 'test', 'bench')]),
 );

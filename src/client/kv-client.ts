@@ -2,11 +2,14 @@
 // It keeps keep-alive connections to every router it is given (one undici
 // Pool per URL), balances over them itself (balancer.ts), retries only what
 // is safe to send again (transport.ts), and rebuilds every error as a typed
-// KvError from its KV_ERR_* code.
+// KvError from its KV_ERR_* code. In direct mode (direct.ts) the key
+// operations skip the router and go to the owning shards.
 import { EventEmitter } from 'node:events';
 import { KvError, fromWire, kvError } from '../core/errors.js';
-import { isWellFormed } from '../core/validate.js';
+import type { StoredValue } from '../core/protocol.js';
+import { etag, isWellFormed } from '../core/validate.js';
 import { Balancer, type RouterStats } from './balancer.js';
+import { DirectPath } from './direct.js';
 import { parseClientOptions, type ClientConfig, type KvClientOptions } from './options.js';
 import { Transport, errorOf, type Answer, type Exchange } from './transport.js';
 
@@ -179,10 +182,24 @@ function metaOf(key: string, a: Answer): KvMeta {
   };
 }
 
+/** A record a shard returned, as the router's GET would have given it. */
+function entryOf(key: string, rec: StoredValue): KvEntry<Uint8Array> {
+  return {
+    key,
+    value: new Uint8Array(rec.v.buffer, rec.v.byteOffset, rec.v.byteLength),
+    contentType: rec.ct,
+    version: rec.ver,
+    etag: etag(rec.ver),
+    expiresAt: rec.x ? rec.x : undefined,
+  };
+}
+
 export class KvClient extends EventEmitter<KvClientEvents> {
   readonly config: ClientConfig;
   readonly #balancer: Balancer;
   readonly #transport: Transport;
+  /** Set in direct mode: key operations go straight to the shards. */
+  readonly #direct: DirectPath | undefined;
   #session: string | undefined;
   #closed = false;
 
@@ -194,6 +211,13 @@ export class KvClient extends EventEmitter<KvClientEvents> {
     this.#balancer.on('router-down', (url, reason) => this.emit('router-down', url, reason));
     this.#balancer.on('router-up', (url) => this.emit('router-up', url));
     this.#transport = new Transport(this.config, this.#balancer);
+    this.#direct = this.config.direct ? new DirectPath(this.config, this.config.direct, this.#balancer) : undefined;
+  }
+
+  /** The direct path, when the client is in direct mode and open. */
+  #directPath(): DirectPath | undefined {
+    if (this.#direct && this.#closed) throw kvError('KV_ERR_ROUTER_UNAVAILABLE', 'the client is closed');
+    return this.#direct;
   }
 
   /** The session token in use (after login(), or given as `sessionToken`). */
@@ -217,6 +241,11 @@ export class KvClient extends EventEmitter<KvClientEvents> {
 
   /** The value of `key` as bytes, or undefined when it has no live value. */
   async get(key: string, o: CallOptions = {}): Promise<KvEntry<Uint8Array> | undefined> {
+    const direct = this.#directPath();
+    if (direct) {
+      const rec = await direct.get(key, o.signal);
+      return rec ? entryOf(key, rec) : undefined;
+    }
     const a = await this.#call({ method: 'GET', path: keyPath(key), idempotent: true, signal: o.signal });
     if (a.status === 404 && errorOf(a).code === 'KV_ERR_NOT_FOUND') return undefined;
     if (a.status !== 200) throw errorOf(a);
@@ -251,6 +280,12 @@ export class KvClient extends EventEmitter<KvClientEvents> {
 
   /** The metadata of `key` (version, content type, expiry) without its value, or undefined. */
   async head(key: string, o: CallOptions = {}): Promise<KvMeta | undefined> {
+    if (this.#direct) {
+      const e = await this.get(key, o);
+      if (e === undefined) return undefined;
+      const { value: _value, ...meta } = e;
+      return meta;
+    }
     const a = await this.#call({ method: 'HEAD', path: keyPath(key), idempotent: true, signal: o.signal });
     if (a.status === 404) return undefined;
     if (a.status !== 200) throw errorOf(a);
@@ -263,6 +298,11 @@ export class KvClient extends EventEmitter<KvClientEvents> {
    */
   async put(key: string, value: KvValue, o: PutOptions = {}): Promise<number> {
     const { bytes, contentType } = encodeValue(value);
+    const direct = this.#directPath();
+    if (direct) {
+      const ifMatch = o.ifMatch === undefined ? undefined : ifMatchHeader(o.ifMatch);
+      return direct.put(key, bytes, o.contentType ?? contentType, { ttl: o.ttl, ifMatch, ifNoneMatch: o.ifNoneMatch !== undefined }, o.signal);
+    }
     const headers: Record<string, string> = { 'content-type': o.contentType ?? contentType };
     if (o.ifMatch !== undefined) headers['if-match'] = ifMatchHeader(o.ifMatch);
     if (o.ifNoneMatch !== undefined) headers['if-none-match'] = '*';
@@ -274,6 +314,8 @@ export class KvClient extends EventEmitter<KvClientEvents> {
 
   /** Delete `key`; false when it had no live value. A failed `ifMatch` throws KV_ERR_PRECONDITION_FAILED. */
   async delete(key: string, o: DeleteOptions = {}): Promise<boolean> {
+    const direct = this.#directPath();
+    if (direct) return direct.del(key, o.ifMatch === undefined ? undefined : ifMatchHeader(o.ifMatch), o.signal);
     const headers: Record<string, string> = {};
     if (o.ifMatch !== undefined) headers['if-match'] = ifMatchHeader(o.ifMatch);
     const a = await this.#call({ method: 'DELETE', path: keyPath(key), headers, idempotent: false, signal: o.signal });
@@ -304,11 +346,14 @@ export class KvClient extends EventEmitter<KvClientEvents> {
         ...ifMatch,
       };
     });
+    const body = JSON.stringify({ ops: wire });
+    const direct = this.#directPath();
+    if (direct) return (await direct.batch(body, o.signal)).map((r, n) => resultOf(r, ops[n]!.op));
     const a = await this.#call({
       method: 'POST',
       path: '/v1/kv/_batch',
       headers: { 'content-type': JSON_TYPE },
-      body: JSON.stringify({ ops: wire }),
+      body,
       idempotent: ops.every((op) => op.op === 'get'),
       signal: o.signal,
     });
@@ -382,9 +427,10 @@ export class KvClient extends EventEmitter<KvClientEvents> {
     this.#session = undefined;
   }
 
-  /** Close every connection (requests under way finish first); the client cannot be used again. */
+  /** Close every connection (requests under way to routers finish first; to shards, in direct mode, they fail); the client cannot be used again. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#direct?.close();
     await this.#balancer.close();
   }
 }

@@ -42,7 +42,7 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND'
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** 503 codes that promise the router sent nothing on (docs/errors.md). */
-const NOTHING_DONE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+export const NOTHING_DONE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'KV_ERR_BUSY',
   'KV_ERR_NOT_READY',
   'KV_ERR_NO_SHARDS',

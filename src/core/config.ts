@@ -253,6 +253,11 @@ export function isLoopback(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
+/** A secret too short to be real, or a placeholder someone forgot to replace. */
+export function isWeakSecret(v: string): boolean {
+  return v.length < MIN_SECRET_CHARS || PLACEHOLDER_RE.test(v);
+}
+
 /**
  * Why this role must not start with these settings, or undefined. Without
  * `insecure`, both secrets are required (long enough to be real); `insecure`
@@ -267,8 +272,7 @@ export function securityProblem(
       return `${name}: insecure=true is for local development on a loopback address only, and this one binds ${cfg.host}; set adminToken and clusterSecret instead`;
     return undefined;
   }
-  const weak = (v: string) => v.length < MIN_SECRET_CHARS || PLACEHOLDER_RE.test(v);
-  const missing = [weak(cfg.adminToken) ? 'adminToken' : '', weak(cfg.clusterSecret) ? 'clusterSecret' : ''].filter(Boolean);
+  const missing = [isWeakSecret(cfg.adminToken) ? 'adminToken' : '', isWeakSecret(cfg.clusterSecret) ? 'clusterSecret' : ''].filter(Boolean);
   if (missing.length === 0) return undefined;
   return (
     `${name}: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing, shorter than ${MIN_SECRET_CHARS} characters or a placeholder. ` +

@@ -45,6 +45,18 @@ export interface Topology {
   readonly updatedAt: number;
 }
 
+/**
+ * Where a forwarder gets its topology from: the router's Redis watcher, or a
+ * direct-mode client's poll of the routers' `GET /v1/topology`. `current` is
+ * the newest known record; 'change' fires for every newer epoch (never an
+ * older one); refresh() fetches now (concurrent callers may share one fetch).
+ */
+export interface TopologySource {
+  readonly current: Topology | undefined;
+  on(event: 'change', listener: (t: Topology) => void): unknown;
+  refresh(): Promise<Topology>;
+}
+
 export const EMPTY_TOPOLOGY: Topology = Object.freeze({ epoch: 0, shards: [], updatedAt: 0 });
 
 const ADDR_RE = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/;

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { KvError, kvError } from '../core/errors.js';
+import { redisReason } from './redis-reason.js';
 import type { HTTP_DEFAULTS, SECURITY_DEFAULTS } from '../core/config.js';
 
 export interface RouteMethods {
@@ -239,13 +240,6 @@ export function flagParam(req: FastifyRequest, name: string): boolean {
 /** Errors ioredis raises when Redis cannot answer (down, timed out, connection closed). */
 const REDIS_DOWN =
   /Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries per request limit|ECONNREFUSED|ETIMEDOUT|Socket closed unexpectedly/;
-
-/** Why Redis did not answer, without its address. */
-export function redisReason(e: { message?: string; code?: string }): string {
-  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) return 'connection refused';
-  if (/timed out|ETIMEDOUT/i.test(e.message ?? '')) return 'no answer in time';
-  return 'not connected';
-}
 
 export function toKvError(err: unknown, bodyLimit?: number): KvError {
   if (err instanceof KvError) return err;

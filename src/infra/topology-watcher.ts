@@ -3,7 +3,7 @@
 // the subscriber reconnects, and poll.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
-import type { Topology } from '../core/topology.js';
+import type { Topology, TopologySource } from '../core/topology.js';
 import type { TopologyStore } from './topology-store.js';
 
 /**
@@ -11,7 +11,7 @@ import type { TopologyStore } from './topology-store.js';
  * subscriber reconnects, and a poll. Emits 'change' (topology) on every new
  * epoch and never moves backwards.
  */
-export class TopologyWatcher extends EventEmitter {
+export class TopologyWatcher extends EventEmitter implements TopologySource {
   readonly #store: TopologyStore;
   readonly #sub: Redis;
   readonly #pollMs: number;

@@ -12,11 +12,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { kvError, KvError } from '../core/errors.js';
 import { OPS, type Body, type GetResult, type ResultOf, type StoredValue } from '../core/protocol.js';
-import { ringOf, shardById, type Topology } from '../core/topology.js';
+import { ringOf, shardById, type Topology, type TopologySource } from '../core/topology.js';
 import { Ring, keyPoint } from '../core/ring.js';
 import { ShardConnection, type ShardConnectionOptions } from '../infra/shard-client.js';
-import type { TopologyWatcher } from '../infra/topology-watcher.js';
-import { redisReason } from '../infra/http.js';
+import { redisReason } from '../infra/redis-reason.js';
 import { live, newer } from '../rebalance/read-merge.js';
 
 export interface ForwarderOptions extends ShardConnectionOptions {
@@ -50,7 +49,7 @@ interface View {
 }
 
 export class Forwarder {
-  readonly #watcher: TopologyWatcher;
+  readonly #watcher: TopologySource;
   readonly #opts: ForwarderOptions;
   readonly #conns = new Map<string, ShardConnection>();
   #view: View | undefined;
@@ -59,7 +58,7 @@ export class Forwarder {
   readonly #epochWaiters = new Set<{ epoch: number; wake: () => void }>();
   #waitPoll: NodeJS.Timeout | undefined;
 
-  constructor(watcher: TopologyWatcher, opts: ForwarderOptions) {
+  constructor(watcher: TopologySource, opts: ForwarderOptions) {
     this.#watcher = watcher;
     this.#opts = opts;
     watcher.on('change', (t: Topology) => this.#apply(t));

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
-import { redisReason } from '../infra/http.js';
+import { redisReason } from '../infra/redis-reason.js';
 import type { Forwarder } from './forwarder.js';
 
 export interface HealthDeps {
