@@ -64,6 +64,8 @@ export const ROUTER_DEFAULTS = {
   requestTimeoutMs: 5000,
   connectTimeoutMs: 1000,
   maxInFlightPerShard: 8192,
+  /** GET, HEAD, PUT and DELETE of /v1/kv/<key> are served on plain node:http ahead of Fastify, with the same answers; false: Fastify serves them too. */
+  fastPath: true,
   /** /v1/kv needs an API key or a session; false: callers without credentials are anonymous (keys not namespaced), logged at start. */
   dataAuth: true,
   /** A session ends after this long without use (sliding, kept by the Redis TTL)… */

@@ -6,7 +6,8 @@
 // or a stack: those go to the log, under the request id.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { KvError, kvError } from '../core/errors.js';
 import { redisReason } from './redis-reason.js';
@@ -47,7 +48,12 @@ export function errorBody(kv: KvError, requestId: string): Record<string, unknow
  * oversized headers, timeouts) and for `Expect` values other than
  * 100-continue.
  */
-export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}): FastifyInstance {
+/** A handler that sees each request before Fastify does; it returns true when it answered (or will answer) the request itself. */
+export interface FrontHandler {
+  handle: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+}
+
+export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}, front?: FrontHandler): FastifyInstance {
   const serverOptions = {
     // Node would answer a missing Host itself, with an empty 400 body: the
     // hook below refuses it with a code instead.
@@ -71,7 +77,16 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     genReqId: newRequestId,
     frameworkErrors,
     clientErrorHandler: clientErrors(cfg.maxHeaderBytes),
-    ...(tls ? { https: { ...serverOptions, ...tls } } : { http: serverOptions }),
+    // The server is made here, as Fastify would make it, so that a front
+    // handler (the router's fast path) can take requests before Fastify.
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const serve = front ? (req: IncomingMessage, res: ServerResponse) => front.handle?.(req, res) || handler(req, res) : handler;
+      const onRequest = (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve);
+      const server = tls ? https.createServer({ ...serverOptions, ...tls }, onRequest) : http.createServer(serverOptions, onRequest);
+      server.keepAliveTimeout = cfg.keepAliveTimeoutMs;
+      server.requestTimeout = cfg.httpRequestTimeoutMs;
+      return server;
+    },
     ...extra,
   } as FastifyServerOptions);
   // Counted here, not with server.maxConnections: a router worker gets its
@@ -113,6 +128,33 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     done();
   });
   return app;
+}
+
+const BUSY = Symbol('kv.http.busy');
+const WAITING = Symbol('kv.http.waiting');
+type OrderedSocket = Socket & { [BUSY]?: boolean; [WAITING]?: Array<() => void> };
+
+/**
+ * Pipelined requests on one connection run one after another, in order: Node
+ * parses them at once and keeps only the answers in order, so a GET sent
+ * after a PUT could otherwise run before the PUT is done (RFC 9112 9.3.2
+ * lets a server run only safe requests side by side).
+ */
+function inOrder(req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void): void {
+  const conn = req.socket as OrderedSocket;
+  res.once('close', () => {
+    const run = conn[WAITING]?.shift();
+    if (run) run();
+    else conn[BUSY] = false;
+  });
+  if (conn[BUSY]) {
+    (conn[WAITING] ??= []).push(() => {
+      if (!res.destroyed) serve(req, res);
+    });
+    return;
+  }
+  conn[BUSY] = true;
+  serve(req, res);
 }
 
 /** Node's own test for a 100-continue expectation. */

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../core/config.js';
 import { createRedis, createSubscriber } from '../infra/redis.js';
-import { createHttpApp, installHttpBasics } from '../infra/http.js';
+import { createHttpApp, installHttpBasics, type FrontHandler } from '../infra/http.js';
 import { TopologyStore } from '../infra/topology-store.js';
 import { TopologyWatcher } from '../infra/topology-watcher.js';
 import { RebalanceStore } from '../rebalance/job-store.js';
@@ -14,7 +14,8 @@ import { IdentityStore } from '../infra/identity-store.js';
 import { sessionRoutes } from './session-routes.js';
 import { TenantRateLimiter } from './tenant-rate.js';
 import { Forwarder } from './forwarder.js';
-import { BATCH_PATH, KV_PREFIX, SCAN_PATH, kvRoutes } from './kv-routes.js';
+import { BATCH_PATH, KV_PREFIX, SCAN_PATH, callerCheck, kvRoutes } from './kv-routes.js';
+import { kvFastPath } from './kv-fast.js';
 import { healthRoutes } from './health-routes.js';
 import { adminApi } from './admin/index.js';
 import { metricsRoutes } from './metrics.js';
@@ -69,34 +70,46 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   const identity = new IdentityStore(redis, config.redisPrefix);
   const auth = new Authenticator(identity, createSubscriber(config), config);
   const rate = new TenantRateLimiter(redis, config.redisPrefix, config.tenantRateLimitPerSec);
-  const app = createHttpApp(config, {
-    return503OnClosing: false,
-    // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
-    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.maxKeyBytes * 3 + 16 },
-  });
+  const front: FrontHandler = { handle: undefined };
+  const app = createHttpApp(
+    config,
+    {
+      return503OnClosing: false,
+      // Keys are taken from the raw URL (strict UTF-8, slashes allowed).
+      routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.maxKeyBytes * 3 + 16 },
+    },
+    front,
+  );
   installHttpBasics(app, methodsFor);
+  const callerOf = callerCheck(config, auth, rate);
+
+  // Server errors while a rebalance runs are counted for its summary.
+  const countServerError = (): void => {
+    const jobId = forwarder.topology?.migration?.jobId;
+    if (!jobId) return;
+    const key = jobs.foregroundErrorsKey(jobId);
+    redis
+      .multi()
+      .incr(key)
+      .pexpire(key, FG_ERRORS_TTL_MS)
+      .exec()
+      .catch(() => undefined);
+  };
+  if (config.fastPath) {
+    front.handle = kvFastPath({ config, forwarder, admission, callerOf, workerId, draining, onServerError: countServerError, log: app.log });
+  }
 
   // One callback-style hook (no promise per request): the worker id for
   // debugging and tests, and `Connection: close` while draining.
   app.addHook('onSend', (_req, reply, payload, done) => {
     void reply.header('x-kv-worker', workerId);
     if (draining()) void reply.header('connection', 'close');
-    // Server errors while a rebalance runs are counted for its summary.
-    const jobId = reply.statusCode >= 500 ? forwarder.topology?.migration?.jobId : undefined;
-    if (jobId) {
-      const key = jobs.foregroundErrorsKey(jobId);
-      redis
-        .multi()
-        .incr(key)
-        .pexpire(key, FG_ERRORS_TTL_MS)
-        .exec()
-        .catch(() => undefined);
-    }
+    if (reply.statusCode >= 500) countServerError();
     done(null, payload);
   });
 
   void app.register(healthRoutes, { redis, forwarder, workerId });
-  void app.register(kvRoutes, { config, forwarder, admission, auth, identity, rate });
+  void app.register(kvRoutes, { config, forwarder, admission, callerOf, identity });
   void app.register(sessionRoutes, {
     identity,
     auth,

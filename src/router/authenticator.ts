@@ -4,7 +4,7 @@
 // every few seconds, and drops a cached session or key the moment Redis
 // announces its logout or revocation (pub/sub). The subscriber reconnecting
 // (messages may have been lost) empties the cache.
-import type { FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
 import { API_KEY_PREFIX, IdentityStore, isApiKeyShape, isSessionShape, sha256, type ApiKeyRecord } from '../infra/identity-store.js';
@@ -49,7 +49,7 @@ const CACHE_MAX = 100_000;
  * undefined. The cookie carries a session token only: the router sets it at
  * login, and an API key (long-lived) has no place in a browser's cookie jar.
  */
-export function tokenOf(req: FastifyRequest): string | undefined {
+export function tokenOf(req: Pick<IncomingMessage, 'headers'>): string | undefined {
   const h = req.headers.authorization;
   if (h !== undefined) {
     if (!h.startsWith('Bearer ')) throw kvError('KV_ERR_BAD_CREDENTIALS', 'Authorization must be "Bearer <API key or session token>"');

@@ -141,7 +141,7 @@ export class Forwarder {
   async #write(req: Body<'put'> | Body<'del'>, v: View, point: number, owner: string): Promise<unknown> {
     const t = v.topology;
     if (req.o === OPS.DEL || req.m !== undefined || req.n) await this.#pullAhead(v, req.k, point, owner);
-    return this.#conn(t, owner).request({ ...req, e: t.epoch });
+    return this.#conn(t, owner).keyed(req, t.epoch);
   }
 
   async #read(req: Body<'get'>, v: View, point: number, owner: string): Promise<StoredValue | null> {
@@ -150,9 +150,9 @@ export class Forwarder {
     const prevOwner = m ? v.prevRing?.ownerOfPoint(point) : undefined;
     // A moving key during a migration: the old owner is asked at the same
     // time as the new one, so the fallback below costs no extra round trip.
-    const fromOld = prevOwner !== undefined && prevOwner !== owner ? this.#conn(t, prevOwner).request({ ...req, e: t.epoch }) : undefined;
+    const fromOld = prevOwner !== undefined && prevOwner !== owner ? this.#conn(t, prevOwner).keyed(req, t.epoch) : undefined;
     fromOld?.catch(() => undefined);
-    const res: GetResult = await this.#conn(t, owner).request({ ...req, e: t.epoch });
+    const res: GetResult = await this.#conn(t, owner).keyed(req, t.epoch);
     // Outside a migration, or a key that does not move, or a record written
     // at or after the migration began: the new owner has the newest state
     // (the old owner refuses writes for moving keys).

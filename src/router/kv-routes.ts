@@ -2,6 +2,7 @@
 // paged scan GET /v1/kv. Every request is scoped to its caller's tenant: the
 // keys it names are stored under the tenant's namespace (core/tenant.ts), so
 // no tenant can name, list or overwrite another's.
+import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RouterConfig } from '../core/config.js';
 import { KvError, kvError } from '../core/errors.js';
@@ -26,10 +27,10 @@ declare module 'fastify' {
 
 export const KV_PREFIX = '/v1/kv/';
 export const BATCH_PATH = '/v1/kv/_batch';
-const TTL_HEADER = 'x-kv-ttl';
+export const TTL_HEADER = 'x-kv-ttl';
 
 /** Names under /v1/kv/ that are API endpoints, not keys. */
-const RESERVED = new Map([
+export const RESERVED = new Map([
   ['_batch', ['POST']],
   ['_scan', ['GET']],
 ]);
@@ -38,9 +39,35 @@ export interface KvRoutesDeps {
   readonly config: RouterConfig;
   readonly forwarder: Forwarder;
   readonly admission: Admission;
-  readonly auth: Authenticator;
+  readonly callerOf: CallerOf;
   readonly identity: IdentityStore;
-  readonly rate: TenantRateLimiter;
+}
+
+/** Who sent a data request, once its tenant is within its rate; throws (or rejects with) the refusal. */
+export type CallerOf = (req: Pick<IncomingMessage, 'headers'>) => Caller | Promise<Caller>;
+
+/**
+ * The data API's credentials check, shared by the Fastify routes and the
+ * fast path (kv-fast.ts). insecure=true switches it off as it does the
+ * admin token; with dataAuth=false a request without credentials is
+ * anonymous, one with credentials is still checked and scoped.
+ */
+export function callerCheck(config: RouterConfig, auth: Authenticator, rate: TenantRateLimiter): CallerOf {
+  const dataAuth = config.dataAuth && !config.insecure;
+  const admit = (c: Caller): Caller | Promise<Caller> => {
+    if (c.tenant === null) return c;
+    const wait = rate.take(c.tenant);
+    return wait === undefined ? c : wait.then(() => c);
+  };
+  return (req) => {
+    const token = tokenOf(req);
+    if (token === undefined) {
+      if (dataAuth) throw kvError('KV_ERR_AUTH_REQUIRED', 'send an API key or a session token: Authorization: Bearer kvk_… or kvs_… (or the kv_session cookie)');
+      return ANONYMOUS;
+    }
+    const caller = auth.resolve(token);
+    return caller instanceof Promise ? caller.then(admit) : admit(caller);
+  };
 }
 
 export const SCAN_PATH = '/v1/kv';
@@ -64,7 +91,7 @@ export function ttlOf(query: string | undefined, header: string | string[] | und
 }
 
 /** A validated client key as the shards store it for `caller`; the limit counts the whole stored key. */
-function storedKeyOf(caller: Caller, key: string, cfg: RouterConfig): string {
+export function storedKeyOf(caller: Caller, key: string, cfg: RouterConfig): string {
   // `key` has passed validateKey: only the namespace's length is left to check.
   checkClientKey(key);
   if (caller.tenant === null) return key;
@@ -82,44 +109,28 @@ function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
   return storedKeyOf(req.caller, validateKey(decodeKeyFromPath(raw), cfg), cfg);
 }
 
-export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission, auth, identity, rate }) => {
+export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission, callerOf, identity }) => {
   // Each HTTP connection is one client for admission control.
   const one = <T>(req: FastifyRequest, fn: () => Promise<T>) => admission.run(req.raw.socket, 1, fn);
 
-  // insecure=true switches the data API's check off too.
-  const dataAuth = config.dataAuth && !config.insecure;
   app.decorateRequest('caller', null as unknown as Caller);
   // Who is calling, and whether the tenant is within its rate. The common
   // case (a cached session or key, budget left) needs no Redis round trip.
   app.addHook('onRequest', (req, _reply, done) => {
     let caller: Caller | Promise<Caller>;
     try {
-      const token = tokenOf(req);
-      if (token === undefined) {
-        if (dataAuth)
-          throw kvError('KV_ERR_AUTH_REQUIRED', 'send an API key or a session token: Authorization: Bearer kvk_… or kvs_… (or the kv_session cookie)');
-        caller = ANONYMOUS;
-      } else {
-        caller = auth.resolve(token);
-      }
+      caller = callerOf(req.raw);
     } catch (err) {
       return done(err as Error);
     }
-    const admit = (c: Caller): Promise<void> | undefined => {
-      req.caller = c;
-      return c.tenant === null ? undefined : rate.take(c.tenant);
-    };
     if (!(caller instanceof Promise)) {
-      let wait: Promise<void> | undefined;
-      try {
-        wait = admit(caller);
-      } catch (err) {
-        return done(err as Error);
-      }
-      if (wait === undefined) return done();
-      return void wait.then(() => done(), done);
+      req.caller = caller;
+      return done();
     }
-    void caller.then(admit).then(() => done(), done);
+    caller.then((c) => {
+      req.caller = c;
+      done();
+    }, done);
   });
 
   app.get(SCAN_PATH, { config: { query: ['prefix', 'limit', 'page'] } }, async (req) => {
