@@ -213,4 +213,3 @@ export function kvFastPath(d: FastPathDeps): FastPath {
 }
 
 function noop(): void {}
-

@@ -62,7 +62,8 @@ export function callerCheck(config: RouterConfig, auth: Authenticator, rate: Ten
   return (req) => {
     const token = tokenOf(req);
     if (token === undefined) {
-      if (dataAuth) throw kvError('KV_ERR_AUTH_REQUIRED', 'send an API key or a session token: Authorization: Bearer kvk_… or kvs_… (or the kv_session cookie)');
+      if (dataAuth)
+        throw kvError('KV_ERR_AUTH_REQUIRED', 'send an API key or a session token: Authorization: Bearer kvk_… or kvs_… (or the kv_session cookie)');
       return ANONYMOUS;
     }
     const caller = auth.resolve(token);

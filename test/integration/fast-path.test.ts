@@ -55,7 +55,11 @@ function comparable(res: RawResponse, tag: string): Record<string, unknown> {
   if (res.json && typeof res.json === 'object') {
     const j = { ...(res.json as Record<string, unknown>) };
     if ('requestId' in j) j['requestId'] = 'R';
-    if (typeof j['message'] === 'string') j['message'] = j['message'].replaceAll(tag, '{K}').replace(/\d{10,}/g, 'V').replace(/request \S+/, 'request R');
+    if (typeof j['message'] === 'string')
+      j['message'] = j['message']
+        .replaceAll(tag, '{K}')
+        .replace(/\d{10,}/g, 'V')
+        .replace(/request \S+/, 'request R');
     // Where Fastify refuses before a route runs (a bad percent-escape, a media type it cannot parse), its words are
     // generic; the fast path names the cause. Status and code must still agree.
     if (j['code'] === 'KV_ERR_KEY_INVALID' || j['code'] === 'KV_ERR_BAD_CONTENT_TYPE') j['message'] = 'M';
