@@ -160,6 +160,15 @@ function inOrder(req: IncomingMessage, res: ServerResponse, serve: (req: Incomin
 /** Node's own test for a 100-continue expectation. */
 const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
 
+/**
+ * How long a refused connection may go on sending before it is cut. Closing
+ * at once while the peer still sends (a 1 MB header, say) makes the kernel
+ * answer with a reset, and the peer's kernel then drops the answer unread;
+ * reading and discarding for a moment first lets the answer arrive (as
+ * nginx's lingering close).
+ */
+const LINGER_MS = 500;
+
 /** Answer on a socket that has no HTTP response object (any more), then close it. */
 function answerAndClose(socket: Socket, kv: KvError): void {
   const body = JSON.stringify(errorBody(kv, newRequestId()));
@@ -169,9 +178,16 @@ function answerAndClose(socket: Socket, kv: KvError): void {
     socket.write(
       `HTTP/1.1 ${kv.statusCode} ${STATUS_TEXT[kv.statusCode] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+    socket.end();
+    socket.on('data', discard);
+    socket.resume();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    return;
   }
   socket.destroy();
 }
+
+function discard(): void {}
 
 /**
  * Node's `clientError`: the request could not be parsed (or came too
