@@ -9,7 +9,7 @@ const fmtSecs = (s: number | null) =>
   s === null ? '?' : s < 10 ? `${s.toFixed(1)}s` : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
 
 /** The pacing of a job in a few words: "adaptive 45000 keys/s (increase), fg p99 3.1 ms / baseline 2.0 ms = 1.55x". */
-export function fmtPacing(p: JobPacing | undefined): string {
+function fmtPacing(p: JobPacing | undefined): string {
   if (!p) return '';
   const limit = p.keysPerSec === null ? 'no limit' : `${Math.round(p.keysPerSec)} keys/s`;
   if (p.mode === 'fixed') return `pace: fixed, ${limit}`;

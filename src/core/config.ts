@@ -106,7 +106,7 @@ export const ROUTER_DEFAULTS = {
   /** Fixed pacing: keys moved per second, all streams together. 0 = no limit. */
   rebalanceMaxKeysPerSec: 120_000,
   /** Adaptive pacing: the routers' foreground p99 may reach this percentage of its baseline before the move (200 = twice). */
-  rebalanceTargetP99Percent: 200,
+  rebalanceTargetLatencyPercent: 200,
   /** Adaptive pacing: the rate never goes below this (keys/s), whatever the foreground does. */
   rebalanceMinKeysPerSec: 2000,
   /** Adaptive pacing: the rate never goes above this (keys/s); 0 = as fast as the machine goes. */
@@ -217,8 +217,8 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
       'KV_ERR_CONFIG',
       `router: option "rebalancePacing" must be one of ${[...REBALANCE_PACING].join(', ')}, got ${JSON.stringify(cfg.rebalancePacing)}`,
     );
-  if (cfg.rebalanceTargetP99Percent < 110 || cfg.rebalanceTargetP99Percent > 10_000)
-    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceTargetP99Percent" must be from 110 to 10000');
+  if (cfg.rebalanceTargetLatencyPercent < 110 || cfg.rebalanceTargetLatencyPercent > 10_000)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceTargetLatencyPercent" must be from 110 to 10000');
   if (cfg.rebalanceMinKeysPerSec < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceMinKeysPerSec" must be at least 1');
   if (cfg.rebalanceAdaptiveMaxKeysPerSec !== 0 && cfg.rebalanceAdaptiveMaxKeysPerSec < cfg.rebalanceMinKeysPerSec)
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceAdaptiveMaxKeysPerSec" must be 0 (no limit) or at least rebalanceMinKeysPerSec');

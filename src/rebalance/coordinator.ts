@@ -33,7 +33,7 @@ export type CoordinatorConfig = Pick<
   | 'rebalanceBatchBytes'
   | 'rebalancePacing'
   | 'rebalanceMaxKeysPerSec'
-  | 'rebalanceTargetP99Percent'
+  | 'rebalanceTargetLatencyPercent'
   | 'rebalanceMinKeysPerSec'
   | 'rebalanceAdaptiveMaxKeysPerSec'
   | 'rebalanceStreamConcurrency'
@@ -359,7 +359,7 @@ export class Coordinator {
     const pacer = new Pacer({
       minKeysPerSec: cfg.rebalanceMinKeysPerSec,
       maxKeysPerSec: cfg.rebalanceAdaptiveMaxKeysPerSec,
-      targetRatio: cfg.rebalanceTargetP99Percent / 100,
+      targetRatio: cfg.rebalanceTargetLatencyPercent / 100,
       baselineP99Ms: this.#baseline(),
     });
     const moved = () => job.streams.reduce((n, s) => n + s.keysDone, 0);

@@ -111,7 +111,7 @@ describe('parseRouterConfig', () => {
   it('validates the rebalance pacing options', () => {
     expect(parseRouterConfig({ rebalancePacing: 'fixed' }).rebalancePacing).toBe('fixed');
     expect(configError(() => parseRouterConfig({ rebalancePacing: 'fast' }))).toContain('"rebalancePacing" must be one of adaptive, fixed');
-    expect(configError(() => parseRouterConfig({ rebalanceTargetP99Percent: 100 }))).toContain('"rebalanceTargetP99Percent"');
+    expect(configError(() => parseRouterConfig({ rebalanceTargetLatencyPercent: 100 }))).toContain('"rebalanceTargetLatencyPercent"');
     expect(configError(() => parseRouterConfig({ rebalanceMinKeysPerSec: 0 }))).toContain('"rebalanceMinKeysPerSec"');
     expect(configError(() => parseRouterConfig({ rebalanceAdaptiveMaxKeysPerSec: 10 }))).toContain('"rebalanceAdaptiveMaxKeysPerSec"');
     expect(parseRouterConfig({ rebalanceAdaptiveMaxKeysPerSec: 0 }).rebalanceAdaptiveMaxKeysPerSec).toBe(0);

@@ -29,7 +29,7 @@ const CONFIG: CoordinatorConfig = {
   rebalanceBatchBytes: 1 << 20,
   rebalancePacing: 'fixed',
   rebalanceMaxKeysPerSec: 0,
-  rebalanceTargetP99Percent: 200,
+  rebalanceTargetLatencyPercent: 200,
   rebalanceMinKeysPerSec: 2000,
   rebalanceAdaptiveMaxKeysPerSec: 0,
   rebalanceStreamConcurrency: 2,
