@@ -1,7 +1,10 @@
 // What the coordinator reads of the foreground: every live router worker's
 // latest latency window (router/fg-latency.ts), merged into one histogram.
 import type { Redis } from 'ioredis';
-import { BUCKETS, fgLatencyKey, quantileMs, type FgWindow } from '../router/fg-latency.js';
+import { BUCKETS, quantileMs, type FgWindow } from '../core/latency-histogram.js';
+
+/** The Redis hash that holds every router worker's latest window. */
+export const fgLatencyKey = (prefix: string): string => `${prefix}rebalance:fg-latency`;
 
 /** A window older than this is from a worker that stopped publishing: ignored. */
 const STALE_MS = 1500;

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { startRedis, type LocalRedis } from '../../src/local/redis-server.js';
 import { waitUntil } from '../../src/local/wait.js';
-import { bucketUpperMs, fgLatencyKey, quantileMs, recordFgLatency, startFgPublisher, takeWindow } from '../../src/router/fg-latency.js';
-import { FgSignal } from '../../src/rebalance/fg-signal.js';
+import { bucketUpperMs, quantileMs } from '../../src/core/latency-histogram.js';
+import { recordFgLatency, startFgPublisher, takeWindow } from '../../src/router/fg-latency.js';
+import { FgSignal, fgLatencyKey } from '../../src/rebalance/fg-signal.js';
 
 let redis: LocalRedis;
 let admin: Redis;
