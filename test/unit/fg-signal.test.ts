@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { startRedis, type LocalRedis } from '../../src/local/redis-server.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { bucketUpperMs, quantileMs } from '../../src/core/latency-histogram.js';
-import { recordFgLatency, startFgPublisher, takeWindow } from '../../src/router/fg-latency.js';
+import { RollingWindow, recordFgLatency, startFgPublisher, takeWindow } from '../../src/router/fg-latency.js';
 import { FgSignal, fgLatencyKey } from '../../src/rebalance/fg-signal.js';
 
 let redis: LocalRedis;
@@ -36,6 +36,18 @@ describe('foreground latency window', () => {
     expect(takeWindow().n).toBe(0);
     expect(quantileMs([0, 0, 5], 5, 0.99)).toBe(bucketUpperMs(2));
     expect(quantileMs([0, 0, 0], 0, 0.99)).toBe(0);
+  });
+
+  it('publishes the last four windows merged, so a foreground that comes in bursts stays visible', () => {
+    const r = new RollingWindow();
+    const w = (at: number, n: number, bucket: number) => ({ at, ms: 250, n, p99Ms: bucketUpperMs(bucket), b: n ? ([[bucket, n]] as const) : [] });
+    expect(r.push(w(1, 100, 10))).toMatchObject({ at: 1, ms: 250, n: 100 });
+    r.push(w(2, 0, 0));
+    r.push(w(3, 0, 0));
+    const m = r.push(w(4, 10, 30));
+    expect(m).toMatchObject({ at: 4, ms: 1000, n: 110, p99Ms: bucketUpperMs(30) });
+    // The first window drops out with the fifth.
+    expect(r.push(w(5, 0, 0))).toMatchObject({ ms: 1000, n: 10 });
   });
 });
 
