@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../helpers/procs.js';
 import { startCheckedWorkload } from '../helpers/history.js';
 import { loadedValue, bulkLoad, addShard, waitForJob, checkPlacement } from '../helpers/rebalance.js';
-import { openEventStream } from '../helpers/http.js';
+import { openEventStream, request } from '../helpers/http.js';
 import { waitUntil } from '../../src/local/wait.js';
 import { FgSignal } from '../../src/rebalance/fg-signal.js';
 import { ADMIN_AUTH } from '../helpers/secrets.js';
@@ -61,5 +61,9 @@ describe('adaptive pacing', () => {
     const streaming = sse.events.filter((e) => e.job?.id === job.id && e.job.state === 'streaming' && e.job.pacing?.phase);
     expect(streaming.length).toBeGreaterThan(0);
     expect(streaming.every((e) => e.job!.pacing!.mode === 'adaptive')).toBe(true);
+    // Metrics name the pacing of a running job only.
+    const metrics = (await request('GET', `${c.url}/metrics`)).text;
+    expect(metrics).toMatch(/^kv_rebalance_rate_limit_keys_per_second 0$/m);
+    expect(metrics).toMatch(/^kv_rebalance_fg_p99_ratio 0$/m);
   }, 300_000);
 });
