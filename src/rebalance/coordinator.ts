@@ -66,6 +66,7 @@ const RETRY_LOG_EVERY = 10;
 const PACE_MS = 250;
 /** The baseline is the median p99 of the foreground samples in this window before the move. */
 const BASELINE_WINDOW_MS = 10_000;
+const BASELINE_SLACK_MS = 5000;
 
 const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
   JSON.stringify([...a].sort((x, y) => (x.id < y.id ? -1 : 1))) === JSON.stringify([...b].sort((x, y) => (x.id < y.id ? -1 : 1)));
@@ -136,12 +137,13 @@ export class Coordinator {
     const now = Date.now();
     const s = await this.#d.fg.read().catch(() => undefined);
     if (s && s.count >= MIN_FG_SAMPLES) this.#preMove.push([now, s.p99Ms]);
-    while (this.#preMove.length > 0 && this.#preMove[0]![0] < now - BASELINE_WINDOW_MS) this.#preMove.shift();
+    while (this.#preMove.length > 0 && this.#preMove[0]![0] < now - BASELINE_WINDOW_MS - BASELINE_SLACK_MS) this.#preMove.shift();
   }
 
   /** The foreground's p99 before the move, if this coordinator watched it. */
   #baseline(): number | undefined {
-    const recent = this.#preMove.filter(([t]) => t >= Date.now() - BASELINE_WINDOW_MS - 60_000).map(([, p]) => p);
+    // A few seconds of slack: planning and the migrate barrier come between the last sample and the move.
+    const recent = this.#preMove.filter(([t]) => t >= Date.now() - BASELINE_WINDOW_MS - BASELINE_SLACK_MS).map(([, p]) => p);
     return recent.length >= 4 ? median(recent) : undefined;
   }
 
@@ -369,9 +371,10 @@ export class Coordinator {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const step = async () => {
-      const fg = await this.#d.fg?.read().catch(() => undefined);
-      // Nothing new published since the last step: keep the limit.
-      if (fg && fg.at === lastSample) return;
+      // null: Redis did not answer, which is not the same as no foreground (undefined lifts the limit).
+      const fg = await this.#d.fg?.read().catch(() => null);
+      // Unread, or nothing new published since the last step: keep the limit.
+      if (fg === null || (fg && fg.at === lastSample)) return;
       lastSample = fg?.at ?? 0;
       const now = Date.now();
       const keys = moved();

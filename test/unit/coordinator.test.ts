@@ -404,6 +404,29 @@ describe('coordinator', () => {
     expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
   });
 
+  it('adaptive pacing: a baseline from before the move, and a cut to the minimum when the foreground p99 goes far past it', async () => {
+    let jobs: RebalanceStore | undefined;
+    let reads = 0;
+    // 2 ms while no job streams, 10 ms (5x) while one does.
+    const fg = {
+      read: async () => {
+        reads++;
+        const streaming = (await jobs?.get())?.state === 'streaming';
+        return { at: Date.now(), workers: 1, count: 400, perSec: 1600, p99Ms: streaming ? 10 : 2 };
+      },
+    };
+    const t = await setUp({ rebalancePacing: 'adaptive', rebalanceMinKeysPerSec: 40, rebalanceBatchKeys: 10 }, fg);
+    jobs = t.jobs;
+    t.coordinator.start();
+    // The coordinator leads and watches the foreground before there is a job (4 samples make a baseline).
+    await waitUntil(() => reads >= 5, { timeoutMs: 10_000, what: 'five samples of the foreground before the job' });
+    await t.planAdd();
+    const done = await t.jobIn(['done', 'failed'], 20_000);
+    expect(done.state).toBe('done');
+    expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 2, fgP99Ms: 10, ratio: 5, phase: 'cut', keysPerSec: 40 });
+    expect(t.published.some((j) => j.pacing?.phase === 'probe')).toBe(false);
+  });
+
   it('fixed pacing reports its cap in the job', async () => {
     const t = await setUp({ rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: 50_000 });
     await t.planAdd();
