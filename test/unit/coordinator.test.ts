@@ -405,18 +405,18 @@ describe('coordinator', () => {
   });
 
   it('adaptive pacing: a baseline from before the move, and a cut to the minimum when the foreground p99 goes far past it', async () => {
-    let jobs: RebalanceStore | undefined;
+    const ref: { jobs?: RebalanceStore } = {};
     let reads = 0;
     // 2 ms while no job streams, 10 ms (5x) while one does.
     const fg = {
       read: async () => {
         reads++;
-        const streaming = (await jobs?.get())?.state === 'streaming';
+        const streaming = (await ref.jobs?.get())?.state === 'streaming';
         return { at: Date.now(), workers: 1, count: 400, perSec: 1600, p99Ms: streaming ? 10 : 2 };
       },
     };
     const t = await setUp({ rebalancePacing: 'adaptive', rebalanceMinKeysPerSec: 40, rebalanceBatchKeys: 10 }, fg);
-    jobs = t.jobs;
+    ref.jobs = t.jobs;
     t.coordinator.start();
     // The coordinator leads and watches the foreground before there is a job (4 samples make a baseline).
     await waitUntil(() => reads >= 5, { timeoutMs: 10_000, what: 'five samples of the foreground before the job' });
