@@ -1,9 +1,10 @@
 // Adaptive pacing of a rebalance (pure: no I/O, no clock). Each control step
 // the coordinator hands in the foreground's latest p99 and the move rate it
 // achieved; the pacer answers the next rate limit (keys/s), in the manner of
-// TCP congestion control (RFC 5681): a slow start that grows the rate by half
-// each step, then additive increase while the foreground is well inside its
-// target, a hold band just below it, and a multiplicative cut above it.
+// TCP congestion control (RFC 5681): a slow start that doubles the rate each
+// step until the first hold or cut, then gentler steps (a tenth of the rate,
+// at least the minimum) while the foreground is well inside its target, a
+// hold band just below it, and a multiplicative cut above it.
 //
 //   p99 / baseline <= 0.75 x target   increase (x2 in slow start, else +10%)
 //   up to 0.9 x target (the margin)   hold
