@@ -25,7 +25,16 @@ interface JobView {
   error?: string;
   startedAt?: number;
   finishedAt?: number;
+  pacing?: JobPacing;
   streams: StreamView[];
+}
+export interface JobPacing {
+  mode: 'adaptive' | 'fixed';
+  keysPerSec: number | null;
+  phase: string | null;
+  fgP99Ms: number | null;
+  baselineP99Ms: number | null;
+  ratio: number | null;
 }
 export interface StatusView {
   job: JobView | null;

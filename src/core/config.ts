@@ -103,8 +103,16 @@ export const ROUTER_DEFAULTS = {
   rebalanceLeaseMs: 5000,
   rebalanceBatchKeys: 500,
   rebalanceBatchBytes: 4 * 1024 * 1024,
-  /** Keys moved per second, all streams together: keeps foreground latency bounded. 0 = no limit. */
+  /** 'adaptive': the move rate follows the foreground's p99 (below); 'fixed': rebalanceMaxKeysPerSec. */
+  rebalancePacing: 'adaptive',
+  /** Fixed pacing: keys moved per second, all streams together. 0 = no limit. */
   rebalanceMaxKeysPerSec: 120_000,
+  /** Adaptive pacing: the routers' foreground p99 may reach this percentage of its baseline before the move (200 = twice). */
+  rebalanceTargetLatencyPercent: 200,
+  /** Adaptive pacing: the rate never goes below this (keys/s), whatever the foreground does. */
+  rebalanceMinKeysPerSec: 2000,
+  /** Adaptive pacing: the rate never goes above this (keys/s); 0 = as fast as the machine goes. */
+  rebalanceAdaptiveMaxKeysPerSec: 0,
   rebalanceStreamConcurrency: 2,
   rebalanceCheckpointMs: 250,
   logLevel: 'warn',
@@ -206,6 +214,16 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000)
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
   if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
+  if (!REBALANCE_PACING.has(cfg.rebalancePacing))
+    throw kvError(
+      'KV_ERR_CONFIG',
+      `router: option "rebalancePacing" must be one of ${[...REBALANCE_PACING].join(', ')}, got ${JSON.stringify(cfg.rebalancePacing)}`,
+    );
+  if (cfg.rebalanceTargetLatencyPercent < 110 || cfg.rebalanceTargetLatencyPercent > 10_000)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceTargetLatencyPercent" must be from 110 to 10000');
+  if (cfg.rebalanceMinKeysPerSec < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceMinKeysPerSec" must be at least 1');
+  if (cfg.rebalanceAdaptiveMaxKeysPerSec !== 0 && cfg.rebalanceAdaptiveMaxKeysPerSec < cfg.rebalanceMinKeysPerSec)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceAdaptiveMaxKeysPerSec" must be 0 (no limit) or at least rebalanceMinKeysPerSec');
   if (cfg.rebalanceLeaseMs < 1000) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceLeaseMs" must be at least 1000');
   if (cfg.sessionIdleTimeoutMs < 1000 || cfg.sessionAbsoluteTimeoutMs < cfg.sessionIdleTimeoutMs) {
     throw kvError('KV_ERR_CONFIG', 'router: sessionIdleTimeoutMs must be at least 1000 and sessionAbsoluteTimeoutMs at least sessionIdleTimeoutMs');
@@ -236,6 +254,7 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
 }
 
 const HTTP_KV_WRITES = new Set(['ring', 'standalone', 'off']);
+const REBALANCE_PACING = new Set(['adaptive', 'fixed']);
 
 function checkCommon(name: string, cfg: Readonly<typeof SECURITY_DEFAULTS & typeof HTTP_DEFAULTS>): void {
   if ((cfg.tlsCertFile === '') !== (cfg.tlsKeyFile === '')) throw kvError('KV_ERR_CONFIG', `${name}: options "tlsCertFile" and "tlsKeyFile" go together`);

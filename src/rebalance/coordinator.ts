@@ -15,6 +15,8 @@ import type { TopologyWatcher } from '../infra/topology-watcher.js';
 import { JOB_STATES, FINAL_STATES, isActive, type Job, type StreamState } from './job.js';
 import type { RebalanceStore } from './job-store.js';
 import { RateLimiter } from './rate-limiter.js';
+import { Pacer, MIN_FG_SAMPLES, median } from './pacer.js';
+import type { FgSample } from './fg-signal.js';
 import type { RouterConfig } from '../core/config.js';
 import type { RingMember } from '../core/ring.js';
 
@@ -26,7 +28,16 @@ export interface ShardLinks {
 
 export type CoordinatorConfig = Pick<
   RouterConfig,
-  'rebalanceLeaseMs' | 'rebalanceBatchKeys' | 'rebalanceBatchBytes' | 'rebalanceMaxKeysPerSec' | 'rebalanceStreamConcurrency' | 'rebalanceCheckpointMs'
+  | 'rebalanceLeaseMs'
+  | 'rebalanceBatchKeys'
+  | 'rebalanceBatchBytes'
+  | 'rebalancePacing'
+  | 'rebalanceMaxKeysPerSec'
+  | 'rebalanceTargetLatencyPercent'
+  | 'rebalanceMinKeysPerSec'
+  | 'rebalanceAdaptiveMaxKeysPerSec'
+  | 'rebalanceStreamConcurrency'
+  | 'rebalanceCheckpointMs'
 > &
   ShardConnectionOptions;
 
@@ -36,6 +47,8 @@ export interface CoordinatorDeps {
   readonly watcher: TopologyWatcher;
   readonly shards: ShardLinks;
   readonly jobs: RebalanceStore;
+  /** The routers' foreground latency (fg-signal.ts); without it adaptive pacing sees an idle foreground. */
+  readonly fg?: { read(): Promise<FgSample | undefined> } | undefined;
   readonly log: (msg: string) => void;
 }
 
@@ -49,6 +62,11 @@ const TICK_MS = 250;
 const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 2000;
 const RETRY_LOG_EVERY = 10;
+/** Adaptive pacing: a control step this often (the routers publish every 250 ms). */
+const PACE_MS = 250;
+/** The baseline is the median p99 of the foreground samples in this window before the move. */
+const BASELINE_WINDOW_MS = 10_000;
+const BASELINE_SLACK_MS = 5000;
 
 const sameMembers = (a: readonly RingMember[], b: readonly RingMember[]) =>
   JSON.stringify([...a].sort((x, y) => (x.id < y.id ? -1 : 1))) === JSON.stringify([...b].sort((x, y) => (x.id < y.id ? -1 : 1)));
@@ -98,7 +116,10 @@ export class Coordinator {
     if (this.#leader && !was) this.#d.log(`coordinator: ${this.id} holds the rebalance lease`);
     if (!this.#leader || this.#running) return;
     const job = await this.#d.jobs.get();
-    if (!isActive(job)) return;
+    if (!isActive(job)) {
+      await this.#sampleBaseline();
+      return;
+    }
     this.#running = this.#drive(job)
       .catch((err: unknown) => {
         if (!(err instanceof Abandon)) this.#d.log(`coordinator: job ${job.id}: ${(err as Error).message}`);
@@ -106,6 +127,24 @@ export class Coordinator {
       .finally(() => {
         this.#running = undefined;
       });
+  }
+
+  /** Foreground p99 samples while no job runs: [time, p99 ms]; the baseline of the next move. */
+  #preMove: Array<[number, number]> = [];
+
+  async #sampleBaseline(): Promise<void> {
+    if (this.#d.config.rebalancePacing !== 'adaptive' || !this.#d.fg) return;
+    const now = Date.now();
+    const s = await this.#d.fg.read().catch(() => undefined);
+    if (s && s.count >= MIN_FG_SAMPLES) this.#preMove.push([now, s.p99Ms]);
+    while (this.#preMove.length > 0 && this.#preMove[0]![0] < now - BASELINE_WINDOW_MS - BASELINE_SLACK_MS) this.#preMove.shift();
+  }
+
+  /** The foreground's p99 before the move, if this coordinator watched it. */
+  #baseline(): number | undefined {
+    // A few seconds of slack: planning and the migrate barrier come between the last sample and the move.
+    const recent = this.#preMove.filter(([t]) => t >= Date.now() - BASELINE_WINDOW_MS - BASELINE_SLACK_MS).map(([, p]) => p);
+    return recent.length >= 4 ? median(recent) : undefined;
   }
 
   #check(): void {
@@ -279,7 +318,10 @@ export class Coordinator {
 
   async #stream(job: Job): Promise<void> {
     const cfg = this.#d.config;
-    const limiter = new RateLimiter(cfg.rebalanceMaxKeysPerSec);
+    const adaptive = cfg.rebalancePacing === 'adaptive';
+    const limiter = new RateLimiter(adaptive ? cfg.rebalanceMinKeysPerSec : cfg.rebalanceMaxKeysPerSec);
+    job.pacing = { mode: adaptive ? 'adaptive' : 'fixed', keysPerSec: limiter.perSec || null, phase: null, fgP99Ms: null, baselineP99Ms: null, ratio: null };
+    const stopPacing = adaptive ? this.#pace(job, limiter) : () => undefined;
     let lastSave = Date.now();
     let cancel = false;
     let saving: Promise<void> | undefined;
@@ -298,11 +340,64 @@ export class Coordinator {
         await this.#runStream(job, st, limiter, checkpoint, () => cancel);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(cfg.rebalanceStreamConcurrency, Math.max(1, pending.length)) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(cfg.rebalanceStreamConcurrency, Math.max(1, pending.length)) }, worker));
+    } finally {
+      stopPacing();
+    }
     await saving;
     if (cancel) return this.#reverse(job);
     job.state = JOB_STATES.COMMITTING;
     await this.#save(job);
+  }
+
+  /**
+   * Adaptive pacing: every PACE_MS, the foreground's p99 and the keys moved
+   * since the last step go into the pacer, whose answer becomes the limit.
+   * The job carries the latest figures (saved with the next checkpoint).
+   */
+  #pace(job: Job, limiter: RateLimiter): () => void {
+    const cfg = this.#d.config;
+    const pacer = new Pacer({
+      minKeysPerSec: cfg.rebalanceMinKeysPerSec,
+      maxKeysPerSec: cfg.rebalanceAdaptiveMaxKeysPerSec,
+      targetRatio: cfg.rebalanceTargetLatencyPercent / 100,
+      baselineP99Ms: this.#baseline(),
+    });
+    const moved = () => job.streams.reduce((n, s) => n + s.keysDone, 0);
+    let lastKeys = moved();
+    let lastAt = Date.now();
+    let lastSample = 0;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const step = async () => {
+      // null: Redis did not answer, which is not the same as no foreground (undefined lifts the limit).
+      const fg = await this.#d.fg?.read().catch(() => null);
+      // Unread, or nothing new published since the last step: keep the limit.
+      if (fg === null || (fg && fg.at === lastSample)) return;
+      lastSample = fg?.at ?? 0;
+      const now = Date.now();
+      const keys = moved();
+      const achieved = ((keys - lastKeys) * 1000) / Math.max(1, now - lastAt);
+      lastKeys = keys;
+      lastAt = now;
+      limiter.setRate(pacer.update(fg, achieved));
+      const st = pacer.state;
+      job.pacing = { mode: 'adaptive', keysPerSec: st.keysPerSec, phase: st.phase, fgP99Ms: st.fgP99Ms, baselineP99Ms: st.baselineP99Ms, ratio: st.ratio };
+    };
+    const loop = () => {
+      if (stopped) return;
+      step()
+        .catch(() => undefined)
+        .finally(() => {
+          if (!stopped) timer = setTimeout(loop, PACE_MS);
+        });
+    };
+    loop();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    };
   }
 
   async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {

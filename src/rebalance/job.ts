@@ -49,6 +49,19 @@ export interface StreamState {
   lastError?: string | undefined;
 }
 
+/** How a job's streams are paced, as of its last checkpoint (adaptive: the pacer's latest step). */
+export interface JobPacing {
+  mode: 'adaptive' | 'fixed';
+  /** The move's rate limit, keys/s over all streams; null = none. */
+  keysPerSec: number | null;
+  /** The pacer's last decision: slow-start, increase, hold, cut, probe (measuring a baseline) or idle (no foreground). */
+  phase: string | null;
+  /** The routers' foreground p99 in their latest window, its baseline before the move, and their ratio (ms, ms, x). */
+  fgP99Ms: number | null;
+  baselineP99Ms: number | null;
+  ratio: number | null;
+}
+
 export interface Job {
   id: string;
   kind: JobKind;
@@ -76,6 +89,8 @@ export interface Job {
   updatedAt: number;
   error?: string | undefined;
   coordinator?: string | undefined;
+  /** Set while streaming (and kept afterwards). */
+  pacing?: JobPacing | undefined;
 }
 
 export interface JobProgress {

@@ -24,31 +24,39 @@ const SYSTEM_CLOCK: Clock = {
  * of moves. A batch bigger than that may borrow; the debt delays the next.
  */
 export class RateLimiter {
-  readonly #burst: number;
+  #perSec = 0;
+  #burst = 1;
   readonly #clock: Clock;
   #tokens: number;
   #last: number;
-  constructor(
-    readonly perSec: number,
-    clock: Clock = SYSTEM_CLOCK,
-  ) {
+  constructor(perSec: number, clock: Clock = SYSTEM_CLOCK) {
     this.#clock = clock;
     this.#last = clock.now();
-    this.#burst = Math.max(1, perSec / 10);
     this.#tokens = 0;
+    this.setRate(perSec);
+  }
+  /** Keys per second; 0 or Infinity = no limit. */
+  get perSec(): number {
+    return this.#perSec;
+  }
+  /** Change the rate (adaptive pacing); a waiting take() follows the new rate from its next look. */
+  setRate(perSec: number): void {
+    this.#perSec = Number.isFinite(perSec) && perSec > 0 ? perSec : 0;
+    this.#burst = Math.max(1, this.#perSec / 10);
+    this.#tokens = Math.min(this.#tokens, this.#burst);
   }
   async take(n: number): Promise<void> {
-    if (this.perSec <= 0) return;
-    const need = Math.min(n, this.#burst);
     for (;;) {
+      if (this.#perSec <= 0) return;
+      const need = Math.min(n, this.#burst);
       const now = this.#clock.now();
-      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.perSec);
+      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#perSec);
       this.#last = now;
       if (this.#tokens >= need) {
         this.#tokens -= n;
         return;
       }
-      await this.#clock.sleep(Math.max(MIN_WAIT_MS, ((need - this.#tokens) / this.perSec) * 1000));
+      await this.#clock.sleep(Math.max(MIN_WAIT_MS, ((need - this.#tokens) / this.#perSec) * 1000));
     }
   }
 }

@@ -19,6 +19,7 @@ import { kvFastPath } from './kv-fast.js';
 import { healthRoutes } from './health-routes.js';
 import { adminApi } from './admin/index.js';
 import { metricsRoutes } from './metrics.js';
+import { startFgPublisher } from './fg-latency.js';
 
 export interface RouterDeps {
   /** Shared Redis connection (one is created when absent). */
@@ -120,7 +121,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder, identity, auth });
   void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '' });
 
+  let stopFgPublisher: (() => void) | undefined;
   app.addHook('onClose', async () => {
+    stopFgPublisher?.();
     forwarder.close();
     auth.close();
     await watcher.close();
@@ -133,6 +136,8 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     watcher,
     async start() {
       await Promise.all([watcher.start(), auth.start()]);
+      // The data requests' latency, for the rebalance coordinator's pacing.
+      stopFgPublisher ??= startFgPublisher(redis, config.redisPrefix);
     },
   };
 }

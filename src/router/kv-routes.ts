@@ -17,6 +17,7 @@ import { parseBatch, runBatch } from './batch.js';
 import type { Forwarder } from './forwarder.js';
 import { scanPage } from './scan.js';
 import type { TenantRateLimiter } from './tenant-rate.js';
+import { recordFgLatency } from './fg-latency.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -132,6 +133,11 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, 
       req.caller = c;
       done();
     }, done);
+  });
+  // Each data request's latency, for the rebalance pacing's foreground signal.
+  app.addHook('onResponse', (_req, reply, done) => {
+    recordFgLatency(reply.elapsedTime);
+    done();
   });
 
   app.get(SCAN_PATH, { config: { query: ['prefix', 'limit', 'page'] } }, async (req) => {

@@ -90,6 +90,24 @@ export const metricsRoutes: FastifyPluginAsync<MetricsDeps> = async (app, d) => 
     },
   });
 
+  new client.Gauge({
+    name: 'kv_rebalance_rate_limit_keys_per_second',
+    help: "The running job's move rate limit (keys/s over all streams); 0 = none or no job streaming",
+    registers: [registry],
+    collect() {
+      const p = job.last?.state === 'streaming' ? job.last.pacing : undefined;
+      this.set(p?.keysPerSec ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'kv_rebalance_fg_p99_ratio',
+    help: "Adaptive pacing: the routers' foreground p99 over its baseline before the move, at the job's last checkpoint; 0 = not measured",
+    registers: [registry],
+    collect() {
+      this.set(isActive(job.last) ? (job.last.pacing?.ratio ?? 0) : 0);
+    },
+  });
+
   app.get('/metrics', async (_req, reply) => {
     await refreshJob();
     return reply.type(registry.contentType).send(await registry.metrics());

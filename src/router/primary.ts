@@ -8,6 +8,7 @@ import { TopologyStore } from '../infra/topology-store.js';
 import { TopologyWatcher } from '../infra/topology-watcher.js';
 import { Coordinator } from '../rebalance/coordinator.js';
 import { RebalanceStore } from '../rebalance/job-store.js';
+import { FgSignal } from '../rebalance/fg-signal.js';
 import { Forwarder } from './forwarder.js';
 import { WorkerPool, type PrimaryEvent } from './worker-pool.js';
 
@@ -17,7 +18,15 @@ async function startCoordinator(config: RouterConfig, log: (msg: string) => void
   const topology = new TopologyStore(redis, config.redisPrefix);
   const watcher = new TopologyWatcher(topology, createSubscriber(config), config.topologyPollMs);
   const shards = new Forwarder(watcher, config);
-  const coordinator = new Coordinator({ config, topology, watcher, shards, jobs: new RebalanceStore(redis, config.redisPrefix), log });
+  const coordinator = new Coordinator({
+    config,
+    topology,
+    watcher,
+    shards,
+    jobs: new RebalanceStore(redis, config.redisPrefix),
+    fg: new FgSignal(redis, config.redisPrefix),
+    log,
+  });
   await watcher.start().catch((err: Error) => log(`router: coordinator waits for Redis: ${err.message}`));
   coordinator.start();
   return async () => {

@@ -24,6 +24,7 @@ export interface JobView {
   state: string;
   direction: string;
   error?: string;
+  pacing?: { mode: string; keysPerSec: number | null; phase: string | null; fgP99Ms: number | null; baselineP99Ms: number | null; ratio: number | null };
   streams: Array<{ source: string; target: string; keysDone: number; keysTotal: number; done: boolean; lastError?: string }>;
 }
 

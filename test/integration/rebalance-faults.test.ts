@@ -15,7 +15,7 @@ import { ADMIN_AUTH } from '../helpers/secrets.js';
 /** Keys per cluster: at RATE, adding a 4th shard streams for about a second. */
 const N = 10_000;
 const RATE = 2500;
-const SLOW_MOVES = { rebalanceMaxKeysPerSec: RATE, rebalanceBatchKeys: 250 };
+const SLOW_MOVES = { rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: RATE, rebalanceBatchKeys: 250 };
 
 const clusters: TestCluster[] = [];
 afterEach(async () => {

@@ -26,7 +26,7 @@ let keys: string[];
 const deleted = new Set<string>();
 
 beforeAll(async () => {
-  c = await TestCluster.start({ shards: 3, workers: 2, routerSet: { rebalanceMaxKeysPerSec: 50_000 } });
+  c = await TestCluster.start({ shards: 3, workers: 2, routerSet: { rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: 50_000 } });
   keys = await bulkLoad(c.url, 'k', N);
 }, 180_000);
 afterAll(async () => {
@@ -56,6 +56,7 @@ describe('add and remove shards under load', () => {
     expect(moved / N).toBeGreaterThan(0.15);
     expect(moved / N).toBeLessThan(0.35);
     expect(job.streams.every((s) => s.target === 's4')).toBe(true);
+    expect(job.pacing).toMatchObject({ mode: 'fixed', keysPerSec: 50_000 });
     // After purge, every key lives exactly on its owner.
     for (const k of h.absentAtEnd()) deleted.add(k);
     expect(await checkPlacement(c, keys, deleted)).toEqual([]);

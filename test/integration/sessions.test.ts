@@ -21,7 +21,12 @@ let c: TestCluster;
 let r2: RouterProc;
 
 beforeAll(async () => {
-  c = await TestCluster.start({ shards: 3, workers: WORKERS, persistentRedis: true, routerSet: { dataAuth: 'true', rebalanceMaxKeysPerSec: 2000 } });
+  c = await TestCluster.start({
+    shards: 3,
+    workers: WORKERS,
+    persistentRedis: true,
+    routerSet: { dataAuth: 'true', rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: 2000 },
+  });
   r2 = await startRouter({ redisUrl: c.redis.url, prefix: c.prefix, workers: WORKERS, set: { dataAuth: 'true' } });
 }, 60_000);
 

@@ -108,6 +108,15 @@ describe('parseRouterConfig', () => {
     }
   });
 
+  it('validates the rebalance pacing options', () => {
+    expect(parseRouterConfig({ rebalancePacing: 'fixed' }).rebalancePacing).toBe('fixed');
+    expect(configError(() => parseRouterConfig({ rebalancePacing: 'fast' }))).toContain('"rebalancePacing" must be one of adaptive, fixed');
+    expect(configError(() => parseRouterConfig({ rebalanceTargetLatencyPercent: 100 }))).toContain('"rebalanceTargetLatencyPercent"');
+    expect(configError(() => parseRouterConfig({ rebalanceMinKeysPerSec: 0 }))).toContain('"rebalanceMinKeysPerSec"');
+    expect(configError(() => parseRouterConfig({ rebalanceAdaptiveMaxKeysPerSec: 10 }))).toContain('"rebalanceAdaptiveMaxKeysPerSec"');
+    expect(parseRouterConfig({ rebalanceAdaptiveMaxKeysPerSec: 0 }).rebalanceAdaptiveMaxKeysPerSec).toBe(0);
+  });
+
   it('validates logLevel', () => {
     expect(parseRouterConfig({ logLevel: 'debug' }).logLevel).toBe('debug');
     expect(configError(() => parseRouterConfig({ logLevel: 'loud' }))).toContain('"logLevel"');

@@ -10,7 +10,7 @@ import { waitUntil } from '../../src/local/wait.js';
 import { TopologyStore } from '../../src/infra/topology-store.js';
 import { TopologyWatcher } from '../../src/infra/topology-watcher.js';
 import type { ShardConnection } from '../../src/infra/shard-client.js';
-import { Coordinator, type CoordinatorConfig, type ShardLinks } from '../../src/rebalance/coordinator.js';
+import { Coordinator, type CoordinatorConfig, type CoordinatorDeps, type ShardLinks } from '../../src/rebalance/coordinator.js';
 import { RebalanceStore } from '../../src/rebalance/job-store.js';
 import { planJob } from '../../src/rebalance/planner.js';
 import type { Job } from '../../src/rebalance/job.js';
@@ -27,7 +27,11 @@ const CONFIG: CoordinatorConfig = {
   rebalanceLeaseMs: 1000,
   rebalanceBatchKeys: 20,
   rebalanceBatchBytes: 1 << 20,
+  rebalancePacing: 'fixed',
   rebalanceMaxKeysPerSec: 0,
+  rebalanceTargetLatencyPercent: 200,
+  rebalanceMinKeysPerSec: 2000,
+  rebalanceAdaptiveMaxKeysPerSec: 0,
   rebalanceStreamConcurrency: 2,
   rebalanceCheckpointMs: 0,
   requestTimeoutMs: 1000,
@@ -148,7 +152,7 @@ afterEach(async () => {
  * Every shard also listens as a FakeShard, for calls to shards that have
  * left the topology (the coordinator then connects by address).
  */
-async function setUp(config: Partial<CoordinatorConfig> = {}) {
+async function setUp(config: Partial<CoordinatorConfig> = {}, fg?: CoordinatorDeps['fg']) {
   const prefix = `coord${++prefixes}:`;
   const topology = new RecordingTopologyStore(admin, prefix);
   const jobs = new CountingRebalanceStore(admin, prefix);
@@ -180,7 +184,7 @@ async function setUp(config: Partial<CoordinatorConfig> = {}) {
     connection: (id: string) => ({ request: (req: Call) => shards.get(id)!.handle(req) }) as unknown as ShardConnection,
   };
   const log: string[] = [];
-  const coordinator = new Coordinator({ config: { ...CONFIG, ...config }, topology, watcher, shards: links, jobs, log: (m) => log.push(m) });
+  const coordinator = new Coordinator({ config: { ...CONFIG, ...config }, topology, watcher, shards: links, jobs, fg, log: (m) => log.push(m) });
 
   // Every job state the store published, in order.
   const sub = new Redis(redis.url);
@@ -375,5 +379,59 @@ describe('coordinator', () => {
     await t.jobs.releaseLease('another-router');
     expect((await t.jobIn(['done', 'failed'])).state).toBe('done');
     expect(t.coordinator.leader).toBe(true);
+  });
+
+  it('adaptive pacing: measures a baseline when the foreground shows up, paces against it and reports it in the job', async () => {
+    // The routers' signal, scripted: busy throughout, p99 3 ms.
+    let reads = 0;
+    const fg = {
+      read: async () => {
+        reads++;
+        return { at: Date.now() + reads, workers: 2, count: 400, perSec: 1600, p99Ms: 3 };
+      },
+    };
+    const t = await setUp({ rebalancePacing: 'adaptive', rebalanceMinKeysPerSec: 40, rebalanceBatchKeys: 10 }, fg);
+    await t.planAdd();
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed'], 20_000);
+    expect(done.state).toBe('done');
+    expect(reads).toBeGreaterThan(0);
+    const paced = t.published.filter((j) => j.state === 'streaming' && j.pacing?.phase);
+    expect(paced.length).toBeGreaterThan(0);
+    // The first steps probe at the minimum rate (no baseline before the move), then the limit rises.
+    expect(paced[0]!.pacing).toMatchObject({ mode: 'adaptive', phase: 'probe', keysPerSec: 40 });
+    expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 3, fgP99Ms: 3 });
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+  });
+
+  it('adaptive pacing: a baseline from before the move, and a cut to the minimum when the foreground p99 goes far past it', async () => {
+    const ref: { jobs?: RebalanceStore } = {};
+    let reads = 0;
+    // 2 ms while no job streams, 10 ms (5x) while one does.
+    const fg = {
+      read: async () => {
+        reads++;
+        const streaming = (await ref.jobs?.get())?.state === 'streaming';
+        return { at: Date.now(), workers: 1, count: 400, perSec: 1600, p99Ms: streaming ? 10 : 2 };
+      },
+    };
+    const t = await setUp({ rebalancePacing: 'adaptive', rebalanceMinKeysPerSec: 40, rebalanceBatchKeys: 10 }, fg);
+    ref.jobs = t.jobs;
+    t.coordinator.start();
+    // The coordinator leads and watches the foreground before there is a job (4 samples make a baseline).
+    await waitUntil(() => reads >= 5, { timeoutMs: 10_000, what: 'five samples of the foreground before the job' });
+    await t.planAdd();
+    const done = await t.jobIn(['done', 'failed'], 20_000);
+    expect(done.state).toBe('done');
+    expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 2, fgP99Ms: 10, ratio: 5, phase: 'cut', keysPerSec: 40 });
+    expect(t.published.some((j) => j.pacing?.phase === 'probe')).toBe(false);
+  });
+
+  it('fixed pacing reports its cap in the job', async () => {
+    const t = await setUp({ rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: 50_000 });
+    await t.planAdd();
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.pacing).toEqual({ mode: 'fixed', keysPerSec: 50_000, phase: null, fgP99Ms: null, baselineP99Ms: null, ratio: null });
   });
 });

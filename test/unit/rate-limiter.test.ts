@@ -76,3 +76,21 @@ describe('rebalance rate limiter', () => {
     expect(clock.waits).toEqual([]);
   });
 });
+
+describe('rebalance rate limiter, adaptive', () => {
+  it('follows a new rate from its next take, and lets everything through at 0 or Infinity', async () => {
+    const clock = new VirtualClock();
+    const limiter = new RateLimiter(20_000, clock);
+    await limiter.take(500);
+    expect(clock.waited()).toBe(25);
+    limiter.setRate(5000);
+    expect(limiter.perSec).toBe(5000);
+    await limiter.take(500);
+    // Burst 500 at 5000/s: 100 ms for one batch.
+    expect(clock.waited()).toBe(100);
+    limiter.setRate(Infinity);
+    expect(limiter.perSec).toBe(0);
+    for (let i = 0; i < 100; i++) await limiter.take(500);
+    expect(clock.waited()).toBe(0);
+  });
+});

@@ -15,6 +15,7 @@ export function jobSummary(job: Job): Record<string, unknown> {
     migrateEpoch: job.migrateEpoch,
     commitEpoch: job.commitEpoch,
     coordinator: job.coordinator,
+    pacing: job.pacing,
     streams: job.streams.map((s) => ({
       source: s.source,
       target: s.target,
