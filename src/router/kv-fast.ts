@@ -23,6 +23,7 @@ import { errorBody, newRequestId, toKvError } from '../infra/http.js';
 import type { Admission } from './admission.js';
 import type { Caller } from './authenticator.js';
 import type { Forwarder } from './forwarder.js';
+import { recordFgLatency } from './fg-latency.js';
 import { KV_PREFIX, RESERVED, TTL_HEADER, storedKeyOf, ttlOf, type CallerOf } from './kv-routes.js';
 
 export interface FastPathDeps {
@@ -49,7 +50,9 @@ export function kvFastPath(d: FastPathDeps): FastPath {
   const maxRaw = config.maxKeyBytes * 3 + 16;
   const maxBody = config.maxBodyBytes;
 
-  function headers(list: string[]): string[] {
+  /** The headers every answer carries, added to `list`; also counts the request's latency for the rebalance pacing. */
+  function headers(res: ServerResponse, list: string[]): string[] {
+    recordFgLatency(performance.now() - (res as Timed)[STARTED]);
     list.push('x-kv-worker', workerId);
     if (draining()) list.push('connection', 'close');
     return list;
@@ -67,7 +70,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
     const body = Buffer.from(JSON.stringify(errorBody(kv, id)));
     const h = ['content-type', JSON_TYPE, 'content-length', String(body.length)];
     if (kv.retryAfterS !== undefined) h.push('retry-after', String(kv.retryAfterS));
-    res.writeHead(kv.statusCode, headers(h));
+    res.writeHead(kv.statusCode, headers(res, h));
     res.end(body);
   }
 
@@ -94,7 +97,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
         const h = ['etag', etag(rec.ver), 'content-type', rec.ct];
         if (rec.x) h.push('x-kv-expires-at', String(rec.x));
         h.push('content-length', String(body.length));
-        res.writeHead(200, headers(h));
+        res.writeHead(200, headers(res, h));
         res.end(body);
       },
       (err: unknown) => fail(req, res, err),
@@ -118,7 +121,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
     admitted(req, () => forwarder.exec(op)).then(
       (r) => {
         if (res.destroyed) return;
-        res.writeHead(204, headers(['etag', etag(r.ver)]));
+        res.writeHead(204, headers(res, ['etag', etag(r.ver)]));
         res.end();
       },
       (err: unknown) => fail(req, res, err),
@@ -132,7 +135,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
       (r) => {
         if (!r.deleted) return fail(req, res, kvError('KV_ERR_NOT_FOUND'));
         if (res.destroyed) return;
-        res.writeHead(204, headers([]));
+        res.writeHead(204, headers(res, []));
         res.end();
       },
       (err: unknown) => fail(req, res, err),
@@ -207,9 +210,13 @@ export function kvFastPath(d: FastPathDeps): FastPath {
     }
     // A client gone in the middle of its body is no error of ours.
     req.on('error', noop);
+    (res as Timed)[STARTED] = performance.now();
     start(req, res, raw, length);
     return true;
   };
 }
 
 function noop(): void {}
+
+const STARTED = Symbol('kv.fastPath.started');
+type Timed = ServerResponse & { [STARTED]: number };
