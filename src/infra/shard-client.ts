@@ -92,6 +92,8 @@ export class ShardConnection {
   readonly #pending = new Map<number, Pending>();
   #queue: Pending[] = [];
   #flushScheduled = false;
+  /** Bound once: scheduling a flush allocates no closure. */
+  readonly #flushNow = (): void => this.#flush();
   /** Requests written to the shard and not answered yet. */
   #sent = 0;
   #lastSendAt = 0;
@@ -276,7 +278,7 @@ export class ShardConnection {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
+    setImmediate(this.#flushNow);
   }
 
   /** Send what is queued, as far as the in-flight limit allows. */
@@ -285,20 +287,29 @@ export class ShardConnection {
     if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
     const room = this.#opts.maxInFlightPerShard - this.#sent;
     if (room <= 0) return;
-    // Requests that timed out while queued are gone from #pending.
-    const live = this.#queue.filter((p) => this.#pending.has(p.req.i));
-    if (live.length <= room) {
+    // Requests that timed out while queued are gone from #pending: drop
+    // them in place (no copy of the queue).
+    const live = this.#queue;
+    let n = 0;
+    for (let j = 0; j < live.length; j++) {
+      const p = live[j]!;
+      if (this.#pending.get(p.req.i) === p) live[n++] = p;
+    }
+    live.length = n;
+    if (n <= room) {
       this.#queue = [];
-      this.#writeFrames(live);
     } else {
       this.#queue = live.slice(room);
-      this.#writeFrames(live.slice(0, room));
+      live.length = room;
     }
+    this.#writeFrames(live);
   }
 
   #writeFrames(batch: Pending[]): void {
     if (batch.length === 0) return;
-    const frame = encodeFrame(batch.map((p) => p.req));
+    const reqs = new Array<Request>(batch.length);
+    for (let j = 0; j < batch.length; j++) reqs[j] = batch[j]!.req;
+    const frame = encodeFrame(reqs);
     if (frame.length - 4 > this.#opts.maxFrameBytes && batch.length > 1) {
       const mid = batch.length >> 1;
       this.#writeFrames(batch.slice(0, mid));
