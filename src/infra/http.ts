@@ -6,8 +6,7 @@
 // or a stack: those go to the log, under the request id.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { KvError, kvError } from '../core/errors.js';
 import { redisReason } from './redis-reason.js';
@@ -77,18 +76,18 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     genReqId: newRequestId,
     frameworkErrors,
     clientErrorHandler: clientErrors(cfg.maxHeaderBytes),
-    // The server is made here, as Fastify would make it, so that a front
-    // handler (the router's fast path) can take requests before Fastify.
-    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-      const serve = front ? (req: IncomingMessage, res: ServerResponse) => front.handle?.(req, res) || handler(req, res) : handler;
-      const onRequest = (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve);
-      const server = tls ? https.createServer({ ...serverOptions, ...tls }, onRequest) : http.createServer(serverOptions, onRequest);
-      server.keepAliveTimeout = cfg.keepAliveTimeoutMs;
-      server.requestTimeout = cfg.httpRequestTimeoutMs;
-      return server;
-    },
+    ...(tls ? { https: { ...serverOptions, ...tls } } : { http: serverOptions }),
     ...extra,
   } as FastifyServerOptions);
+  // Fastify's request listener runs behind ours: a front handler (the
+  // router's fast path) may take a request first, and a connection's
+  // pipelined requests run in order.
+  const [fastifyHandler] = app.server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+  if (fastifyHandler) {
+    const serve = front ? (req: IncomingMessage, res: ServerResponse) => front.handle?.(req, res) || fastifyHandler(req, res) : fastifyHandler;
+    app.server.removeAllListeners('request');
+    app.server.on('request', (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve));
+  }
   // Counted here, not with server.maxConnections: a router worker gets its
   // connections from the cluster primary, and Node does not apply
   // maxConnections to those.
