@@ -18,13 +18,13 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { RouterConfig } from '../core/config.js';
 import { kvError, type KvError } from '../core/errors.js';
 import { OPS, type StoredValue } from '../core/protocol.js';
-import { decodeKeyFromPath, etag, parseIfMatch, validateContentType, validateKey, validateValue } from '../core/validate.js';
+import { etag, parseIfMatch, validateContentType, validateValue } from '../core/validate.js';
 import { errorBody, newRequestId, toKvError } from '../infra/http.js';
 import type { Admission } from './admission.js';
 import type { Caller } from './authenticator.js';
 import type { Forwarder } from './forwarder.js';
 import { recordFgLatency } from './fg-latency.js';
-import { KV_PREFIX, RESERVED, TTL_HEADER, storedKeyOf, ttlOf, type CallerOf } from './kv-routes.js';
+import { KV_PREFIX, RESERVED, TTL_HEADER, storedKeyOfPath, ttlOf, type CallerOf } from './kv-routes.js';
 
 export interface FastPathDeps {
   readonly config: RouterConfig;
@@ -87,7 +87,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
   }
 
   function get(req: IncomingMessage, res: ServerResponse, caller: Caller, raw: string): void {
-    const k = storedKeyOf(caller, validateKey(decodeKeyFromPath(raw), config), config);
+    const k = storedKeyOfPath(caller, raw, config);
     admitted(req, () => forwarder.exec({ o: OPS.GET, k })).then(
       (rec: StoredValue | null) => {
         if (!rec) return fail(req, res, kvError('KV_ERR_NOT_FOUND'));
@@ -105,7 +105,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
   }
 
   function put(req: IncomingMessage, res: ServerResponse, caller: Caller, raw: string, body: Buffer): void {
-    const k = storedKeyOf(caller, validateKey(decodeKeyFromPath(raw), config), config);
+    const k = storedKeyOfPath(caller, raw, config);
     const v = validateValue(body, config);
     const h = req.headers;
     const ttl = ttlOf(undefined, h[TTL_HEADER], config);
@@ -129,7 +129,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
   }
 
   function del(req: IncomingMessage, res: ServerResponse, caller: Caller, raw: string): void {
-    const k = storedKeyOf(caller, validateKey(decodeKeyFromPath(raw), config), config);
+    const k = storedKeyOfPath(caller, raw, config);
     const m = parseIfMatch(req.headers['if-match']);
     admitted(req, () => forwarder.exec(m === undefined ? { o: OPS.DEL, k } : { o: OPS.DEL, k, m })).then(
       (r) => {

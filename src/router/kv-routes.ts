@@ -108,7 +108,12 @@ function keyOf(req: FastifyRequest, cfg: RouterConfig): string {
   const path = targetPath(req.raw.url ?? '');
   const raw = path.slice(KV_PREFIX.length);
   if (RESERVED.has(raw)) throw kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path);
-  return storedKeyOf(req.caller, validateKey(decodeKeyFromPath(raw), cfg), cfg);
+  return storedKeyOfPath(req.caller, raw, cfg);
+}
+
+/** The stored key of a raw /v1/kv/ path segment for `caller`: decoded, validated, namespaced. */
+export function storedKeyOfPath(caller: Caller, raw: string, cfg: RouterConfig): string {
+  return storedKeyOf(caller, validateKey(decodeKeyFromPath(raw), cfg), cfg);
 }
 
 export const kvRoutes: FastifyPluginAsync<KvRoutesDeps> = async (app, { config, forwarder, admission, callerOf, identity }) => {
