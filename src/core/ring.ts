@@ -2,8 +2,7 @@
 // weights). The ring is built only from stable shard ids, sorted, so every
 // worker on every host computes the same ring from the same topology.
 // Pure: no I/O.
-import * as cryptoNs from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { md5Point } from './md5-point.js';
 import { createRequire } from 'node:module';
 import { kvError } from './errors.js';
 
@@ -43,17 +42,11 @@ export interface RingMember {
 /**
  * The 32-bit ring position of a key, computed exactly as hashring does
  * (first four bytes of md5, little end first). Shards store it beside the key
- * so that a moving arc is a range scan.
+ * so that a moving arc is a range scan. It runs on every request on both
+ * sides, so it is MD5 in JavaScript (md5-point.ts), not a node:crypto call.
  */
-// crypto.hash (Node >= 20.12) hashes in one call, without a Hash object.
-const md5: (s: string) => Buffer =
-  typeof (cryptoNs as { hash?: unknown }).hash === 'function'
-    ? (s) => (cryptoNs as unknown as { hash(alg: string, data: string, enc: 'buffer'): Buffer }).hash('md5', s, 'buffer')
-    : (s) => createHash('md5').update(s).digest();
-
 export function keyPoint(key: string): number {
-  const x = md5(key);
-  return ((x[3]! << 24) | (x[2]! << 16) | (x[1]! << 8) | x[0]!) >>> 0;
+  return md5Point(key);
 }
 
 /**
