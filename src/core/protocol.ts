@@ -11,7 +11,7 @@
 // and encode without writing every field name. Every other request and
 // answer (handshake, ping, stats, list, rebalancing ops, errors) is a map.
 // docs/architecture.md, "Wire protocol", has the layouts.
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { kvError, type ErrorCode } from './errors.js';
 
 import type { PointRange } from './ring.js';
@@ -218,8 +218,25 @@ function positional(o: Record<string, unknown>, allowed: ReadonlySet<string>): b
   return true;
 }
 
+/**
+ * Keyed requests built straight in their positional layout (the router's
+ * hot path): no object to build and then convert. Absent optional fields
+ * are nil, as on the wire.
+ */
+export function getWire(i: number, e: number, k: string): unknown[] {
+  return [TAGS.GET, i, e, k];
+}
+export function putWire(i: number, e: number, k: string, v: Uint8Array, ct: string | undefined, x: number | undefined, m: Expected | undefined, n: boolean | undefined): unknown[] {
+  return [TAGS.PUT, i, e, k, v, nil(ct), nil(x), nil(m), nil(n)];
+}
+export function delWire(i: number, e: number, k: string, m: Expected | undefined): unknown[] {
+  return [TAGS.DEL, i, e, k, nil(m)];
+}
+
 /** One element of a frame body as it goes on the wire. */
 function toWireItem(item: unknown): unknown {
+  // Already positional (getWire, putWire, delWire).
+  if (Array.isArray(item)) return item;
   if (item instanceof GetAnswer) {
     const r = item.r;
     if (r === null) return [TAGS.GET_NONE, item.i];
@@ -291,10 +308,11 @@ function fromWireBody(body: unknown): unknown {
 }
 
 export function encodeFrame(body: unknown): Buffer {
-  const payload = packr.pack(toWireBody(body));
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
-  payload.copy(frame, FRAME_HEADER_BYTES);
+  // msgpackr leaves room for the length header in front of what it packs, so
+  // the frame is its output as it is (a slice of its buffer that it never
+  // writes over again), not a copy of it.
+  const frame = packr.pack(toWireBody(body), RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+  frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 0);
   return frame;
 }
 

@@ -14,7 +14,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { backoffMs } from '../core/backoff.js';
 import { HANDSHAKE_VERSION, isHello, newNonce, peerProof, proofMatches, shardProof } from '../core/handshake.js';
-import { encodeFrame, FrameDecoder, type Body, type Expected, type Op, type Outgoing, type Request, type Response, type ResultOf } from '../core/protocol.js';
+import { delWire, encodeFrame, FrameDecoder, getWire, putWire, type Body, type Expected, type Op, type Outgoing, type Request, type Response, type ResultOf } from '../core/protocol.js';
 
 /** The ops the forwarder sends per key. */
 type KeyedOp = 'get' | 'put' | 'del';
@@ -74,7 +74,9 @@ const caOf = (file: string): Buffer => {
 };
 
 interface Pending {
-  readonly req: Request;
+  readonly id: number;
+  /** As it goes into the frame: a request object, or a keyed request already positional. */
+  readonly req: Request | unknown[];
   readonly resolve: (r: unknown) => void;
   readonly reject: (e: KvError) => void;
   readonly deadline: number;
@@ -119,7 +121,8 @@ export class ShardConnection {
   /** Send one request; it travels in the next frame. Resolves with what the shard answers for its op. */
   request<O extends Op>(req: Outgoing<O>): Promise<ResultOf<O>> {
     // Every op's request is one member of the Request union.
-    return this.#enqueue({ ...req, i: this.#takeId() } as unknown as Request);
+    const i = this.#takeId();
+    return this.#enqueue(i, { ...req, i } as unknown as Request);
   }
 
   /**
@@ -129,12 +132,8 @@ export class ShardConnection {
   keyed<O extends KeyedOp>(body: Body<O>, epoch: number): Promise<ResultOf<O>> {
     const i = this.#takeId();
     const b = body as Body<KeyedOp> & { v?: Uint8Array; ct?: string; x?: number; m?: Expected; n?: boolean };
-    // Absent optional fields stay in the shape as undefined (the wire leaves them out).
-    let req: unknown;
-    if (b.o === 'get') req = { i, o: b.o, e: epoch, k: b.k };
-    else if (b.o === 'put') req = { i, o: b.o, e: epoch, k: b.k, v: b.v, ct: b.ct, x: b.x, m: b.m, n: b.n };
-    else req = { i, o: b.o, e: epoch, k: b.k, m: b.m };
-    return this.#enqueue(req as Request);
+    const req = b.o === 'get' ? getWire(i, epoch, b.k) : b.o === 'put' ? putWire(i, epoch, b.k, b.v!, b.ct, b.x, b.m, b.n) : delWire(i, epoch, b.k, b.m);
+    return this.#enqueue(i, req);
   }
 
   #takeId(): number {
@@ -143,7 +142,7 @@ export class ShardConnection {
     return i;
   }
 
-  #enqueue<R>(full: Request): Promise<R> {
+  #enqueue<R>(id: number, full: Request | unknown[]): Promise<R> {
     if (this.#closed) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
     if (!this.#socket && Date.now() < this.#retryAt) {
       return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
@@ -153,8 +152,8 @@ export class ShardConnection {
     }
     return new Promise<R>((resolve, reject) => {
       // The shard answers each op with that op's result (the wire is trusted here).
-      const p: Pending = { req: full, resolve: resolve as (r: unknown) => void, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false };
-      this.#pending.set(full.i, p);
+      const p: Pending = { id, req: full, resolve: resolve as (r: unknown) => void, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false };
+      this.#pending.set(id, p);
       this.#queue.push(p);
       this.#ensureTimer();
       if (!this.#socket) this.#connect();
@@ -293,7 +292,7 @@ export class ShardConnection {
     let n = 0;
     for (let j = 0; j < live.length; j++) {
       const p = live[j]!;
-      if (this.#pending.get(p.req.i) === p) live[n++] = p;
+      if (this.#pending.get(p.id) === p) live[n++] = p;
     }
     live.length = n;
     if (n <= room) {
@@ -307,7 +306,7 @@ export class ShardConnection {
 
   #writeFrames(batch: Pending[]): void {
     if (batch.length === 0) return;
-    const reqs = new Array<Request>(batch.length);
+    const reqs = new Array<Request | unknown[]>(batch.length);
     for (let j = 0; j < batch.length; j++) reqs[j] = batch[j]!.req;
     const frame = encodeFrame(reqs);
     if (frame.length - 4 > this.#opts.maxFrameBytes && batch.length > 1) {

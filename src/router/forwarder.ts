@@ -110,9 +110,40 @@ export class Forwarder {
   exec(req: Body<'get'>): Promise<StoredValue | null>;
   exec(req: Body<'put'>): Promise<ResultOf<'put'>>;
   exec(req: Body<'del'>): Promise<ResultOf<'del'>>;
-  async exec(req: KeyedBody): Promise<unknown> {
+  exec(req: KeyedBody): Promise<unknown> {
     // The key is hashed once per request, whatever the retries and rings.
-    const a: Attempt = { point: keyPoint(req.k), deadline: Date.now() + this.#opts.requestTimeoutMs, refusals: 0, readRetried: false };
+    const point = keyPoint(req.k);
+    const started = Date.now();
+    const v = this.#view;
+    // Outside a migration a request is one send to the ring owner, with no
+    // awaits of its own; a refusal takes the general loop below from where
+    // this try left off, as its first attempt.
+    if (v && !v.topology.migration) {
+      const owner = v.ring.ownerOfPoint(point);
+      if (owner !== undefined) {
+        const t = v.topology;
+        let sent: Promise<unknown>;
+        try {
+          sent = this.#conn(t, owner).keyed(req, t.epoch);
+        } catch (err) {
+          // Never a throw from here: callers hold resources until the promise settles.
+          return this.#loop(req, this.#attempt(point, started), err, v);
+        }
+        return req.o === OPS.GET
+          ? sent.then(live as (r: unknown) => StoredValue | null, (err: unknown) => this.#loop(req, this.#attempt(point, started), err, v))
+          : sent.catch((err: unknown) => this.#loop(req, this.#attempt(point, started), err, v));
+      }
+    }
+    return this.#loop(req, this.#attempt(point, started));
+  }
+
+  #attempt(point: number, started: number): Attempt {
+    return { point, deadline: started + this.#opts.requestTimeoutMs, refusals: 0, readRetried: false };
+  }
+
+  /** The general path: freeze waits, migration reads and writes, and the refusal handlers. `failed`: the error of an attempt already made with view `tried`. */
+  async #loop(req: KeyedBody, a: Attempt, failed?: unknown, tried?: View): Promise<unknown> {
+    if (failed !== undefined) await this.#onRefusal(failed, req, tried!, a);
     for (;;) {
       const v = this.#view;
       if (!v) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
@@ -125,12 +156,17 @@ export class Forwarder {
       try {
         return req.o === OPS.GET ? await this.#read(req, v, a.point, owner) : await this.#write(req, v, a.point, owner);
       } catch (err) {
-        if (!(err instanceof KvError)) throw err;
-        if (err.code === 'KV_ERR_STALE_EPOCH' || err.code === 'KV_ERR_NOT_OWNER') await this.#onStale(err, v, a);
-        else if (err.code === 'KV_ERR_OUTCOME_UNKNOWN' && req.o === OPS.GET && !a.readRetried) a.readRetried = true;
-        else throw err;
+        await this.#onRefusal(err, req, v, a);
       }
     }
+  }
+
+  /** A failed attempt: returns when the request should be tried again, or throws what the caller gets. */
+  async #onRefusal(err: unknown, req: KeyedBody, v: View, a: Attempt): Promise<void> {
+    if (!(err instanceof KvError)) throw err;
+    if (err.code === 'KV_ERR_STALE_EPOCH' || err.code === 'KV_ERR_NOT_OWNER') await this.#onStale(err, v, a);
+    else if (err.code === 'KV_ERR_OUTCOME_UNKNOWN' && req.o === OPS.GET && !a.readRetried) a.readRetried = true;
+    else throw err;
   }
 
   /** A key that moves, while the migration is in its freeze phase: nobody takes writes for it. */
