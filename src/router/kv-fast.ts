@@ -74,21 +74,32 @@ export function kvFastPath(d: FastPathDeps): FastPath {
     res.end(body);
   }
 
-  /** Run one shard operation for this connection under admission control. */
-  function admitted<T>(req: IncomingMessage, run: () => Promise<T>): Promise<T> {
+  /**
+   * Run one shard operation for this connection under admission control:
+   * the slot is given back before `ok` or the error answer runs (one reaction per
+   * request, not one for the release and one for the answer).
+   */
+  function admitted<T>(req: IncomingMessage, res: ServerResponse, run: () => Promise<T>, ok: (r: T) => void): void {
     const client = req.socket;
     admission.acquire(client, 1);
-    const p = run();
-    p.then(
-      () => admission.release(client, 1),
-      () => admission.release(client, 1),
+    run().then(
+      (r) => {
+        admission.release(client, 1);
+        ok(r);
+      },
+      (err: unknown) => {
+        admission.release(client, 1);
+        fail(req, res, err);
+      },
     );
-    return p;
   }
 
   function get(req: IncomingMessage, res: ServerResponse, caller: Caller, raw: string): void {
     const k = storedKeyOfPath(caller, raw, config);
-    admitted(req, () => forwarder.exec({ o: OPS.GET, k })).then(
+    admitted(
+      req,
+      res,
+      () => forwarder.exec({ o: OPS.GET, k }),
       (rec: StoredValue | null) => {
         if (!rec) return fail(req, res, kvError('KV_ERR_NOT_FOUND'));
         if (res.destroyed) return;
@@ -100,7 +111,6 @@ export function kvFastPath(d: FastPathDeps): FastPath {
         res.writeHead(200, headers(res, h));
         res.end(body);
       },
-      (err: unknown) => fail(req, res, err),
     );
   }
 
@@ -118,27 +128,31 @@ export function kvFastPath(d: FastPathDeps): FastPath {
       m === undefined && inm === undefined
         ? { o: OPS.PUT, k, v, ct, x }
         : { o: OPS.PUT, k, v, ct, x, ...(m !== undefined ? { m } : {}), ...(inm === '*' ? { n: true } : {}) };
-    admitted(req, () => forwarder.exec(op)).then(
+    admitted(
+      req,
+      res,
+      () => forwarder.exec(op),
       (r) => {
         if (res.destroyed) return;
         res.writeHead(204, headers(res, ['etag', etag(r.ver)]));
         res.end();
       },
-      (err: unknown) => fail(req, res, err),
     );
   }
 
   function del(req: IncomingMessage, res: ServerResponse, caller: Caller, raw: string): void {
     const k = storedKeyOfPath(caller, raw, config);
     const m = parseIfMatch(req.headers['if-match']);
-    admitted(req, () => forwarder.exec(m === undefined ? { o: OPS.DEL, k } : { o: OPS.DEL, k, m })).then(
+    admitted(
+      req,
+      res,
+      () => forwarder.exec(m === undefined ? { o: OPS.DEL, k } : { o: OPS.DEL, k, m }),
       (r) => {
         if (!r.deleted) return fail(req, res, kvError('KV_ERR_NOT_FOUND'));
         if (res.destroyed) return;
         res.writeHead(204, headers(res, []));
         res.end();
       },
-      (err: unknown) => fail(req, res, err),
     );
   }
 
