@@ -226,7 +226,16 @@ function positional(o: Record<string, unknown>, allowed: ReadonlySet<string>): b
 export function getWire(i: number, e: number, k: string): unknown[] {
   return [TAGS.GET, i, e, k];
 }
-export function putWire(i: number, e: number, k: string, v: Uint8Array, ct: string | undefined, x: number | undefined, m: Expected | undefined, n: boolean | undefined): unknown[] {
+export function putWire(
+  i: number,
+  e: number,
+  k: string,
+  v: Uint8Array,
+  ct: string | undefined,
+  x: number | undefined,
+  m: Expected | undefined,
+  n: boolean | undefined,
+): unknown[] {
   return [TAGS.PUT, i, e, k, v, nil(ct), nil(x), nil(m), nil(n)];
 }
 export function delWire(i: number, e: number, k: string, m: Expected | undefined): unknown[] {

@@ -14,7 +14,20 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { backoffMs } from '../core/backoff.js';
 import { HANDSHAKE_VERSION, isHello, newNonce, peerProof, proofMatches, shardProof } from '../core/handshake.js';
-import { delWire, encodeFrame, FrameDecoder, getWire, putWire, type Body, type Expected, type Op, type Outgoing, type Request, type Response, type ResultOf } from '../core/protocol.js';
+import {
+  delWire,
+  encodeFrame,
+  FrameDecoder,
+  getWire,
+  putWire,
+  type Body,
+  type Expected,
+  type Op,
+  type Outgoing,
+  type Request,
+  type Response,
+  type ResultOf,
+} from '../core/protocol.js';
 
 /** The ops the forwarder sends per key. */
 type KeyedOp = 'get' | 'put' | 'del';
