@@ -43,6 +43,8 @@ export interface ShardConnectionOptions {
   /** Connect and handshake must be done within this. */
   readonly connectTimeoutMs: number;
   readonly maxInFlightPerShard: number;
+  /** Frames written to the shard and not fully answered, at most; requests that come meanwhile wait for the next frame. 0 = no limit. */
+  readonly maxFramesInFlightPerShard: number;
   readonly maxFrameBytes: number;
   readonly clusterSecret: string;
   readonly dataTls: boolean;
@@ -94,6 +96,13 @@ interface Pending {
   readonly reject: (e: KvError) => void;
   readonly deadline: number;
   sent: boolean;
+  /** The frame it went out in (once sent). */
+  frame: FrameSlot | undefined;
+}
+
+/** A written frame: how many of its requests are still unanswered. */
+interface FrameSlot {
+  left: number;
 }
 
 export class ShardConnection {
@@ -111,6 +120,8 @@ export class ShardConnection {
   readonly #flushNow = (): void => this.#flush();
   /** Requests written to the shard and not answered yet. */
   #sent = 0;
+  /** Frames written and not fully answered (bounded by maxFramesInFlightPerShard). */
+  #framesOut = 0;
   #lastSendAt = 0;
   #pinger: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -165,7 +176,15 @@ export class ShardConnection {
     }
     return new Promise<R>((resolve, reject) => {
       // The shard answers each op with that op's result (the wire is trusted here).
-      const p: Pending = { id, req: full, resolve: resolve as (r: unknown) => void, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false };
+      const p: Pending = {
+        id,
+        req: full,
+        resolve: resolve as (r: unknown) => void,
+        reject,
+        deadline: Date.now() + this.#opts.requestTimeoutMs,
+        sent: false,
+        frame: undefined,
+      };
       this.#pending.set(id, p);
       this.#queue.push(p);
       this.#ensureTimer();
@@ -272,7 +291,7 @@ export class ShardConnection {
     const p = this.#pending.get(res.i);
     if (!p) return; // already timed out
     this.#pending.delete(res.i);
-    if (p.sent) this.#sent--;
+    if (p.sent) this.#unsent(p);
     if (this.#queue.length > 0) this.#scheduleFlush();
     if ('err' in res) p.reject(fromWire(res.err));
     else p.resolve(res.r);
@@ -285,6 +304,17 @@ export class ShardConnection {
     }
     this.#queue = [];
     this.#sent = 0;
+    this.#framesOut = 0;
+  }
+
+  /** A sent request is answered or given up: its frame may be done. */
+  #unsent(p: Pending): void {
+    this.#sent--;
+    const f = p.frame!;
+    if (--f.left === 0) {
+      this.#framesOut--;
+      if (this.#queue.length > 0) this.#scheduleFlush();
+    }
   }
 
   #scheduleFlush(): void {
@@ -297,6 +327,10 @@ export class ShardConnection {
   #flush(): void {
     this.#flushScheduled = false;
     if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
+    // A frame in flight already: what comes meanwhile goes out together once
+    // it is answered (fewer, fuller frames; the shard's cost is mostly per frame).
+    const maxFrames = this.#opts.maxFramesInFlightPerShard;
+    if (maxFrames > 0 && this.#framesOut >= maxFrames) return;
     const room = this.#opts.maxInFlightPerShard - this.#sent;
     if (room <= 0) return;
     // Requests that timed out while queued are gone from #pending: drop
@@ -328,7 +362,12 @@ export class ShardConnection {
       this.#writeFrames(batch.slice(mid));
       return;
     }
-    for (const p of batch) p.sent = true;
+    const slot: FrameSlot = { left: batch.length };
+    for (const p of batch) {
+      p.sent = true;
+      p.frame = slot;
+    }
+    this.#framesOut++;
     this.#sent += batch.length;
     this.#lastSendAt = Date.now();
     this.counters.frames++;
@@ -351,7 +390,7 @@ export class ShardConnection {
       if (p.deadline > now) break;
       this.#pending.delete(id);
       if (p.sent) {
-        this.#sent--;
+        this.#unsent(p);
         p.reject(kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
       } else {
         // Never sent: nothing was written.
