@@ -439,7 +439,7 @@ Exit status: 0; 1 when a router could not be read (with --once) or an option is 
     const fromFlag = o['token'] as string | undefined;
     const token = fromFlag ?? localAdminToken();
     const c: TopConfig = {
-      urls: ((o['url'] as string[] | undefined) ?? [localRouterUrl()]).map((u) => u.replace(/\/$/, '')),
+      urls: [...new Set(((o['url'] as string[] | undefined) ?? [localRouterUrl()]).map((u) => u.replace(/\/$/, '')))],
       token,
       tokenSource: fromFlag !== undefined ? '--token' : process.env['KV_ADMIN_TOKEN'] ? 'KV_ADMIN_TOKEN' : 'the local data dir',
       intervalMs: msOption('--interval-ms', String(o['intervalMs']), 100, 600_000),

@@ -147,7 +147,7 @@ function shardTraffic(id: string, routers: readonly RouterScrapes[]): { opsPerSe
 }
 
 function health(s: AdminShard, o: TopOptions): { health: Health; note: string | null } {
-  if (!s.registered) return { health: 'down', note: 'no heartbeat (registration expired)' };
+  if (!s.registered) return { health: 'down', note: 'no heartbeat: its registration expired' };
   if (s.heartbeatAgeMs != null && s.heartbeatAgeMs > o.lateMs) return { health: 'late', note: `heartbeat ${(s.heartbeatAgeMs / 1000).toFixed(1)} s ago` };
   if (s.keys === null) return { health: 'late', note: 'registered, but did not answer the stats request' };
   return { health: 'ok', note: null };

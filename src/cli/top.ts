@@ -51,21 +51,23 @@ export class TopReader {
 
   async #scrape(url: string): Promise<RouterScrapes> {
     const before = this.#last.get(url);
+    // After a failed scrape the next good one compares with the last good one: still a correct rate, over a longer window.
+    const failed = (error: string): RouterScrapes => ({ url, prev: null, cur: null, seconds: 0, error });
+    let text: string;
     try {
-      const text = await this.#client(url).text('/metrics');
-      const atMs = performance.now();
-      let scrape: Scrape;
-      try {
-        scrape = parsePromText(text);
-      } catch (err) {
-        throw new Error(`/metrics is not Prometheus text: ${(err as Error).message}`);
-      }
-      this.#last.set(url, { scrape, atMs });
-      return { url, prev: before?.scrape ?? null, cur: scrape, seconds: before ? (atMs - before.atMs) / 1000 : 0, error: null };
+      text = await this.#client(url).text('/metrics');
     } catch (err) {
-      // The next good scrape compares with the last good one: still a correct rate, over a longer window.
-      return { url, prev: null, cur: null, seconds: 0, error: describeError(url, '/metrics', err, this.#c) };
+      return failed(describeError(url, '/metrics', err, this.#c));
     }
+    const atMs = performance.now();
+    let scrape: Scrape;
+    try {
+      scrape = parsePromText(text);
+    } catch (err) {
+      return failed(`router ${url}: /metrics is not Prometheus text: ${(err as Error).message}`);
+    }
+    this.#last.set(url, { scrape, atMs });
+    return { url, prev: before?.scrape ?? null, cur: scrape, seconds: before ? (atMs - before.atMs) / 1000 : 0, error: null };
   }
 
   /** The admin API's view through the first router that answers. */
