@@ -425,7 +425,7 @@ program
     'after',
     `
 Columns (see docs/operations.md, "kv top"):
-  shards:  state, ring weight, share of the ring, records, value bytes, ops/s (requests
+  shards:  state, ring weight, share of the ring, records, store bytes, ops/s (requests
            the routers forwarded to it and got answered), p99 of that forward latency,
            heartbeat age, health (DOWN: registration expired; LATE: stale heartbeat or
            no answer to the stats request)
