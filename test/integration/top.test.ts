@@ -9,7 +9,7 @@ import { KV_BIN, TestCluster } from '../helpers/procs.js';
 import { ADMIN_AUTH, SECRETS_ENV } from '../helpers/secrets.js';
 import { get } from '../helpers/http.js';
 import { getJson } from '../../dev/http.js';
-import { bulkLoad } from '../helpers/rebalance.js';
+import { addShard, bulkLoad, waitForJob } from '../helpers/rebalance.js';
 import type { TopSnapshot } from '../../src/cli/top-model.js';
 
 const EXIT_TIMEOUT_MS = 15_000;
@@ -62,7 +62,8 @@ const procs: Proc[] = [];
 const track = (p: Proc) => (procs.push(p), p);
 
 beforeAll(async () => {
-  c = await TestCluster.start({ shards: 3, workers: 2 });
+  // A slow fixed move rate, so the last test sees the move running.
+  c = await TestCluster.start({ shards: 3, workers: 2, routerSet: { rebalancePacing: 'fixed', rebalanceMaxKeysPerSec: 10, rebalanceBatchKeys: 5 } });
   // KV_DATA_DIR: no local `kv up` secrets or URLs from the working directory.
   env = { ...process.env, ...SECRETS_ENV, KV_DATA_DIR: c.dir, KV_URL: '', NO_COLOR: '' };
   await bulkLoad(c.url, 'top-', 300);
@@ -181,5 +182,25 @@ describe('kv top', () => {
     expect(await exitCode(gone, 'kv top against a dead port')).toBe(1);
     expect(gone.err().trim().split('\n')).toEqual([`kv: router ${dead} unreachable: ECONNREFUSED`]);
     expect(gone.out()).toBe('');
+  });
+
+  // Last: it changes the ring.
+  it('shows the running move (job, keys done of total, pacing) and the joining shard', async () => {
+    await c.startShard('s4');
+    const res = await addShard(c.url, 's4');
+    expect(res.status, res.text).toBe(202);
+    const jobId = (res.json() as { job: { id: string } }).job.id;
+    await waitForJob(c.url, ['streaming'], 20_000);
+    const p = track(run(process.execPath, [KV_BIN, 'top', '--once', '--json', '--url', c.url, '--interval-ms', '100'], env));
+    expect(await exitCode(p, 'kv top --once --json during a move')).toBe(0);
+    const snap = JSON.parse(p.out()) as TopSnapshot;
+    expect(snap.move).toMatchObject({ jobId, kind: 'add', shardId: 's4', state: 'streaming', pacing: { mode: 'fixed', keysPerSec: 10 } });
+    expect(snap.move!.keysTotal).toBeGreaterThan(0);
+    expect(snap.move!.keysDone).toBeLessThan(snap.move!.keysTotal);
+    expect(snap.shards.find((s) => s.id === 's4')?.state).toBe('joining');
+    const text = track(run(process.execPath, [KV_BIN, 'top', '--once', '--url', c.url, '--interval-ms', '100'], env));
+    expect(await exitCode(text, 'kv top --once during a move')).toBe(0);
+    expect(text.out()).toMatch(new RegExp(`^move ${jobId.slice(0, 8)}: add s4, streaming, \\d+/\\d+ keys \\d+\\.\\d%`, 'm'));
+    expect(text.out()).toContain('pace: fixed, 10 keys/s');
   });
 });
