@@ -12,6 +12,7 @@ import { runUp } from './up.js';
 import { localAdminToken, localApiKey, localRedisUrl, localRouterUrl, localSecrets } from './local-file.js';
 import { RouterClient } from './router-client.js';
 import { listShards, printPlan, watch } from './rebalance-view.js';
+import { snapshotText, topLive, topOnce, type TopConfig } from './top.js';
 
 const program = new Command();
 program.name('kv').description('shardkv: a sharded key-value service').showHelpAfterError();
@@ -394,6 +395,72 @@ adminOpts(rebalance.command('cancel').description('stop the job and stream moved
     if (last.job?.state !== 'cancelled') process.exitCode = 1;
   },
 );
+
+/** A whole number of milliseconds for option `name`, within [min, max]. */
+function msOption(name: string, v: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    fail(new Error(`${name} takes whole milliseconds from ${min} to ${max}, got ${JSON.stringify(v)}`));
+  return Number(v);
+}
+/** Repeatable and comma-separated: --url a --url b,c */
+const collectUrls = (v: string, prev: string[] | undefined) => [
+  ...(prev ?? []),
+  ...v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
+
+program
+  .command('top')
+  .description('live view of the cluster: shards, router hosts and the running move, redrawn in place (q quits)')
+  .option('--url <url>', 'router URL; repeat it or give a comma list for several router hosts (env KV_URL)', collectUrls)
+  .option('--token <token>', 'admin token (env KV_ADMIN_TOKEN)')
+  .option('--interval-ms <ms>', 'time between reads; rates and latencies cover this window', '1000')
+  .option('--timeout-ms <ms>', 'give up on one request to a router after this long', '2000')
+  .option('--late-ms <ms>', 'a shard whose last heartbeat is older than this shows as LATE (when the router reports heartbeat ages)', '3000')
+  .option('--once', 'print one snapshot (two reads --interval-ms apart) without screen control codes, and exit')
+  .option('--json', 'with --once (implied): print the snapshot as JSON')
+  .addHelpText(
+    'after',
+    `
+Columns (see docs/operations.md, "kv top"):
+  shards:  state, ring weight, share of the ring, records, store bytes, ops/s (requests
+           the routers forwarded to it and got answered), p99 of that forward latency,
+           heartbeat age, health (DOWN: registration expired; LATE: stale heartbeat or
+           no answer to the stats request)
+  routers: req/s, p50/p99 latency, 4xx/s, 5xx/s (scrapes of /metrics left out),
+           requests in flight, live workers, from two successive scrapes of /metrics
+  move:    the running rebalance job: keys done/total, rate, ETA, pacing
+A column whose metric the router does not publish shows "-".
+Exit status: 0; 1 when a router could not be read (with --once) or an option is wrong.`,
+  )
+  .action(async (o: Record<string, unknown>) => {
+    const fromFlag = o['token'] as string | undefined;
+    const token = fromFlag ?? localAdminToken();
+    const c: TopConfig = {
+      urls: [...new Set(((o['url'] as string[] | undefined) ?? [localRouterUrl()]).map((u) => u.replace(/\/$/, '')))],
+      token,
+      tokenSource: fromFlag !== undefined ? '--token' : process.env['KV_ADMIN_TOKEN'] ? 'KV_ADMIN_TOKEN' : 'the local data dir',
+      intervalMs: msOption('--interval-ms', String(o['intervalMs']), 100, 600_000),
+      timeoutMs: msOption('--timeout-ms', String(o['timeoutMs']), 100, 600_000),
+      lateMs: msOption('--late-ms', String(o['lateMs']), 0, 86_400_000),
+    };
+    try {
+      if (o['once'] === true || o['json'] === true) {
+        const snap = await topOnce(c);
+        for (const e of snap.errors) console.error(`kv: ${e}`);
+        if (o['json'] === true) process.stdout.write(`${JSON.stringify(snap, null, 2)}\n`);
+        else if (snap.shardCount !== null) process.stdout.write(snapshotText(snap, c.intervalMs));
+        if (snap.errors.length > 0) process.exitCode = 1;
+        return;
+      }
+      if (!process.stdout.isTTY) fail(new Error('standard output is not a terminal: use `kv top --once` (or --once --json) in scripts'));
+      await topLive(c);
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 function parseSets(v: string | string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};

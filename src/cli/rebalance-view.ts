@@ -5,11 +5,11 @@ import cliProgress from 'cli-progress';
 import type { JobPacing, RouterClient, StatusView } from './router-client.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
-const fmtSecs = (s: number | null) =>
+export const fmtSecs = (s: number | null) =>
   s === null ? '?' : s < 10 ? `${s.toFixed(1)}s` : s < 60 ? `${s.toFixed(0)}s` : `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
 
 /** The pacing of a job in a few words: "adaptive 45000 keys/s (increase), fg p99 3.1 ms / baseline 2.0 ms = 1.55x". */
-function fmtPacing(p: JobPacing | undefined): string {
+export function fmtPacing(p: JobPacing | undefined): string {
   if (!p) return '';
   const limit = p.keysPerSec === null ? 'no limit' : `${Math.round(p.keysPerSec)} keys/s`;
   if (p.mode === 'fixed') return `pace: fixed, ${limit}`;

@@ -4,6 +4,21 @@
 export interface RouterClientOptions {
   url: string;
   token?: string | undefined;
+  /** Give up on a request after this long (none by default). */
+  timeoutMs?: number | undefined;
+  /** Abort every request when this fires (e.g. `kv top` quitting). */
+  signal?: AbortSignal | undefined;
+}
+
+/** A router's error answer: its HTTP status and, when it sent one, its KV_ERR_* code. */
+export class RouterHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 interface StreamView {
@@ -46,7 +61,13 @@ export interface StatusView {
 export class RouterClient {
   constructor(readonly o: RouterClientOptions) {}
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  #signal(): AbortSignal | undefined {
+    const list = [this.o.signal, this.o.timeoutMs !== undefined ? AbortSignal.timeout(this.o.timeoutMs) : undefined].filter((s) => s !== undefined);
+    return list.length > 1 ? AbortSignal.any(list) : list[0];
+  }
+
+  async #fetch(method: string, path: string, body?: unknown): Promise<{ res: Response; text: string }> {
+    const signal = this.#signal();
     const res = await fetch(`${this.o.url.replace(/\/$/, '')}${path}`, {
       method,
       headers: {
@@ -54,22 +75,42 @@ export class RouterClient {
         ...(this.o.token ? { authorization: `Bearer ${this.o.token}` } : {}),
       },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      ...(signal ? { signal } : {}),
     });
-    const text = await res.text();
+    return { res, text: await res.text() };
+  }
+
+  /** GET a plain-text resource (e.g. /metrics); an error answer throws a RouterHttpError. */
+  async text(path: string): Promise<string> {
+    const { res, text } = await this.#fetch('GET', path);
+    if (res.status >= 400) throw errorOf(res.status, text);
+    return text;
+  }
+
+  async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const { res, text } = await this.#fetch(method, path, body);
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);
     } catch {
       /* not JSON */
     }
-    if (res.status >= 400) {
-      const e = parsed as { code?: string; message?: string };
-      throw new Error(e?.code ? `${e.code}: ${e.message}` : `${res.status} ${text}`);
-    }
+    if (res.status >= 400) throw errorOf(res.status, text);
     return { status: res.status, body: parsed as T };
   }
 
   status(): Promise<StatusView> {
     return this.call<StatusView>('GET', '/v1/admin/rebalance').then((r) => r.body);
   }
+}
+
+function errorOf(status: number, text: string): RouterHttpError {
+  let e: { code?: unknown; message?: unknown } = {};
+  try {
+    e = JSON.parse(text) as typeof e;
+  } catch {
+    /* not JSON */
+  }
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  return new RouterHttpError(status, code, code ? `${code}: ${String(e.message)}` : `${status} ${text}`);
 }
