@@ -13,6 +13,7 @@ import { TestCluster, startRouter, type RouterProc } from '../helpers/procs.js';
 import { forEachLimit } from '../../dev/http.js';
 import { get, put, request } from '../helpers/http.js';
 import { ADMIN_AUTH } from '../helpers/secrets.js';
+import { waitUntil } from '../../src/local/wait.js';
 import { histogramProblems, parsePromText, sumOf, type PromFamily } from '../helpers/prom-text.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -35,7 +36,7 @@ async function scrape(url: string, headers: Record<string, string> = ADMIN_AUTH)
 }
 
 beforeAll(async () => {
-  c = await TestCluster.start({ shards: 2, workers: 2, routerSet: { metricsAuth: 'true' } });
+  c = await TestCluster.start({ shards: 2, workers: 2, routerSet: { metricsAuth: 'true', metricsWorkerTimeoutMs: 500 } });
   quiet = await startRouter({ redisUrl: c.redis.url, prefix: c.prefix, workers: 2, set: { requestMetrics: 'false' } });
 }, 120_000);
 afterAll(async () => {
@@ -171,5 +172,61 @@ describe('shard /metrics', () => {
     expect(after('kv_shard_requests_total', { op: 'del' }) - before('kv_shard_requests_total', { op: 'del' })).toBe(1);
     expect(after('kv_shard_requests_total', { op: 'get' }) - before('kv_shard_requests_total', { op: 'get' })).toBe(1);
     expect(after('kv_shard_write_batches_total') - before('kv_shard_write_batches_total')).toBe(2);
+  });
+});
+
+describe('router /metrics when workers stop answering or die', () => {
+  /** A scrape answered by any worker that answers: a connection the cluster hands to a stopped worker times out, the next goes elsewhere. */
+  const scrapeAnyWorker = () =>
+    waitUntil(
+      async () => {
+        const res = await get(`${c.url}/metrics`, { headers: ADMIN_AUTH, fresh: true, timeoutMs: 1500 }).catch(() => undefined);
+        return res?.status === 200 ? parsePromText(res.text) : undefined;
+      },
+      { timeoutMs: 20_000, what: 'a scrape answered by a live worker' },
+    );
+
+  it('a stopped worker does not hold the scrape: its last counters stand in, and it is reported late', async () => {
+    const before = await scrape(c.url);
+    const kvBefore = sumOf(before, 'kv_router_requests_total', { route: KV });
+    const [victim] = c.router.workerPids;
+    process.kill(victim!, 'SIGSTOP');
+    try {
+      const m = await scrapeAnyWorker();
+      expect(sumOf(m, 'kv_router_metrics_late_workers')).toBe(1);
+      expect(sumOf(m, 'kv_router_workers')).toBe(2);
+      // No data request since `before`: the stopped worker's part is its last answer, nothing went back.
+      expect(sumOf(m, 'kv_router_requests_total', { route: KV })).toBe(kvBefore);
+      expect(histogramProblems(m)).toEqual([]);
+    } finally {
+      process.kill(victim!, 'SIGCONT');
+    }
+    const m = await waitUntil(
+      async () => {
+        const x = await scrape(c.url);
+        return sumOf(x, 'kv_router_metrics_late_workers') === 0 ? x : undefined;
+      },
+      { timeoutMs: 10_000, what: 'a scrape with every worker on time' },
+    );
+    expect(sumOf(m, 'kv_router_requests_total', { route: KV })).toBe(kvBefore);
+  });
+
+  it("a worker that dies keeps its counters in the host's totals", async () => {
+    const before = await scrape(c.url);
+    const kvBefore = sumOf(before, 'kv_router_requests_total', { route: KV });
+    const gets = sumOf(before, 'kv_router_request_duration_seconds_count', { route: KV, method: 'GET' });
+    const victim = c.router.workerPids[1]!;
+    process.kill(victim, 'SIGKILL');
+    await c.router.waitFor((msg) => msg['type'] === 'respawned' && msg['replaced'] === victim, 20_000, 'the respawn');
+    const m = await waitUntil(
+      async () => {
+        const x = await scrape(c.url);
+        return sumOf(x, 'kv_router_workers') === 2 && sumOf(x, 'kv_router_metrics_late_workers') === 0 ? x : undefined;
+      },
+      { timeoutMs: 10_000, what: 'a scrape of two live workers' },
+    );
+    expect(sumOf(m, 'kv_router_requests_total', { route: KV })).toBe(kvBefore);
+    expect(sumOf(m, 'kv_router_request_duration_seconds_count', { route: KV, method: 'GET' })).toBe(gets);
+    expect(histogramProblems(m)).toEqual([]);
   });
 });
