@@ -62,7 +62,12 @@ export interface FrontHandler {
   handle: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
-export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}, front?: FrontHandler, observer?: HttpObserver): FastifyInstance {
+export function createHttpApp(
+  cfg: HttpServerConfig,
+  extra: Partial<FastifyServerOptions> = {},
+  front?: FrontHandler,
+  observer?: HttpObserver,
+): FastifyInstance {
   const serverOptions = {
     // Node would answer a missing Host itself, with an empty 400 body: the
     // hook below refuses it with a code instead.

@@ -171,7 +171,14 @@ export class ShardConnection {
     }
     return new Promise<R>((resolve, reject) => {
       // The shard answers each op with that op's result (the wire is trusted here).
-      const p: Pending = { req: full, resolve: resolve as (r: unknown) => void, reject, deadline: Date.now() + this.#opts.requestTimeoutMs, sent: false, sentAt: 0 };
+      const p: Pending = {
+        req: full,
+        resolve: resolve as (r: unknown) => void,
+        reject,
+        deadline: Date.now() + this.#opts.requestTimeoutMs,
+        sent: false,
+        sentAt: 0,
+      };
       this.#pending.set(full.i, p);
       this.#queue.push(p);
       this.#ensureTimer();

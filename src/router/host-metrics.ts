@@ -57,7 +57,7 @@ export class HostMetrics {
     readGauge(
       this.#own,
       'kv_router_metrics_late_workers',
-      "Workers that did not answer this scrape in time; their counters are from their last answer, their gauges are left out",
+      'Workers that did not answer this scrape in time; their counters are from their last answer, their gauges are left out',
       () => this.#late,
       'max',
     );

@@ -37,7 +37,12 @@ function workerRegistry(d: MetricsDeps): { registry: client.Registry; collect():
   };
   const c = d.forwarder.counters;
   readCounter(registry, 'kv_router_retries_total', 'Requests retried after a STALE_EPOCH or NOT_OWNER refusal', () => c.retries);
-  readCounter(registry, 'kv_router_fallback_reads_total', "Reads of a moving key that also needed the old owner's record during a migration", () => c.fallbackReads);
+  readCounter(
+    registry,
+    'kv_router_fallback_reads_total',
+    "Reads of a moving key that also needed the old owner's record during a migration",
+    () => c.fallbackReads,
+  );
   readCounter(
     registry,
     'kv_router_pulled_ahead_total',
