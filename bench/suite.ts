@@ -11,6 +11,9 @@
 //   router       the router, one worker per CPU
 //   router-1w    a second router on the same shards, 1 worker
 //   router-auth  the first router with an API key on every request (tenant-scoped keys)
+//   router-nometrics  a second router on the same shards, as many workers as the
+//                first, with requestMetrics=false: what the request metrics cost.
+//                Not in the default rows; ask for it: BENCH_SYSTEMS=router,router-nometrics
 //   nginx        nginx, `hash $request_uri consistent`, onto the shards' HTTP ports
 //   haproxy      haproxy, `balance uri` + `hash-type consistent` + `http-reuse always`
 //   shard        one shard's own HTTP port, no hop in front
@@ -116,12 +119,14 @@ const DATASETS = {
 } as const;
 type DatasetName = keyof typeof DATASETS;
 
-const SYSTEMS = ['router', 'router-1w', 'router-auth', 'nginx', 'haproxy', 'shard', 'hello', 'direct', 'redis'] as const;
+const SYSTEMS = ['router', 'router-1w', 'router-auth', 'router-nometrics', 'nginx', 'haproxy', 'shard', 'hello', 'direct', 'redis'] as const;
 type SystemName = (typeof SYSTEMS)[number];
+/** The rows of a run without BENCH_SYSTEMS: router-nometrics only when asked for (it is a cost measurement, not a comparison). */
+const DEFAULT_SYSTEMS = SYSTEMS.filter((s) => s !== 'router-nometrics');
 
-function listEnv<T extends string>(name: string, known: readonly T[]): T[] {
+function listEnv<T extends string>(name: string, known: readonly T[], defaults: readonly T[] = known): T[] {
   const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return [...known];
+  if (raw === undefined || raw.trim() === '') return [...defaults];
   const out = raw
     .split(',')
     .map((s) => s.trim())
@@ -130,12 +135,12 @@ function listEnv<T extends string>(name: string, known: readonly T[]): T[] {
   return out as T[];
 }
 const workloads = listEnv('BENCH_WORKLOADS', Object.keys(WORKLOADS) as WorkloadName[]);
-const systems = listEnv('BENCH_SYSTEMS', SYSTEMS);
+const systems = listEnv('BENCH_SYSTEMS', SYSTEMS, DEFAULT_SYSTEMS);
 
 /** Why a system has no row for a workload (undefined: it has one). */
 function notApplicable(s: SystemName, w: WorkloadName): string | undefined {
   const wl = WORKLOADS[w];
-  if ((s === 'router-1w' || s === 'hello' || s === 'direct') && !wl.main) return 'main workloads only';
+  if ((s === 'router-1w' || s === 'router-nometrics' || s === 'hello' || s === 'direct') && !wl.main) return 'main workloads only';
   if (s === 'router-auth' && !wl.main && w !== 'session') return 'main and session workloads only';
   if (s === 'redis' && !wl.main) return 'redis-benchmark GET/SET of 100 B only';
   if ((s === 'nginx' || s === 'haproxy' || s === 'shard') && wl.op === 'batch') return 'a shard has no HTTP batch request to proxy';
@@ -189,6 +194,7 @@ class Suite {
   topo!: BenchTopology;
   ring!: ReturnType<typeof ringOf>;
   router1w: RouterProcess | undefined;
+  routerNoMetrics: RouterProcess | undefined;
   nginx: NginxProcess | undefined;
   haproxy: HaproxyProcess | undefined;
   hello: { pid: number; url: string } | undefined;
@@ -222,8 +228,9 @@ class Suite {
     switch (s) {
       case 'router':
       case 'router-auth':
-      case 'router-1w': {
-        const r = s === 'router-1w' ? this.router1w! : router;
+      case 'router-1w':
+      case 'router-nometrics': {
+        const r = s === 'router-1w' ? this.router1w! : s === 'router-nometrics' ? this.routerNoMetrics! : router;
         return [{ name: 'router', pids: () => childrenOf(r.pid) }, { name: 'rt-pri', pids: () => [r.pid] }, this.shardsTier(), redisTier];
       }
       case 'nginx':
@@ -268,6 +275,15 @@ class Suite {
         rebalanceCoordinator: false,
       });
       log(`router-1w: ${this.router1w.url} (1 worker)`);
+    }
+    if (systems.includes('router-nometrics')) {
+      this.routerNoMetrics = await startRouter(this.topo.redis.url, topoOpts, this.cleanup, {
+        dataAuth: false,
+        tenantRateLimitPerSec: 1_000_000_000,
+        rebalanceCoordinator: false,
+        requestMetrics: false,
+      });
+      log(`router-nometrics: ${this.routerNoMetrics.url} (${settings.routerWorkers} workers, requestMetrics=false)`);
     }
     if (systems.includes('router-auth')) this.apiKey = (await createTenant(this.topo.router.url, 'bench')).apiKey;
     if (systems.includes('nginx')) {
@@ -336,7 +352,8 @@ class Suite {
           ...(ds.ttlS ? { ttl: ds.ttlS } : {}),
           ...(headers ? { headers } : {}),
         });
-      if ([...who].some((s) => s === 'router' || s === 'router-1w' || s === 'shard' || s === 'direct')) await timed('through the router', () => routerLoad());
+      if ([...who].some((s) => s === 'router' || s === 'router-1w' || s === 'router-nometrics' || s === 'shard' || s === 'direct'))
+        await timed('through the router', () => routerLoad());
       if (who.has('router-auth')) await timed('through the router with an API key', () => routerLoad({ authorization: `Bearer ${this.apiKey}` }));
       if (who.has('nginx')) await timed('through nginx', () => this.loadThroughProxy(this.nginx!.url, `nx-${ds.prefix}`, ds.count, value, ds.ttlS));
       if (who.has('haproxy')) await timed('through haproxy', () => this.loadThroughProxy(this.haproxy!.url, `hx-${ds.prefix}`, ds.count, value, ds.ttlS));
@@ -382,6 +399,8 @@ class Suite {
         return { ...base, url: this.topo.router.url, headers: {}, pathPrefix: '/v1/kv/', keyPrefix: ds.prefix };
       case 'router-1w':
         return { ...base, url: this.router1w!.url, headers: {}, pathPrefix: '/v1/kv/', keyPrefix: ds.prefix };
+      case 'router-nometrics':
+        return { ...base, url: this.routerNoMetrics!.url, headers: {}, pathPrefix: '/v1/kv/', keyPrefix: ds.prefix };
       case 'router-auth':
         return { ...base, url: this.topo.router.url, headers: { authorization: `Bearer ${this.apiKey}` }, pathPrefix: '/v1/kv/', keyPrefix: ds.prefix };
       case 'nginx':
@@ -658,6 +677,17 @@ function targets(results: readonly RowSummary[]): TargetCheck[] {
   });
   ratio('with an API key: router GET ≥ 1.3× nginx', 'get-10k-uniform', 'router-auth', 1.3);
   ratio('with an API key: router PUT ≥ 1.2× nginx', 'put-100b', 'router-auth', 1.2);
+  // The request metrics' cost, when router-nometrics ran: router workers' CPU per GET with them minus without.
+  const nm = find('get-10k-uniform', 'router-nometrics');
+  if (rg?.cpuUsPerReq['router'] !== undefined && nm?.cpuUsPerReq['router'] !== undefined) {
+    const d = round3(rg.cpuUsPerReq['router'] - nm.cpuUsPerReq['router']);
+    out.push({
+      target: 'request metrics cost ≤ 0.5 µs of router CPU per GET',
+      measured: `${d} µs (${rg.cpuUsPerReq['router']} with, ${nm.cpuUsPerReq['router']} without)`,
+      status: d <= 0.5 ? 'met' : 'not met',
+      note: 'a difference of two noisy medians; compare over several rounds',
+    });
+  }
   return out;
 }
 

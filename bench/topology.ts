@@ -76,6 +76,8 @@ export interface RouterOptions {
   readonly tenantRateLimitPerSec?: number | undefined;
   /** Run the rebalance coordinator (default true; a second router of a benchmark does not need it). */
   readonly rebalanceCoordinator?: boolean;
+  /** Count requests for /metrics (default true); false measures what that costs. */
+  readonly requestMetrics?: boolean;
 }
 
 /**
@@ -87,6 +89,7 @@ function routerEnv(o: RouterOptions): Record<string, string> {
   const env: Record<string, string> = { ROUTER_DATA_AUTH: String(o.dataAuth ?? false) };
   if (o.tenantRateLimitPerSec !== undefined) env['ROUTER_TENANT_RATE_LIMIT_PER_SEC'] = String(o.tenantRateLimitPerSec);
   if (o.rebalanceCoordinator === false) env['ROUTER_REBALANCE_COORDINATOR'] = 'false';
+  if (o.requestMetrics === false) env['ROUTER_REQUEST_METRICS'] = 'false';
   return env;
 }
 

@@ -70,6 +70,10 @@ export const ROUTER_DEFAULTS = {
   fastPath: true,
   /** /v1/kv needs an API key or a session; false: callers without credentials are anonymous (keys not namespaced), logged at start. */
   dataAuth: true,
+  /** Count every request, error and shard request for /metrics (a few array increments each); false: those metrics stay 0, to measure what they cost. */
+  requestMetrics: true,
+  /** /metrics sums every worker of the host: the primary waits this long for each worker's numbers (a late worker's last numbers stand in). */
+  metricsWorkerTimeoutMs: 2000,
   /** A session ends after this long without use (sliding, kept by the Redis TTL)… */
   sessionIdleTimeoutMs: 30 * 60 * 1000,
   /** …and this long after login, whatever its use. */

@@ -47,6 +47,7 @@ export const ERRORS = {
   KV_ERR_TIMEOUT: { status: 504, message: 'shard %s did not answer within %s ms; the outcome is unknown' },
   KV_ERR_TOPOLOGY_CHANGING: { status: 503, message: 'topology kept changing after %s retries; nothing was written' },
   KV_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'Redis is unavailable: %s' },
+  KV_ERR_METRICS_UNAVAILABLE: { status: 503, message: "the host's metrics could not be gathered: %s" },
   KV_ERR_BAD_TOPOLOGY: { status: 400, message: 'topology is not valid: %s' },
   KV_ERR_BAD_WEIGHT: { status: 400, message: 'weight of shard %s is not valid: %s' },
   KV_ERR_REBALANCE_IN_PROGRESS: { status: 409, message: 'rebalance job %s (%s) is still %s; wait for it or cancel it with `kv rebalance cancel`' },

@@ -40,6 +40,16 @@ export function errorBody(kv: KvError, requestId: string): Record<string, unknow
 }
 
 /**
+ * Told of what an HTTP server does, for metrics: `inFlight` is kept at the
+ * number of requests received and not closed yet, and error() hears the
+ * code of every error answer, those Node's parser causes included.
+ */
+export interface HttpObserver {
+  inFlight: number;
+  error(code: string): void;
+}
+
+/**
  * A Fastify app with the server limits of `cfg`: body bytes, the time to
  * receive headers and the whole request (slow senders are cut), idle
  * keep-alive, header bytes, open connections, and TLS when a certificate is
@@ -52,7 +62,12 @@ export interface FrontHandler {
   handle: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
-export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServerOptions> = {}, front?: FrontHandler): FastifyInstance {
+export function createHttpApp(
+  cfg: HttpServerConfig,
+  extra: Partial<FastifyServerOptions> = {},
+  front?: FrontHandler,
+  observer?: HttpObserver,
+): FastifyInstance {
   const serverOptions = {
     // Node would answer a missing Host itself, with an empty 400 body: the
     // hook below refuses it with a code instead.
@@ -74,8 +89,8 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
     // Ids are ours, never taken from a client's header.
     requestIdHeader: false,
     genReqId: newRequestId,
-    frameworkErrors,
-    clientErrorHandler: clientErrors(cfg.maxHeaderBytes),
+    frameworkErrors: frameworkErrorsTo(observer),
+    clientErrorHandler: clientErrors(cfg.maxHeaderBytes, observer),
     ...(tls ? { https: { ...serverOptions, ...tls } } : { http: serverOptions }),
     ...extra,
   } as FastifyServerOptions);
@@ -86,7 +101,7 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
   if (fastifyHandler) {
     const serve = front ? (req: IncomingMessage, res: ServerResponse) => front.handle?.(req, res) || fastifyHandler(req, res) : fastifyHandler;
     app.server.removeAllListeners('request');
-    app.server.on('request', (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve));
+    app.server.on('request', (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve, observer));
   }
   // Counted here, not with server.maxConnections: a router worker gets its
   // connections from the cluster primary, and Node does not apply
@@ -107,11 +122,12 @@ export function createHttpApp(cfg: HttpServerConfig, extra: Partial<FastifyServe
   // Without a listener Node answers an unknown Expect with a bare 417.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const kv = kvError('KV_ERR_EXPECTATION_FAILED', String(req.headers.expect ?? '').slice(0, 100));
+    observer?.error(kv.code);
     res.writeHead(kv.statusCode, { 'content-type': 'application/json', connection: 'close' });
     res.end(JSON.stringify(errorBody(kv, newRequestId())));
   });
   // Without a listener Node cuts a CONNECT request without a word.
-  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => answerAndClose(socket, kvError('KV_ERR_BAD_HTTP', 'CONNECT is not supported')));
+  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => answerAndClose(socket, kvError('KV_ERR_BAD_HTTP', 'CONNECT is not supported'), observer));
   // What Node's parser lets through but this API does not take: an HTTP/0.9
   // line (no headers, so a bare "PUT /v1/kv/k" would store an empty value),
   // an HTTP/1.1 request without Host (RFC 9112: 400), and an HTTP/1.0
@@ -139,9 +155,11 @@ type OrderedSocket = Socket & { [BUSY]?: boolean; [WAITING]?: Array<() => void> 
  * after a PUT could otherwise run before the PUT is done (RFC 9112 9.3.2
  * lets a server run only safe requests side by side).
  */
-function inOrder(req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void): void {
+function inOrder(req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void, observer?: HttpObserver): void {
   const conn = req.socket as OrderedSocket;
+  if (observer) observer.inFlight++;
   res.once('close', () => {
+    if (observer) observer.inFlight--;
     const run = conn[WAITING]?.shift();
     if (run) run();
     else conn[BUSY] = false;
@@ -169,7 +187,8 @@ const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
 const LINGER_MS = 500;
 
 /** Answer on a socket that has no HTTP response object (any more), then close it. */
-function answerAndClose(socket: Socket, kv: KvError): void {
+function answerAndClose(socket: Socket, kv: KvError, observer: HttpObserver | undefined): void {
+  observer?.error(kv.code);
   const body = JSON.stringify(errorBody(kv, newRequestId()));
   // Not in the middle of another response on this connection (pipelining): as Node's own handler.
   const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
@@ -193,14 +212,14 @@ function discard(): void {}
  * slowly), so no route and no Fastify request exist. Answer with a code and
  * close the connection.
  */
-function clientErrors(maxHeaderBytes: number) {
+function clientErrors(maxHeaderBytes: number, observer: HttpObserver | undefined) {
   return (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     let kv: KvError;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') kv = kvError('KV_ERR_REQUEST_TIMEOUT', 'headers or body too slow');
     else if (err.code === 'HPE_HEADER_OVERFLOW') kv = kvError('KV_ERR_HEADERS_TOO_LARGE', maxHeaderBytes);
     else kv = kvError('KV_ERR_BAD_HTTP', (err.code ?? 'parse error').replace(/^HPE_/, '').toLowerCase().replace(/_/g, ' '));
-    answerAndClose(socket, kv);
+    answerAndClose(socket, kv, observer);
   };
 }
 
@@ -210,12 +229,15 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request 
  * Fastify's `frameworkErrors` hook: errors raised before routing (e.g. a URL
  * that is not valid percent-encoded UTF-8) get the same shape.
  */
-export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
-  const kv = err.code === 'FST_ERR_BAD_URL' ? kvError('KV_ERR_KEY_INVALID', 'URL is not valid percent-encoded UTF-8') : toKvError(err);
-  void reply.code(kv.statusCode).type('application/json').send(errorBody(kv, req.id));
+function frameworkErrorsTo(observer: HttpObserver | undefined) {
+  return (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    const kv = err.code === 'FST_ERR_BAD_URL' ? kvError('KV_ERR_KEY_INVALID', 'URL is not valid percent-encoded UTF-8') : toKvError(err);
+    observer?.error(kv.code);
+    void reply.code(kv.statusCode).type('application/json').send(errorBody(kv, req.id));
+  };
 }
 
-export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods): void {
+export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods, observer?: HttpObserver): void {
   const bodyLimit = app.initialConfig.bodyLimit;
   // Store bytes exactly as sent, whatever the content type (JSON included).
   app.removeAllContentTypeParsers();
@@ -223,6 +245,7 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
 
   app.setErrorHandler((err: FastifyError | KvError, req, reply) => {
     const kv = toKvError(err, bodyLimit);
+    observer?.error(kv.code);
     if (kv.statusCode >= 500) {
       if (kv.code === 'KV_ERR_INTERNAL') {
         req.log.error({ err, requestId: req.id }, 'unhandled error');
@@ -242,6 +265,7 @@ export function installHttpBasics(app: FastifyInstance, methodsFor: RouteMethods
     const err =
       allowed && !allowed.includes(req.method) ? kvError('KV_ERR_METHOD_NOT_ALLOWED', req.method, path) : kvError('KV_ERR_ROUTE_NOT_FOUND', req.method, path);
     if (allowed && !allowed.includes(req.method)) void reply.header('allow', allowed.join(', '));
+    observer?.error(err.code);
     void reply.code(err.statusCode).send(errorBody(err, req.id));
   });
 

@@ -100,9 +100,18 @@ interface Pending {
   frame: FrameSlot | undefined;
 }
 
-/** A written frame: how many of its requests are still unanswered. */
+/** A written frame: how many of its requests are still unanswered, and when it was written (performance.now(), with recording on). */
 interface FrameSlot {
   left: number;
+  readonly at: number;
+}
+
+/** Where a connection records its requests' outcomes, for metrics (router/request-metrics.ts). */
+export interface ForwardRecorder {
+  /** Each answered request: ms from its frame's write to the answer. */
+  readonly latency: { observe(ms: number): void };
+  /** Each request that did not succeed, by code. */
+  error(code: string): void;
 }
 
 export class ShardConnection {
@@ -131,11 +140,19 @@ export class ShardConnection {
   #lastConnectError = '';
   /** Frames and requests sent, for stats. */
   readonly counters = { frames: 0, requests: 0 };
+  readonly #rec: ForwardRecorder | undefined;
 
-  constructor(id: string, addr: string, opts: ShardConnectionOptions) {
+  constructor(id: string, addr: string, opts: ShardConnectionOptions, rec?: ForwardRecorder) {
     this.id = id;
     this.addr = addr;
     this.#opts = opts;
+    this.#rec = rec;
+  }
+
+  /** Refuse a request before it is queued (counted as an error of this shard). */
+  #refuse(err: KvError): Promise<never> {
+    this.#rec?.error(err.code);
+    return Promise.reject(err);
   }
 
   get inFlight(): number {
@@ -167,12 +184,12 @@ export class ShardConnection {
   }
 
   #enqueue<R>(id: number, full: Request | unknown[]): Promise<R> {
-    if (this.#closed) return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
+    if (this.#closed) return this.#refuse(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connection closed'));
     if (!this.#socket && Date.now() < this.#retryAt) {
-      return Promise.reject(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
+      return this.#refuse(kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, this.#lastConnectError));
     }
     if (this.#pending.size >= this.#opts.maxInFlightPerShard * QUEUE_FACTOR) {
-      return Promise.reject(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard * QUEUE_FACTOR));
+      return this.#refuse(kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard * QUEUE_FACTOR));
     }
     return new Promise<R>((resolve, reject) => {
       // The shard answers each op with that op's result (the wire is trusted here).
@@ -238,12 +255,14 @@ export class ShardConnection {
         socket.destroy(err as Error);
         return;
       }
+      // One clock read per chunk of answers, not one per request.
+      const now = this.#rec && frames.length > 0 ? performance.now() : 0;
       for (const frame of frames) {
         if (!this.#connected) {
           handshake(frame);
           continue;
         }
-        for (const res of frame as Response[]) this.#settle(res);
+        for (const res of frame as Response[]) this.#settle(res, now);
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -287,20 +306,30 @@ export class ShardConnection {
     this.#pinger = undefined;
   }
 
-  #settle(res: Response): void {
+  #settle(res: Response, now: number): void {
     const p = this.#pending.get(res.i);
     if (!p) return; // already timed out
     this.#pending.delete(res.i);
     if (p.sent) this.#unsent(p);
     if (this.#queue.length > 0) this.#scheduleFlush();
-    if ('err' in res) p.reject(fromWire(res.err));
-    else p.resolve(res.r);
+    const rec = this.#rec;
+    if (rec && p.sent) rec.latency.observe(now - p.frame!.at);
+    if ('err' in res) {
+      const err = fromWire(res.err);
+      rec?.error(err.code);
+      p.reject(err);
+    } else p.resolve(res.r);
+  }
+
+  #fail(p: Pending, err: KvError): void {
+    this.#rec?.error(err.code);
+    p.reject(err);
   }
 
   #failAll(why: string): void {
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
-      p.reject(p.sent ? kvError('KV_ERR_OUTCOME_UNKNOWN', this.id) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, why));
+      this.#fail(p, p.sent ? kvError('KV_ERR_OUTCOME_UNKNOWN', this.id) : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, why));
     }
     this.#queue = [];
     this.#sent = 0;
@@ -362,7 +391,7 @@ export class ShardConnection {
       this.#writeFrames(batch.slice(mid));
       return;
     }
-    const slot: FrameSlot = { left: batch.length };
+    const slot: FrameSlot = { left: batch.length, at: this.#rec ? performance.now() : 0 };
     for (const p of batch) {
       p.sent = true;
       p.frame = slot;
@@ -391,10 +420,11 @@ export class ShardConnection {
       this.#pending.delete(id);
       if (p.sent) {
         this.#unsent(p);
-        p.reject(kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
+        this.#fail(p, kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
       } else {
         // Never sent: nothing was written.
-        p.reject(
+        this.#fail(
+          p,
           this.#connected
             ? kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard)
             : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'),

@@ -20,12 +20,16 @@ import { healthRoutes } from './health-routes.js';
 import { adminApi } from './admin/index.js';
 import { metricsRoutes } from './metrics.js';
 import { startFgPublisher } from './fg-latency.js';
+import { RequestMetrics, methodIndex, routeOfTemplate } from './request-metrics.js';
+import type { WorkerMetricsChannel } from './host-metrics.js';
 
 export interface RouterDeps {
   /** Shared Redis connection (one is created when absent). */
   redis?: Redis;
   /** True while the worker drains: responses then carry `Connection: close`. */
   draining?: () => boolean;
+  /** Under the cluster primary: /metrics answers for the whole host (worker.ts). */
+  hostMetrics?: WorkerMetricsChannel;
 }
 
 export interface Router {
@@ -62,7 +66,8 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
   const redis = deps.redis ?? createRedis(config);
   const topology = new TopologyStore(redis, config.redisPrefix);
   const watcher = new TopologyWatcher(topology, createSubscriber(config), config.topologyPollMs);
-  const forwarder = new Forwarder(watcher, config);
+  const requests = config.requestMetrics ? new RequestMetrics() : undefined;
+  const forwarder = new Forwarder(watcher, config, config.requestMetrics);
   const jobs = new RebalanceStore(redis, config.redisPrefix);
   const workerId = process.env['KV_WORKER_ID'] ?? '0';
   const draining = deps.draining ?? (() => false);
@@ -80,8 +85,9 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
       routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.maxKeyBytes * 3 + 16 },
     },
     front,
+    requests,
   );
-  installHttpBasics(app, methodsFor);
+  installHttpBasics(app, methodsFor, requests);
   const callerOf = callerCheck(config, auth, rate);
 
   // Server errors while a rebalance runs are counted for its summary.
@@ -97,7 +103,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
       .catch(() => undefined);
   };
   if (config.fastPath) {
-    front.handle = kvFastPath({ config, forwarder, admission, callerOf, workerId, draining, onServerError: countServerError, log: app.log });
+    front.handle = kvFastPath({ config, forwarder, admission, callerOf, workerId, draining, onServerError: countServerError, log: app.log, metrics: requests });
   }
 
   // One callback-style hook (no promise per request): the worker id for
@@ -109,6 +115,18 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     done(null, payload);
   });
 
+  if (requests) {
+    // Every request Fastify answers, by route template (a small fixed set, looked up once per template).
+    const routeIds = new Map<string | undefined, number>();
+    app.addHook('onResponse', (req, reply, done) => {
+      const url = req.routeOptions.url;
+      let route = routeIds.get(url);
+      if (route === undefined) routeIds.set(url, (route = routeOfTemplate(url)));
+      requests.record(route, methodIndex(req.method), reply.statusCode, reply.elapsedTime);
+      done();
+    });
+  }
+
   void app.register(healthRoutes, { redis, forwarder, workerId });
   void app.register(kvRoutes, { config, forwarder, admission, callerOf, identity });
   void app.register(sessionRoutes, {
@@ -119,7 +137,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     secureCookie: config.tlsCertFile !== '',
   });
   void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder, identity, auth });
-  void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '' });
+  void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '', requests, host: deps.hostMetrics });
 
   let stopFgPublisher: (() => void) | undefined;
   app.addHook('onClose', async () => {

@@ -17,6 +17,7 @@ import { Ring, keyPoint } from '../core/ring.js';
 import { ShardConnection, type ShardConnectionOptions } from '../infra/shard-client.js';
 import { redisReason } from '../infra/redis-reason.js';
 import { live, newer } from '../rebalance/read-merge.js';
+import { ForwardStats } from './request-metrics.js';
 
 export interface ForwarderOptions extends ShardConnectionOptions {
   readonly maxRetries: number;
@@ -57,10 +58,14 @@ export class Forwarder {
   /** Requests held until the topology passes an epoch (moving-key writes during a freeze). */
   readonly #epochWaiters = new Set<{ epoch: number; wake: () => void }>();
   #waitPoll: NodeJS.Timeout | undefined;
+  /** Per shard id, what its requests took and how they failed; kept across reconnects. Undefined: not recorded. */
+  readonly forwardStats: Map<string, ForwardStats> | undefined;
 
-  constructor(watcher: TopologySource, opts: ForwarderOptions) {
+  /** `recordForwards`: keep forwardStats (the router's requestMetrics option). */
+  constructor(watcher: TopologySource, opts: ForwarderOptions, recordForwards = false) {
     this.#watcher = watcher;
     this.#opts = opts;
+    this.forwardStats = recordForwards ? new Map() : undefined;
     watcher.on('change', (t: Topology) => this.#apply(t));
     if (watcher.current) this.#apply(watcher.current);
   }
@@ -101,7 +106,12 @@ export class Forwarder {
     if (c) return c;
     const s = shardById(t, id);
     if (!s) throw kvError('KV_ERR_SHARD_UNAVAILABLE', id, 'not in the topology');
-    c = new ShardConnection(id, s.dataAddr, this.#opts);
+    let rec: ForwardStats | undefined;
+    if (this.forwardStats) {
+      rec = this.forwardStats.get(id);
+      if (!rec) this.forwardStats.set(id, (rec = new ForwardStats()));
+    }
+    c = new ShardConnection(id, s.dataAddr, this.#opts, rec);
     this.#conns.set(id, c);
     return c;
   }

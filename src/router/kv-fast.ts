@@ -24,6 +24,7 @@ import type { Admission } from './admission.js';
 import type { Caller } from './authenticator.js';
 import type { Forwarder } from './forwarder.js';
 import { recordFgLatency } from './fg-latency.js';
+import { ROUTE_KV_KEY, methodIndex, type RequestMetrics } from './request-metrics.js';
 import { KV_PREFIX, RESERVED, TTL_HEADER, storedKeyOfPath, ttlOf, type CallerOf } from './kv-routes.js';
 
 export interface FastPathDeps {
@@ -36,6 +37,8 @@ export interface FastPathDeps {
   /** Told of every 5xx answer (a rebalance counts them). */
   readonly onServerError: () => void;
   readonly log: FastifyBaseLogger;
+  /** Where answers are counted (undefined: requestMetrics=false). */
+  readonly metrics: RequestMetrics | undefined;
 }
 
 /** The request handler's first look: true when it took the request. */
@@ -45,14 +48,16 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 const EMPTY = Buffer.alloc(0);
 
 export function kvFastPath(d: FastPathDeps): FastPath {
-  const { config, forwarder, admission, callerOf, workerId, draining } = d;
+  const { config, forwarder, admission, callerOf, workerId, draining, metrics } = d;
   // Longer targets go to Fastify, which refuses them as it always has.
   const maxRaw = config.maxKeyBytes * 3 + 16;
   const maxBody = config.maxBodyBytes;
 
-  /** The headers every answer carries, added to `list`; also counts the request's latency for the rebalance pacing. */
-  function headers(res: ServerResponse, list: string[]): string[] {
-    recordFgLatency(performance.now() - (res as Timed)[STARTED]);
+  /** The headers every answer carries, added to `list`; also counts the request and its latency (metrics, rebalance pacing). */
+  function headers(res: ServerResponse, status: number, list: string[]): string[] {
+    const ms = performance.now() - (res as Timed)[STARTED];
+    recordFgLatency(ms);
+    if (metrics) metrics.record(ROUTE_KV_KEY, methodIndex(res.req.method), status, ms);
     list.push('x-kv-worker', workerId);
     if (draining()) list.push('connection', 'close');
     return list;
@@ -67,10 +72,11 @@ export function kvFastPath(d: FastPathDeps): FastPath {
       kv = kvError('KV_ERR_INTERNAL', `see the server log for request ${id}`);
     }
     if (kv.statusCode >= 500) d.onServerError();
+    metrics?.error(kv.code);
     const body = Buffer.from(JSON.stringify(errorBody(kv, id)));
     const h = ['content-type', JSON_TYPE, 'content-length', String(body.length)];
     if (kv.retryAfterS !== undefined) h.push('retry-after', String(kv.retryAfterS));
-    res.writeHead(kv.statusCode, headers(res, h));
+    res.writeHead(kv.statusCode, headers(res, kv.statusCode, h));
     res.end(body);
   }
 
@@ -108,7 +114,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
         const h = ['etag', etag(rec.ver), 'content-type', rec.ct];
         if (rec.x) h.push('x-kv-expires-at', String(rec.x));
         h.push('content-length', String(body.length));
-        res.writeHead(200, headers(res, h));
+        res.writeHead(200, headers(res, 200, h));
         res.end(body);
       },
     );
@@ -134,7 +140,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
       () => forwarder.exec(op),
       (r) => {
         if (res.destroyed) return;
-        res.writeHead(204, headers(res, ['etag', etag(r.ver)]));
+        res.writeHead(204, headers(res, 204, ['etag', etag(r.ver)]));
         res.end();
       },
     );
@@ -150,7 +156,7 @@ export function kvFastPath(d: FastPathDeps): FastPath {
       (r) => {
         if (!r.deleted) return fail(req, res, kvError('KV_ERR_NOT_FOUND'));
         if (res.destroyed) return;
-        res.writeHead(204, headers(res, []));
+        res.writeHead(204, headers(res, 204, []));
         res.end();
       },
     );

@@ -11,6 +11,7 @@ import { RebalanceStore } from '../rebalance/job-store.js';
 import { FgSignal } from '../rebalance/fg-signal.js';
 import { Forwarder } from './forwarder.js';
 import { WorkerPool, type PrimaryEvent } from './worker-pool.js';
+import { HostMetrics } from './host-metrics.js';
 
 /** Start this primary's coordinator; returns how to stop it. */
 async function startCoordinator(config: RouterConfig, log: (msg: string) => void): Promise<() => Promise<void>> {
@@ -54,6 +55,8 @@ export async function runPrimary(config: RouterConfig, log: (msg: string) => voi
   const pool = new WorkerPool(config, log, emit, () => {
     void shutdown(1);
   });
+  // The workers' /metrics: one answer for the whole host.
+  new HostMetrics(config.metricsWorkerTimeoutMs, () => ({ ready: pool.readyWorkers(), live: pool.livePids().length }));
 
   process.on('SIGUSR2', () => {
     void pool.roll();

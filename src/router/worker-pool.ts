@@ -53,6 +53,11 @@ export class WorkerPool {
     return [...this.#slots.values()].filter((s) => s.ready && !s.retiring).map((s) => s.worker.process.pid!);
   }
 
+  /** Workers that are ready, retiring ones included (they still serve until they exit). */
+  readyWorkers(): Worker[] {
+    return [...this.#slots.values()].filter((s) => s.ready).map((s) => s.worker);
+  }
+
   /** Start `n` workers; resolves once every one listens. */
   async start(n: number): Promise<void> {
     await Promise.all(Array.from({ length: n }, () => this.#fork()));

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Socket } from 'node:net';
 import type { RouterConfig } from '../core/config.js';
 import { buildRouter } from './app.js';
+import { WorkerMetricsChannel } from './host-metrics.js';
 
 /** How often a draining worker looks whether its connections are gone. */
 const DRAIN_POLL_MS = 50;
@@ -17,7 +18,7 @@ export type WorkerMessage = { type: 'ready'; pid: number; port: number; workerId
 
 export async function runWorker(config: RouterConfig): Promise<void> {
   let draining = false;
-  const router = buildRouter(config, { draining: () => draining });
+  const router = buildRouter(config, { draining: () => draining, hostMetrics: new WorkerMetricsChannel(config.metricsWorkerTimeoutMs) });
   const { app } = router;
   const sockets = new Set<Socket>();
   app.server.on('connection', (s: Socket) => {

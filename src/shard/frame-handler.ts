@@ -18,6 +18,12 @@ import { keyPoint, type Ring } from '../core/ring.js';
 import type { Store } from './store.js';
 import { REBALANCE_OPS, type RebalanceOpContext } from './rebalance-ops.js';
 import { checkRequest } from './op-checks.js';
+import { BucketCounts } from '../infra/prom.js';
+
+/** Requests-per-frame histogram bounds. */
+export const FRAME_SIZE_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128] as const;
+/** Commit latency histogram bounds, in ms. */
+export const COMMIT_BOUNDS_MS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000] as const;
 
 export interface OwnershipView {
   readonly epoch: number;
@@ -156,6 +162,9 @@ export class FrameHandler {
   readonly #ctx: RebalanceOpContext;
   /** Transactions committed and writes they held, for stats (writes per commit). */
   readonly counters = { commits: 0, writes: 0 };
+  /** For metrics: frames run, their sizes, requests by op, and the group commits' latency (ms from start to commit). */
+  readonly frames = { count: 0, sizes: new BucketCounts(FRAME_SIZE_BOUNDS), commitMs: new BucketCounts(COMMIT_BOUNDS_MS) };
+  readonly opCounts = Object.fromEntries(Object.keys(OP_TABLE).map((o) => [o, 0])) as Record<Op, number>;
 
   constructor(deps: HandlerDeps) {
     this.#d = deps;
@@ -194,6 +203,8 @@ export class FrameHandler {
   }
 
   async handle(reqs: Request[]): Promise<Response[]> {
+    this.frames.count++;
+    this.frames.sizes.observe(reqs.length);
     if (this.#behind(reqs)) await this.#d.refresh().catch(() => undefined);
     const view = this.#d.view();
     const out: Response[] = [];
@@ -212,6 +223,7 @@ export class FrameHandler {
             'KV_ERR_UNKNOWN_OP',
             JSON.stringify(req.o, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
           );
+        this.opCounts[req.o]++;
         checkRequest(req as unknown as Record<string, unknown>, req.o, this.#d.limits, now);
         switch (spec.kind) {
           case 'inline':
@@ -292,6 +304,7 @@ export class FrameHandler {
     this.#committing = true;
     const store = this.#d.store;
     let taken: WriteBatch | undefined;
+    const started = performance.now();
     store
       .transaction(() => {
         taken = this.#open;
@@ -301,6 +314,7 @@ export class FrameHandler {
       .then(
         () => {
           if (taken) {
+            this.frames.commitMs.observe(performance.now() - started);
             this.counters.commits++;
             this.counters.writes += taken.reqs.length;
             taken.resolve();

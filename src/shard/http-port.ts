@@ -12,7 +12,6 @@
 //  - 'off': read-only.
 // Reads show whatever this shard stores (also keys it does not own).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import client from 'prom-client';
 import { createHttpApp, installHttpBasics, bodyBytes, queryParam, targetPath } from '../infra/http.js';
 import { requireAdminToken } from '../infra/auth.js';
 import { decodeKeyFromPath, validateKey, validateValue, validateContentType, parseTtl, parseIfMatch, etag } from '../core/validate.js';
@@ -22,6 +21,7 @@ import type { ShardConfig } from '../core/config.js';
 import type { Store } from './store.js';
 import type { FrameHandler, OwnershipView } from './frame-handler.js';
 import type { DataServerCounters } from './data-server.js';
+import { shardMetrics } from './metrics.js';
 
 export interface ShardHttpDeps {
   readonly config: ShardConfig;
@@ -74,7 +74,7 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
   app.get('/healthz', async () => ({ ok: true, ...deps.status() }));
   app.get('/stats', async () => ({ ...deps.status(), ...store.stats(), dataPort: { ...deps.dataCounters }, writeBatches: { ...handler.counters } }));
 
-  const registry = metrics(deps);
+  const registry = shardMetrics({ store, handler, view: deps.view, dataCounters: deps.dataCounters });
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
   app.get('/kv/*', async (req, reply) => {
@@ -132,39 +132,4 @@ export function buildShardHttp(deps: ShardHttpDeps): FastifyInstance {
     return reply.code(204).send();
   });
   return app;
-}
-
-/** The shard's own metrics: its store, its epoch and what its data port refused. */
-function metrics(deps: ShardHttpDeps): client.Registry {
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'kv_shard_' });
-  const gauge = (name: string, help: string, read: () => number) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  const counter = (name: string, help: string, read: () => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  gauge('kv_shard_records', 'Records in the store (live, tombstones and expired ones not swept yet)', () => deps.store.stats().records);
-  gauge('kv_shard_store_bytes', 'Bytes of LMDB pages holding the records', () => deps.store.stats().bytes);
-  gauge('kv_shard_topology_epoch', 'Topology epoch this shard runs at', () => deps.view().epoch);
-  const c = deps.dataCounters;
-  counter('kv_shard_peers_authenticated_total', 'Data-port peers that proved the cluster secret', () => c.authenticated);
-  counter('kv_shard_peer_auth_failures_total', 'Data-port peers cut before or during the handshake', () => c.authFailures);
-  counter('kv_shard_data_connections_refused_total', 'Data-port connections dropped above maxDataConnections', () => c.connectionsRefused);
-  counter('kv_shard_data_idle_closed_total', 'Data-port connections closed after dataIdleTimeoutMs of silence', () => c.idleClosed);
-  counter('kv_shard_data_protocol_errors_total', 'Data-port connections cut for a bad or oversized frame', () => c.protocolErrors);
-  return registry;
 }

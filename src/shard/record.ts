@@ -99,8 +99,8 @@ export const isTombstone = (b: Uint8Array): boolean => (b[0]! & TOMBSTONE) !== 0
 export const epochOf = (b: Buffer): number => b.readUInt32LE(OFF_E);
 export const versionOf = (b: Buffer): number => b.readDoubleLE(OFF_VER);
 export const expiryOf = (b: Buffer): number => b.readDoubleLE(OFF_X);
-/** Bytes of the value (0 for a tombstone). */
-export const valueLength = (b: Buffer): number => (isTombstone(b) ? 0 : b.byteLength - HEADER_BYTES - b.readUInt16LE(OFF_CT_LEN));
+/** Bytes of the value (0 for a tombstone). `length`, not `byteLength`: a getBinaryFast buffer is a view of a larger reused one. */
+export const valueLength = (b: Buffer): number => (isTombstone(b) ? 0 : b.length - HEADER_BYTES - b.readUInt16LE(OFF_CT_LEN));
 /** A value whose expiry has passed (tombstones never count as expired here). */
 export const isExpired = (b: Buffer, now: number): boolean => {
   if (isTombstone(b)) return false;

@@ -76,7 +76,12 @@ export interface StoreStats {
   /** LMDB entries: live keys plus tombstones and expired keys not yet swept. */
   records: number;
   bytes: number;
-  ops: { get: number; put: number; del: number; expired: number; tombstonesDropped: number };
+  /** Bytes of the values held (live and expired ones not yet swept; tombstones hold none). */
+  valueBytes: number;
+  /** The LMDB map: its size, and the bytes of it in use (up to its highest page). */
+  mapSizeBytes: number;
+  usedBytes: number;
+  ops: { get: number; put: number; del: number; expired: number; tombstonesDropped: number; purged: number };
 }
 
 const ONE = Buffer.from([1]);
@@ -88,6 +93,8 @@ interface OldRecord {
   e: number;
   /** 1 = tombstone. */
   d: 0 | 1;
+  /** Its value's bytes (0 for a tombstone). */
+  n: number;
 }
 
 export class Store {
@@ -100,7 +107,9 @@ export class Store {
   readonly #keys: Database<Buffer, Buffer>;
   readonly #graceMs: number;
   #lastVersion = 0;
-  readonly ops = { get: 0, put: 0, del: 0, expired: 0, tombstonesDropped: 0 };
+  readonly ops = { get: 0, put: 0, del: 0, expired: 0, tombstonesDropped: 0, purged: 0 };
+  /** Bytes of the values held: counted once at open, then kept by every write, sweep and purge. */
+  #valueBytes = 0;
 
   constructor(opts: StoreOptions) {
     mkdirSync(opts.path, { recursive: true });
@@ -129,6 +138,7 @@ export class Store {
     }
     if (format === undefined) meta.putSync('format', FORMAT_VERSION);
     this.#graceMs = opts.tombstoneGraceMs;
+    for (const { value } of this.#records.getRange({})) this.#valueBytes += valueLength(value);
   }
 
   /**
@@ -259,6 +269,7 @@ export class Store {
     // Keep the moved version; later local writes build on it.
     const ver = versionOf(rv);
     if (ver > this.#lastVersion) this.#lastVersion = ver;
+    this.#valueBytes += valueLength(rv) - (old ? valueLength(old) : 0);
     this.#writeRaw(rk, oldX, rv, !old);
     return true;
   }
@@ -273,12 +284,14 @@ export class Store {
       await this.#root.transaction(() => {
         for (const k of keys) {
           const old = this.#records.getBinaryFast(k);
+          if (old) this.#valueBytes -= valueLength(old);
           if (old && expiryOf(old) !== 0) void this.#expiry.remove(expiryKey(expiryOf(old), k));
           void this.#records.remove(k);
           void this.#keys.remove(k.subarray(4));
         }
       });
       total += keys.length;
+      this.ops.purged += keys.length;
       if (keys.length < batch) return total;
     }
   }
@@ -299,7 +312,7 @@ export class Store {
     const b = this.#records.getBinaryFast(rk);
     if (!b) return { rec: undefined, live: false };
     const tomb = isTombstone(b);
-    const rec: OldRecord = { ver: versionOf(b), x: expiryOf(b), e: epochOf(b), d: tomb ? 1 : 0 };
+    const rec: OldRecord = { ver: versionOf(b), x: expiryOf(b), e: epochOf(b), d: tomb ? 1 : 0, n: tomb ? 0 : valueLength(b) };
     return { rec, live: !tomb && (rec.x === 0 || rec.x > now) };
   }
 
@@ -328,6 +341,7 @@ export class Store {
     const { rec: old, live } = this.#live(rk, now);
     this.#checkPrecondition(live, old, args.ifMatch, args.ifNoneMatch);
     const ver = this.#nextVersion(old?.ver ?? 0);
+    this.#valueBytes += args.value.byteLength - (old?.n ?? 0);
     this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: args.value, ct: args.contentType, ver, x: args.expiresAt, e: args.epoch ?? 0 }), !old);
     return ver;
   }
@@ -346,6 +360,7 @@ export class Store {
     // epoch treats this delete as newer than any copy it streams.
     if (old?.d === 1 && old.e >= epoch) return { deleted: false, ver: old.ver };
     const ver = this.#nextVersion(old?.ver ?? 0);
+    this.#valueBytes -= old?.n ?? 0;
     this.#writeRaw(rk, old?.x ?? 0, encodeRecord({ v: null, ct: '', ver, x: now + this.#graceMs, d: 1, e: epoch }), !old);
     return { deleted: live, ver };
   }
@@ -363,6 +378,7 @@ export class Store {
         // Only drop the record if it is still the one this index entry was for.
         if (rec && expiryOf(rec) === x) {
           const tomb = isTombstone(rec);
+          this.#valueBytes -= valueLength(rec);
           void this.#records.remove(rk);
           void this.#keys.remove(rk.subarray(4));
           if (tomb) this.ops.tombstonesDropped++;
@@ -383,9 +399,13 @@ export class Store {
     };
     const pages = (s.treeBranchPageCount ?? 0) + (s.treeLeafPageCount ?? 0) + (s.overflowPages ?? 0);
     const records = s.entryCount ?? 0;
+    const env = this.#root.getStats() as { pageSize?: number; mapSize?: number; lastPageNumber?: number };
     return {
       records,
       bytes: pages * (s.pageSize ?? 4096),
+      valueBytes: this.#valueBytes,
+      mapSizeBytes: env.mapSize ?? 0,
+      usedBytes: ((env.lastPageNumber ?? 0) + 1) * (env.pageSize ?? 4096),
       ops: { ...this.ops },
     };
   }

@@ -443,6 +443,42 @@ describe('Store rebalancing reads and writes', () => {
     }
   });
 
+  it('keeps valueBytes through writes, overwrites, deletes, sweeps, imports and purges, and counts it again on open', async () => {
+    const now = Date.now();
+    const vb = () => store.stats().valueBytes;
+    await put('a', args('x'.repeat(10)));
+    await put('b', args('y'.repeat(20), { expiresAt: now + 1000 }), now);
+    expect(vb()).toBe(30);
+    await put('a', args('z'.repeat(4)));
+    expect(vb()).toBe(24);
+    await del('a');
+    expect(vb()).toBe(20);
+    await del('a'); // a tombstone holds no value bytes
+    expect(vb()).toBe(20);
+    await put('a', args('w'.repeat(7))); // over a tombstone
+    expect(vb()).toBe(27);
+    // The expired value goes with the sweep.
+    expect(await store.sweep(100, now + 2000)).toBe(1);
+    expect(vb()).toBe(7);
+    expect(store.stats().ops.expired).toBe(1);
+    // An import adds the moved value, minus what it replaces; a purge takes it all.
+    const [m] = readMoved(store.fetchPacked('a')!, 1024);
+    await put('a', args('v'.repeat(3)));
+    expect(vb()).toBe(3);
+    expect(await store.transaction(() => store.importInTxn(m!.key, m!.value, 5))).toBe(true);
+    expect(vb()).toBe(7);
+    await store.close();
+    store = open();
+    expect(vb()).toBe(7);
+    const p = keyPoint('a');
+    expect(await store.purgeRange(p, p)).toBe(1);
+    expect(vb()).toBe(0);
+    expect(store.stats().ops.purged).toBe(1);
+    const s = store.stats();
+    expect(s.usedBytes).toBeGreaterThan(0);
+    expect(s.mapSizeBytes).toBe(64 * 1024 * 1024);
+  });
+
   it('refuses to open a directory written by another storage format', async () => {
     await store.close();
     const { open: openLmdb } = await import('lmdb');
