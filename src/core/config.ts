@@ -66,6 +66,8 @@ export const ROUTER_DEFAULTS = {
   maxInFlightPerShard: 8192,
   /** GET, HEAD, PUT and DELETE of /v1/kv/<key> are served on plain node:http ahead of Fastify, with the same answers; false: Fastify serves them too. */
   fastPath: true,
+  /** Serve the web dashboard at /dashboard (static files; its actions need the admin token). */
+  dashboard: true,
   /** /v1/kv needs an API key or a session; false: callers without credentials are anonymous (keys not namespaced), logged at start. */
   dataAuth: true,
   /** A session ends after this long without use (sliding, kept by the Redis TTL)… */
