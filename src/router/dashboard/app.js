@@ -211,8 +211,6 @@ const state = {
   maxTtl: new Map(),
   sse: null,
   actionBusy: false,
-  /** The move's keys done at the last scrape, for its rate. */
-  lastMove: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -315,8 +313,11 @@ function drawRing() {
   const view = state.ring;
   if (!view) return;
   const C = 120;
-  const R = 110;
-  const r = 72;
+  const R = 104;
+  const r = 70;
+  /** The outer track: where arcs in flight are going. */
+  const R2 = 116;
+  const r2 = 108;
   const defs = svg('defs');
   root.append(defs);
   const ids = view.shards.map((s) => s.id);
@@ -327,13 +328,13 @@ function drawRing() {
   }
   const doneStreams = new Set((state.job?.streams ?? []).filter((s) => s.done).map((s) => `${s.source}>${s.target}`));
   const point = (a, rad) => [C + rad * Math.sin(a), C - rad * Math.cos(a)];
-  const sector = (a0, a1) => {
+  const sector = (a0, a1, outer = R, inner = r) => {
     const large = a1 - a0 > Math.PI ? 1 : 0;
-    const [x0, y0] = point(a0, R);
-    const [x1, y1] = point(a1, R);
-    const [x2, y2] = point(a1, r);
-    const [x3, y3] = point(a0, r);
-    return `M${x0.toFixed(2)},${y0.toFixed(2)}A${R},${R} 0 ${large} 1 ${x1.toFixed(2)},${y1.toFixed(2)}L${x2.toFixed(2)},${y2.toFixed(2)}A${r},${r} 0 ${large} 0 ${x3.toFixed(2)},${y3.toFixed(2)}Z`;
+    const [x0, y0] = point(a0, outer);
+    const [x1, y1] = point(a1, outer);
+    const [x2, y2] = point(a1, inner);
+    const [x3, y3] = point(a0, inner);
+    return `M${x0.toFixed(2)},${y0.toFixed(2)}A${outer},${outer} 0 ${large} 1 ${x1.toFixed(2)},${y1.toFixed(2)}L${x2.toFixed(2)},${y2.toFixed(2)}A${inner},${inner} 0 ${large} 0 ${x3.toFixed(2)},${y3.toFixed(2)}Z`;
   };
   const whole = view.arcs.length === 1;
   for (const a of view.arcs) {
@@ -343,7 +344,11 @@ function drawRing() {
     const base = moving ? a.from : a.owner;
     const d = sector(a0, a1);
     root.append(svg('path', { d, fill: colourOf(base), class: 'arc', 'data-owner': a.owner, ...(moving ? { 'data-from': a.from } : {}) }));
-    if (moving) root.append(svg('path', { d, fill: `url(#stripes-${a.owner})`, stroke: colourOf(a.owner), 'stroke-width': 0.8, class: 'arc-moving' }));
+    if (moving) {
+      // Changing hands: stripes of the new owner over the old one, and the new owner on the outer track.
+      root.append(svg('path', { d, fill: `url(#stripes-${a.owner})`, class: 'arc-moving' }));
+      root.append(svg('path', { d: sector(a0, a1, R2, r2), fill: colourOf(a.owner), class: 'arc-target' }));
+    }
   }
   const moving = view.migration !== null;
   const p = state.jobProgress;
@@ -354,7 +359,7 @@ function drawRing() {
       moving && p && p.keysTotal > 0 ? pct(p.keysDone / p.keysTotal) : `${view.shards.length}`,
     ),
   );
-  root.append(svg('text', { x: C, y: C + 14, 'text-anchor': 'middle', class: 'center-small' }, moving ? `moving (${view.migration.phase})` : 'shards'));
+  root.append(svg('text', { x: C, y: C + 14, 'text-anchor': 'middle', class: 'center-small' }, moving ? `moved · ${view.migration.phase} phase` : 'shards'));
   root.append(svg('text', { x: C, y: C + 28, 'text-anchor': 'middle', class: 'center-small' }, `epoch ${view.epoch}`));
 
   const legend = $('ring-legend');
@@ -423,7 +428,7 @@ function drawShards() {
     cell('weight').textContent = row.weight === null || row.weight === undefined ? '–' : String(row.weight);
     cell('share').textContent =
       row.shareBefore !== undefined && Math.abs(row.shareBefore - row.share) > 1e-9 ? `${pct(row.shareBefore)} → ${pct(row.share)}` : pct(row.share ?? 0);
-    cell('records').textContent = d ? (d.keys === null ? '?' : fmtCount(d.keys)) : '–';
+    cell('records').textContent = d ? (d.keys === null ? '?' : d.keys.toLocaleString('en-US')) : '–';
     cell('bytes').textContent = d ? (d.bytes === null ? '?' : fmtBytes(d.bytes)) : '–';
     const f = fwd.get(row.id);
     cell('ops').textContent = f ? fmtCount(f.rate) : '–';
@@ -491,6 +496,7 @@ function onJob(msg) {
     }
   }
   drawMove();
+  drawRing();
   // A state change moves the ring (a new epoch): read it now rather than at the next poll.
   if (!before || !job || before.state !== job.state || before.id !== job.id) void refreshRing();
 }
@@ -534,6 +540,7 @@ function drawMove() {
     const total = Math.max(s.keysTotal, s.keysDone);
     const frac = s.done ? 1 : total > 0 ? s.keysDone / total : 0;
     const rate = s.done ? null : streamRate(k);
+    const waiting = !s.done && s.keysDone === 0 && !rate;
     const eta = s.done ? 0 : rate && rate > 0 ? (total - s.keysDone) / rate : null;
     const li = el('li', { class: 'stream', 'data-stream': `${s.source}->${s.target}`, 'data-pct': Math.floor(frac * 100), 'data-done': s.done });
     const head = el('div', { class: 'stream-head' });
@@ -545,7 +552,7 @@ function drawMove() {
     const stats = el(
       'div',
       { class: 'stream-stats' },
-      `${fmtCount(s.keysDone)} / ${fmtCount(total)} keys · ${fmtBytes(s.bytesDone)} · ${s.done ? 'done' : `${rate === null ? '?' : fmtCount(rate)} keys/s · ETA ${fmtSecs(eta)}`}` +
+      `${fmtCount(s.keysDone)} / ${fmtCount(total)} keys · ${fmtBytes(s.bytesDone)} · ${s.done ? 'done' : waiting ? 'waiting for its turn' : `${rate === null ? '?' : fmtCount(rate)} keys/s · ETA ${fmtSecs(eta)}`}` +
         (s.lastError ? ` · retrying: ${s.lastError.slice(0, 80)}` : ''),
     );
     li.append(head, pr, stats);
@@ -702,15 +709,12 @@ function sample(prev, cur) {
     point.forward.set(g.labels.shard, { rate: dt > 0 ? total / dt : null, p99: histogramQuantile(0.99, g.buckets) });
   }
   point.fgP99 = fgQ !== null ? fgQ * 1000 : state.job?.state === 'streaming' ? (state.job.pacing?.fgP99Ms ?? null) : null;
-  // The move rate: keys moved since the last scrape, from the job's progress.
+  // The move rate: the streams' rates from the job's progress events.
   const job = state.job;
-  if (job && job.state === 'streaming' && state.jobProgress) {
-    const keys = state.jobProgress.keysDone;
-    const was = state.lastMove;
-    if (was && was.id === job.id && was.direction === job.direction && keys >= was.keys) point.moveRate = (keys - was.keys) / dt;
-    state.lastMove = { id: job.id, direction: job.direction, keys };
+  if (job && job.state === 'streaming') {
+    point.moveRate = job.streams.reduce((n, s) => n + (s.done ? 0 : (streamRate(streamKey(job, s)) ?? 0)), 0);
     point.paceLimit = job.pacing?.keysPerSec ?? null;
-  } else state.lastMove = null;
+  }
   return point;
 }
 
