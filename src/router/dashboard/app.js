@@ -245,8 +245,13 @@ function colourOf(id) {
   return c;
 }
 
+/** How long an information (not an error) stays in the notice bar. */
+const INFO_NOTICE_MS = 15_000;
+let noticeTimer;
+
 function notice(text, kind = 'info') {
   const n = $('notice');
+  clearTimeout(noticeTimer);
   if (!text) {
     n.hidden = true;
     return;
@@ -254,6 +259,7 @@ function notice(text, kind = 'info') {
   n.hidden = false;
   n.dataset.kind = kind;
   n.textContent = text;
+  if (kind === 'info') noticeTimer = setTimeout(() => (n.hidden = true), INFO_NOTICE_MS);
 }
 
 function authHeaders() {
@@ -670,6 +676,9 @@ function drawChart(key, series, units = {}) {
         pen = true;
       }
       root.append(svg('path', { d, fill: 'none', stroke: s.colour, 'stroke-width': 1.5, ...(s.dashed ? { 'stroke-dasharray': '4 3' } : {}) }));
+      // The latest value as a dot, so a series that has just begun shows too.
+      const last = [...s.points].reverse().find(([t, v]) => v !== null && Number.isFinite(v) && t >= now - WINDOW_MS);
+      if (last && !s.dashed) root.append(svg('circle', { cx: x(last[0]).toFixed(1), cy: y(last[1]).toFixed(1), r: 2, fill: s.colour }));
     }
   }
   for (const s of withData) {
