@@ -197,6 +197,11 @@ describe('dashboard', () => {
     expect(text).toMatch(/refused by the server \(401 KV_ERR_UNAUTHORIZED/);
     expect(text).toMatch(/Paste the admin token/);
     expect(await page.locator('#confirm[open]').count()).toBe(0);
+    // A wrong token is refused too, and the page forgets it.
+    await page.fill('#token', 'not-the-admin-token-0123456789');
+    await page.click('#token-use');
+    await page.waitForFunction(() => document.getElementById('token-state')?.getAttribute('data-state') === 'refused', null, { timeout: UI_MS });
+    expect(await page.locator('#notice').innerText()).toMatch(/KV_ERR_UNAUTHORIZED.*not accepted, so the page forgot it/);
     expect((await c.store.get()).epoch).toBe(epoch);
   });
 
@@ -295,6 +300,90 @@ describe('dashboard', () => {
       },
     );
   }, 120_000);
+
+  it('cancels a move: confirmed, the streams run back and the ring is what it was', async () => {
+    const shares = await legendShares();
+    const res = await request('DELETE', `${c.url}/v1/admin/shards/s4`, { headers: ADMIN_AUTH });
+    expect(res.status, res.text).toBe(202);
+    const jobId = (res.json() as { job: { id: string } }).job.id;
+    await page.waitForFunction(
+      (id) => {
+        const p = document.getElementById('move-panel');
+        return p?.getAttribute('data-job') === id && p.getAttribute('data-state') === 'streaming';
+      },
+      jobId,
+      { timeout: UI_MS },
+    );
+    expect(await cellText('s4', 'state')).toMatch(/^(leaving|active)$/);
+    await page.click('#act-cancel');
+    await page.waitForSelector('#confirm[open]', { timeout: UI_MS });
+    await page.click('#confirm-yes');
+    const job = await waitForJob(c.url, ['cancelled', 'done'], 60_000, (j) => j.id === jobId && ['cancelled', 'done'].includes(j.state));
+    expect(job.state).toBe('cancelled');
+    await page.waitForFunction(() => document.getElementById('move-panel')?.getAttribute('data-state') === 'cancelled', null, { timeout: UI_MS });
+    await page.waitForFunction(() => document.querySelector('#shards tr[data-shard="s4"] td[data-col="state"]')?.textContent === 'active', null, {
+      timeout: UI_MS,
+    });
+    const back = await legendShares();
+    for (const id of Object.keys(shares)) expect(back[id]).toBeCloseTo(shares[id]!, 9);
+  }, 120_000);
+
+  it('draws the contract metrics: rates, quantiles, errors and forward latency (a scripted /metrics)', async () => {
+    // A second page whose /metrics answers are scripted, so the charts' sums
+    // are known: each scrape adds 100 GETs answered 200 and 4 answered 404 in
+    // (5, 10] ms, 2 admin answers 503, and 104 forwards to s1 in (1, 2.5] ms.
+    const p2 = await ctx.newPage();
+    p2.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    p2.on('pageerror', (e) => pageErrors.push(e.message));
+    let n = 0;
+    const LE = ['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '+Inf'];
+    const hist = (name: string, labels: string, from: string, count: number) => {
+      const i = LE.indexOf(from);
+      return (
+        LE.map((le, j) => `${name}_bucket{${labels}le="${le}"} ${j >= i ? count : 0}`).join('\n') + `\n${name}_count{${labels.replace(/,$/, '')}} ${count}`
+      );
+    };
+    await p2.route('**/metrics', async (route) => {
+      n++;
+      const body = [
+        '# TYPE kv_router_requests_total counter',
+        `kv_router_requests_total{route="/v1/kv/:key",method="GET",status="200"} ${100 * n}`,
+        `kv_router_requests_total{route="/v1/kv/:key",method="GET",status="404"} ${4 * n}`,
+        `kv_router_requests_total{route="/v1/admin",method="GET",status="503"} ${2 * n}`,
+        `kv_router_errors_total{code="KV_ERR_NOT_FOUND"} ${4 * n}`,
+        hist('kv_router_request_duration_seconds', 'route="/v1/kv/:key",method="GET",', '0.01', 104 * n),
+        hist('kv_router_forward_duration_seconds', 'shard="s1",', '0.0025', 104 * n),
+      ].join('\n');
+      await route.fulfill({ status: 200, contentType: 'text/plain; version=0.0.4', body });
+    });
+    await p2.goto(`${c.url}/dashboard`);
+    for (const chart of ['reqs', 'latency', 'errors', 'forward'])
+      await p2.waitForFunction((k) => document.querySelector(`.chart[data-chart="${k}"]`)?.getAttribute('data-state') === 'data', chart, { timeout: UI_MS });
+    const legend = async (chart: string, series: string) => {
+      const t = await p2.locator(`.chart[data-chart="${chart}"] li[data-series="${series}"]`).innerText();
+      return Number(/([\d.]+)(\/s| ms)$/.exec(t)?.[1]);
+    };
+    // One scrape every ~2 s: about 52 requests/s; all in (5, 10] ms, so p50 = 7.5 ms and p99 = 9.95 ms.
+    const rate = await legend('reqs', '/v1/kv/:key');
+    expect(rate).toBeGreaterThan(30);
+    expect(rate).toBeLessThan(60);
+    expect(await legend('latency', '/v1/kv/:key p50')).toBeCloseTo(7.5, 0);
+    expect(await legend('latency', '/v1/kv/:key p99')).toBeCloseTo(9.95, 0);
+    expect((await legend('errors', '404')) / (await legend('errors', '503'))).toBeCloseTo(2, 0);
+    expect(await legend('forward', 's1')).toBeCloseTo(2.485, 1);
+    expect(
+      Number(
+        await p2
+          .locator('#shards tr[data-shard="s1"] td[data-col="p99"]')
+          .innerText()
+          .then((t) => t.replace(' ms', '')),
+      ),
+    ).toBeCloseTo(2.485, 1);
+    await p2.screenshot({ path: path.join(ARTIFACTS, 'dashboard-scripted-metrics.png') });
+    await p2.close();
+  }, 60_000);
 
   it('shows a killed shard as down within seconds', async () => {
     const victim = c.shard('s3');

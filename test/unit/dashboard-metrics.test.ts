@@ -24,6 +24,7 @@ interface DashboardLib {
   ): Map<string, { labels: Record<string, string>; buckets: Array<[number, number]> }>;
   histogramQuantile(q: number, buckets: Array<[number, number]>): number | null;
   arcAngles(lo: number, hi: number): [number, number];
+  niceCeil(x: number): number;
 }
 
 // A browser module without types: loaded by URL, typed by the interface above.
@@ -101,6 +102,10 @@ describe('dashboard metrics arithmetic', () => {
         [Infinity, 5],
       ]),
     ).toBe(0.1);
+  });
+
+  it("a chart's top: 1, 2 or 5 times a power of ten", () => {
+    expect([0, 0.7, 1, 1.1, 3, 7, 10.9, 55.6, 120, 999].map((x) => lib.niceCeil(x))).toEqual([1, 1, 1, 2, 5, 10, 20, 100, 200, 1000]);
   });
 
   it('ring points to angles: the whole 32-bit space is one turn', () => {

@@ -191,6 +191,14 @@ export function fmtSecs(s) {
 
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 
+/** The smallest 1, 2 or 5 times a power of ten at or above x (a chart's top). */
+export function niceCeil(x) {
+  if (!(x > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(x));
+  for (const m of [1, 2, 5, 10]) if (m * p >= x) return m * p;
+  return 10 * p;
+}
+
 // ------------------------------------------------------------ browser part
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -301,13 +309,22 @@ function setTokenState(s) {
 }
 
 /** A 401 from the admin API: say so, and what to do. */
-function refused(r, what) {
+function refused(r, what, background = false) {
   if (r.status !== 401) return false;
-  if (state.token) setTokenState('refused');
+  const had = state.token !== '';
+  // A background read that raced the one that dropped the token has nothing new to say.
+  if (background && !had) return true;
   notice(
-    `${what} was refused by the server (${errorText(r)}). ${state.token ? 'The admin token was not accepted: check it and paste it again.' : 'Paste the admin token above: actions and the shard details need it.'}`,
+    `${what} was refused by the server (${errorText(r)}). ${had ? 'The admin token was not accepted, so the page forgot it: check it and paste it again.' : 'Paste the admin token above: actions and the shard details need it.'}`,
     'error',
   );
+  if (had) {
+    // A wrong token is dropped at once, so the page does not go on sending it.
+    state.token = '';
+    state.shards = null;
+    stopEvents();
+    setTokenState('refused');
+  }
   return true;
 }
 
@@ -584,7 +601,7 @@ function startEvents() {
           signal: ctl.signal,
         });
         if (res.status === 401) {
-          refused({ status: 401, json: await res.json().catch(() => null) }, 'The move progress');
+          refused({ status: 401, json: await res.json().catch(() => null) }, 'The move progress', true);
           return;
         }
         if (res.status !== 200 || !res.body) throw new Error(`HTTP ${res.status}`);
@@ -635,8 +652,8 @@ function drawChart(key, series, units = {}) {
   legend.replaceChildren();
   const W = 360;
   const H = 130;
-  const L = 36;
-  const Rm = 36;
+  const L = 14;
+  const Rm = 14;
   const T = 8;
   const B = 16;
   const withData = series.filter((s) => s.points.some((p) => p[1] !== null && Number.isFinite(p[1])));
@@ -657,12 +674,14 @@ function drawChart(key, series, units = {}) {
     if (!on.length) continue;
     let max = 0;
     for (const s of on) for (const [, v] of s.points) if (v !== null && Number.isFinite(v)) max = Math.max(max, v);
-    max = max > 0 ? max * 1.1 : 1;
+    max = niceCeil(max);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const unit = units[axis] ?? '';
+    // The scale inside the plot's top corner, so long labels are not cut at the edge.
+    const left = axis === 'left';
     root.append(
-      svg('text', { x: axis === 'left' ? L - 3 : W - Rm + 3, y: T + 8, 'text-anchor': axis === 'left' ? 'end' : 'start' }, `${fmtCount(max)}${unit}`),
-      svg('text', { x: axis === 'left' ? L - 3 : W - Rm + 3, y: H - B, 'text-anchor': axis === 'left' ? 'end' : 'start' }, '0'),
+      svg('text', { x: left ? L + 2 : W - Rm - 2, y: T + 9, 'text-anchor': left ? 'start' : 'end' }, `${fmtCount(max)}${unit}`),
+      svg('text', { x: left ? L - 3 : W - Rm + 3, y: H - B, 'text-anchor': left ? 'end' : 'start' }, '0'),
     );
     for (const s of on) {
       let d = '';
@@ -812,11 +831,7 @@ async function refreshShards() {
     return;
   }
   const r = await call('GET', '/v1/admin/shards');
-  if (refused(r, 'The shard list')) {
-    state.shards = null;
-    stopEvents();
-    return;
-  }
+  if (refused(r, 'The shard list', true)) return;
   if (r.status !== 200) throw new Error(`shards: ${errorText(r)}`);
   if (state.tokenState !== 'set') setTokenState('set');
   state.shards = r.json;
