@@ -278,6 +278,16 @@ describe('dashboard', () => {
     // No reload happened on the way.
     expect(await page.evaluate(() => (window as unknown as { loadedOnce?: number }).loadedOnce)).toBe(1);
     await shot('after', 'after');
+    // Usable on a 1366x768 laptop: no sideways scrolling, and ring, shards and move in the first screen.
+    await page.setViewportSize({ width: 1366, height: 768 });
+    const fit = await page.evaluate(() => ({
+      scrollWidth: document.documentElement.scrollWidth,
+      bottoms: ['ring-panel', 'shards-panel', 'move-panel'].map((id) => document.getElementById(id)!.getBoundingClientRect().bottom),
+    }));
+    expect(fit.scrollWidth).toBeLessThanOrEqual(1366);
+    for (const b of fit.bottoms) expect(b).toBeLessThanOrEqual(768);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1366x768.png') });
+    await page.setViewportSize({ width: 1280, height: 800 });
   }, 120_000);
 
   it('changes a weight: the plan, then confirmed, then the new share', async () => {
