@@ -40,6 +40,8 @@ export default tseslint.config(
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
+  // The dashboard's script runs in the browser.
+  { files: ['src/router/dashboard/**/*.js'], languageOptions: { globals: globals.browser } },
   // The layers (docs/architecture.md, "Folders").
   restrict(
     ['src/core/**'],

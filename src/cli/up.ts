@@ -146,6 +146,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     console.log(`
 shardkv is up.
   router   ${base}  (${(ready['workers'] as number[]).length} workers, primary pid ${router.pid})
+  dashboard ${base}/dashboard  ${o.insecure ? '(its actions need no token: --insecure)' : '(for its actions, paste adminToken from secrets.json)'}
   shards   ${info.map((s) => `${String(s['id'])} http://${String(s['adminAddr'])}`).join('   ')}
   redis    ${redisUrl}
   data     ${dataDir}

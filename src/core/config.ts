@@ -68,6 +68,8 @@ export const ROUTER_DEFAULTS = {
   maxFramesInFlightPerShard: 0,
   /** GET, HEAD, PUT and DELETE of /v1/kv/<key> are served on plain node:http ahead of Fastify, with the same answers; false: Fastify serves them too. */
   fastPath: true,
+  /** Serve the web dashboard at /dashboard (static files; its actions need the admin token). */
+  dashboard: true,
   /** /v1/kv needs an API key or a session; false: callers without credentials are anonymous (keys not namespaced), logged at start. */
   dataAuth: true,
   /** Count every request, error and shard request for /metrics (a few array increments each); false: those metrics stay 0, to measure what they cost. */

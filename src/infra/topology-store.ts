@@ -97,6 +97,24 @@ export class TopologyStore {
     await this.#redis.del(this.#k.shard(id));
   }
 
+  /**
+   * How long each shard's registry entry has left (ms) before it expires: a
+   * live shard refreshes it every heartbeat, a stopped one counts down to
+   * nothing. Absent ids have no entry.
+   */
+  async heartbeatTtls(ids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (ids.length === 0) return out;
+    const p = this.#redis.pipeline();
+    for (const id of ids) p.pttl(this.#k.shard(id));
+    const res = (await p.exec()) ?? [];
+    ids.forEach((id, i) => {
+      const [err, ms] = res[i] ?? [null, -2];
+      if (!err && typeof ms === 'number' && ms >= 0) out.set(id, ms);
+    });
+    return out;
+  }
+
   async registrations(): Promise<Registration[]> {
     const found: string[] = [];
     let cursor = '0';

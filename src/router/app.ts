@@ -22,6 +22,7 @@ import { metricsRoutes } from './metrics.js';
 import { startFgPublisher } from './fg-latency.js';
 import { RequestMetrics, methodIndex, routeOfTemplate } from './request-metrics.js';
 import type { WorkerMetricsChannel } from './host-metrics.js';
+import { DASHBOARD_PATHS, dashboardRoutes } from './dashboard-routes.js';
 
 export interface RouterDeps {
   /** Shared Redis connection (one is created when absent). */
@@ -47,7 +48,9 @@ const FG_ERRORS_TTL_MS = 7 * 24 * 3600 * 1000;
 function methodsFor(path: string): readonly string[] | undefined {
   if (path === BATCH_PATH) return ['POST'];
   if (path.startsWith(KV_PREFIX)) return ['GET', 'HEAD', 'PUT', 'DELETE'];
-  if (path === '/healthz' || path === '/readyz' || path === '/v1/topology' || path === '/v1/stats' || path === '/metrics') return ['GET', 'HEAD'];
+  if (path === '/healthz' || path === '/readyz' || path === '/v1/topology' || path === '/v1/ring' || path === '/v1/stats' || path === '/metrics')
+    return ['GET', 'HEAD'];
+  if (DASHBOARD_PATHS.has(path)) return ['GET', 'HEAD'];
   if (path === '/v1/admin/shards') return ['GET', 'HEAD', 'POST'];
   if (/^\/v1\/admin\/shards\/[^/]+$/.test(path)) return ['DELETE'];
   if (/^\/v1\/admin\/shards\/[^/]+\/weight$/.test(path)) return ['PUT'];
@@ -137,6 +140,7 @@ export function buildRouter(config: RouterConfig, deps: RouterDeps = {}): Router
     secureCookie: config.tlsCertFile !== '',
   });
   void app.register(adminApi, { prefix: '/v1/admin', config, redis, topology, jobs, forwarder, identity, auth });
+  if (config.dashboard) void app.register(dashboardRoutes);
   void app.register(metricsRoutes, { forwarder, jobs, adminToken: config.metricsAuth ? config.adminToken : '', requests, host: deps.hostMetrics });
 
   let stopFgPublisher: (() => void) | undefined;

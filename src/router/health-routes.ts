@@ -3,6 +3,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Redis } from 'ioredis';
 import { kvError } from '../core/errors.js';
 import { redisReason } from '../infra/redis-reason.js';
+import { ringView, type RingView } from '../core/ring-view.js';
+import type { Topology } from '../core/topology.js';
 import type { Forwarder } from './forwarder.js';
 
 export interface HealthDeps {
@@ -31,6 +33,16 @@ export const healthRoutes: FastifyPluginAsync<HealthDeps> = async (app, { redis,
     const t = forwarder.topology;
     if (!t) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
     return t;
+  });
+
+  // The ring's arcs for drawing (the dashboard): derived from the topology
+  // above, so it shows nothing /v1/topology does not; computed once per epoch.
+  let view: { t: Topology; v: RingView } | undefined;
+  app.get('/v1/ring', async () => {
+    const t = forwarder.topology;
+    if (!t) throw kvError('KV_ERR_NOT_READY', 'topology not loaded yet');
+    if (view?.t !== t) view = { t, v: ringView(t) };
+    return view.v;
   });
 
   app.get('/v1/stats', async () => ({ pid: process.pid, worker: workerId, ...forwarder.stats() }));

@@ -21,6 +21,7 @@ export const ROUTES = [
   '/readyz',
   '/v1/topology',
   '/v1/stats',
+  '/v1/ring',
   'other',
 ] as const;
 export type RouteLabel = (typeof ROUTES)[number];

@@ -148,6 +148,9 @@ describe('secure by default', () => {
       const secrets = JSON.parse(readFileSync(file, 'utf8')) as { adminToken: string; clusterSecret: string };
       expect(secrets.adminToken.length).toBeGreaterThanOrEqual(32);
       expect(p.tail).toContain(file);
+      // It prints where the dashboard is; the page is open, its admin calls are not.
+      expect(p.tail).toContain(`dashboard ${url}/dashboard`);
+      expect((await get(`${url}/dashboard`)).status).toBe(200);
       // The admin API and the shard's HTTP port need the token.
       expectCode(await get(`${url}/v1/admin/shards`), 401, 'KV_ERR_UNAUTHORIZED');
       expectCode(await get(`${url}/v1/admin/shards`, { headers: { authorization: 'Bearer wrong-token-of-some-length' } }), 401, 'KV_ERR_UNAUTHORIZED');

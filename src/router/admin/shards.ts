@@ -111,8 +111,21 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
     }
   }
 
+  /**
+   * What a shard's health looks like from here: `up` when it is registered
+   * and its data port answered, `unreachable` when it is registered but did
+   * not answer (killed or hung: its registry entry has not expired yet),
+   * `down` when it has no registry entry (no heartbeat for heartbeatTtlMs).
+   */
+  async function entry(id: string, dataAddr: string, registered: boolean, ttls: Map<string, number>) {
+    const s = await stats(id, dataAddr);
+    const health = !registered ? 'down' : s.keys === null ? 'unreachable' : 'up';
+    return { registered, heartbeatTtlLeftMs: ttls.get(id) ?? null, health, ...s };
+  }
+
   app.get('/shards', async () => {
     const [t, regs] = await Promise.all([d.topology.get(), d.topology.registrations()]);
+    const ttls = await d.topology.heartbeatTtls([...new Set([...t.shards.map((s) => s.id), ...regs.map((r) => r.id)])]);
     const shares = ringOf(t).shares();
     const inRing = await Promise.all(
       t.shards.map(async (s) => ({
@@ -120,10 +133,14 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
         state: s.state,
         weight: s.weight,
         share: shares[s.id] ?? 0,
-        registered: regs.some((r) => r.id === s.id),
         dataAddr: s.dataAddr,
         adminAddr: s.adminAddr,
-        ...(await stats(s.id, s.dataAddr)),
+        ...(await entry(
+          s.id,
+          s.dataAddr,
+          regs.some((r) => r.id === s.id),
+          ttls,
+        )),
       })),
     );
     const available = await Promise.all(
@@ -134,10 +151,9 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
           state: 'available',
           weight: null,
           share: 0,
-          registered: true,
           dataAddr: r.dataAddr,
           adminAddr: r.adminAddr,
-          ...(await stats(r.id, r.dataAddr)),
+          ...(await entry(r.id, r.dataAddr, true, ttls)),
         })),
     );
     return { epoch: t.epoch, migration: t.migration ? { jobId: t.migration.jobId } : null, shards: [...inRing, ...available] };
