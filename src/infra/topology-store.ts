@@ -17,6 +17,8 @@ export interface Registration {
   readonly adminAddr: string;
   readonly pid: number;
   readonly startedAt: number;
+  /** When the shard wrote this entry (ms since the epoch): every heartbeat rewrites it. Absent from shards of older versions. */
+  readonly heartbeatAt?: number;
 }
 
 export class TopologyStore {

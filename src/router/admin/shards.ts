@@ -8,6 +8,7 @@ import { OPS } from '../../core/protocol.js';
 import { POINT_MAX, type PointRange } from '../../core/ring.js';
 import { nextEpoch, ringMembers, ringOf } from '../../core/topology.js';
 import { ShardConnection } from '../../infra/shard-client.js';
+import type { Registration } from '../../infra/topology-store.js';
 import { isActive, type JobKind } from '../../rebalance/job.js';
 import { describePlan, planJob } from '../../rebalance/planner.js';
 import { jobSummary } from './job-summary.js';
@@ -117,10 +118,12 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
    * not answer (killed or hung: its registry entry has not expired yet),
    * `down` when it has no registry entry (no heartbeat for heartbeatTtlMs).
    */
-  async function entry(id: string, dataAddr: string, registered: boolean, ttls: Map<string, number>) {
+  async function entry(id: string, dataAddr: string, reg: Registration | undefined, ttls: Map<string, number>) {
     const s = await stats(id, dataAddr);
-    const health = !registered ? 'down' : s.keys === null ? 'unreachable' : 'up';
-    return { registered, heartbeatTtlLeftMs: ttls.get(id) ?? null, health, ...s };
+    const health = !reg ? 'down' : s.keys === null ? 'unreachable' : 'up';
+    // The age by the router's clock against the shard's: hosts' clocks are assumed close (NTP), as for TTLs.
+    const heartbeatAgeMs = reg?.heartbeatAt !== undefined ? Math.max(0, Date.now() - reg.heartbeatAt) : null;
+    return { registered: reg !== undefined, heartbeatAgeMs, heartbeatTtlLeftMs: ttls.get(id) ?? null, health, ...s };
   }
 
   app.get('/shards', async () => {
@@ -138,7 +141,7 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
         ...(await entry(
           s.id,
           s.dataAddr,
-          regs.some((r) => r.id === s.id),
+          regs.find((r) => r.id === s.id),
           ttls,
         )),
       })),
@@ -153,7 +156,7 @@ export const shardRoutes: FastifyPluginAsync<AdminApiDeps> = async (app, d) => {
           share: 0,
           dataAddr: r.dataAddr,
           adminAddr: r.adminAddr,
-          ...(await entry(r.id, r.dataAddr, true, ttls)),
+          ...(await entry(r.id, r.dataAddr, r, ttls)),
         })),
     );
     return { epoch: t.epoch, migration: t.migration ? { jobId: t.migration.jobId } : null, shards: [...inRing, ...available] };

@@ -413,12 +413,15 @@ function shardRows() {
 function healthOf(d) {
   if (!d) return null;
   if (d.health !== 'up') return d.health;
+  if (d.heartbeatAgeMs != null && d.heartbeatTtlLeftMs !== null) return d.heartbeatAgeMs > d.heartbeatTtlLeftMs ? 'late' : 'up';
+  // A shard of an older version tells no age: the entry's TTL against the largest seen.
   const max = state.maxTtl.get(d.id) ?? 0;
   if (d.heartbeatTtlLeftMs !== null && max > 0 && d.heartbeatTtlLeftMs < max / 2) return 'late';
   return 'up';
 }
 
 function heartbeatAge(d) {
+  if (d?.heartbeatAgeMs != null) return fmtSecs(d.heartbeatAgeMs / 1000);
   if (!d || d.heartbeatTtlLeftMs === null) return d?.registered === false ? 'expired' : '–';
   const max = state.maxTtl.get(d.id) ?? d.heartbeatTtlLeftMs;
   return fmtSecs(Math.max(0, max - d.heartbeatTtlLeftMs) / 1000);
