@@ -10,6 +10,8 @@
 const POLL_MS = 2000;
 /** How much history the charts keep. */
 const WINDOW_MS = 5 * 60 * 1000;
+/** The charts' shortest time span (a page just opened). */
+const MIN_SPAN_MS = 30 * 1000;
 /** Pause before the event stream is opened again after it ended. */
 const SSE_RETRY_MS = 2000;
 /** Each fetch gives up after this long, so a hung router shows as such. */
@@ -665,13 +667,19 @@ function drawChart(key, series, units = {}) {
     const y = T + ((H - T - B) * i) / 3;
     root.append(svg('line', { x1: L, x2: W - Rm, y1: y, y2: y, class: 'grid' }));
   }
-  root.append(svg('text', { x: L, y: H - 3 }, '−5 min'), svg('text', { x: W - Rm, y: H - 3, 'text-anchor': 'end' }, 'now'));
+  const now = Date.now();
+  // The span grows with the page's history up to WINDOW_MS, so the first
+  // minutes after opening the page fill the chart instead of its right edge.
+  let first = now;
+  for (const s of withData) for (const [t] of s.points) if (t < first) first = t;
+  const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - first));
+  const spanText = span >= 60_000 ? `−${Math.round(span / 60_000)} min` : `−${Math.round(span / 1000)} s`;
+  root.append(svg('text', { x: L, y: H - 3 }, spanText), svg('text', { x: W - Rm, y: H - 3, 'text-anchor': 'end' }, 'now'));
   if (!withData.length) {
     root.append(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'nodata' }, 'no data'));
     return;
   }
-  const now = Date.now();
-  const x = (t) => L + ((W - L - Rm) * (t - (now - WINDOW_MS))) / WINDOW_MS;
+  const x = (t) => L + ((W - L - Rm) * (t - (now - span))) / span;
   for (const axis of ['left', 'right']) {
     const on = withData.filter((s) => (s.axis ?? 'left') === axis);
     if (!on.length) continue;
