@@ -121,7 +121,10 @@ export const ROUTER_DEFAULTS = {
   rebalanceMinKeysPerSec: 2000,
   /** Adaptive pacing: the rate never goes above this (keys/s); 0 = as fast as the machine goes. */
   rebalanceAdaptiveMaxKeysPerSec: 0,
-  rebalanceStreamConcurrency: 2,
+  /** (source -> target) streams moved at the same time; 0 = every stream of the job. */
+  rebalanceStreamConcurrency: 0,
+  /** Batches of one stream whose import is in flight at once (the source scans on meanwhile). */
+  rebalanceImportsInFlight: 4,
   rebalanceCheckpointMs: 250,
   logLevel: 'warn',
 };
@@ -221,7 +224,8 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.maxInFlightPerShard < 1) throw kvError('KV_ERR_CONFIG', 'router: option "maxInFlightPerShard" must be at least 1');
   if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000)
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
-  if (cfg.rebalanceStreamConcurrency < 1) throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceStreamConcurrency" must be at least 1');
+  if (cfg.rebalanceImportsInFlight < 1 || cfg.rebalanceImportsInFlight > 64)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceImportsInFlight" must be from 1 to 64');
   if (!REBALANCE_PACING.has(cfg.rebalancePacing))
     throw kvError(
       'KV_ERR_CONFIG',

@@ -37,6 +37,7 @@ export type CoordinatorConfig = Pick<
   | 'rebalanceMinKeysPerSec'
   | 'rebalanceAdaptiveMaxKeysPerSec'
   | 'rebalanceStreamConcurrency'
+  | 'rebalanceImportsInFlight'
   | 'rebalanceCheckpointMs'
 > &
   ShardConnectionOptions;
@@ -341,7 +342,9 @@ export class Coordinator {
       }
     };
     try {
-      await Promise.all(Array.from({ length: Math.min(cfg.rebalanceStreamConcurrency, Math.max(1, pending.length)) }, worker));
+      // rebalanceStreamConcurrency 0: every stream of the job at once.
+      const workers = Math.max(1, cfg.rebalanceStreamConcurrency === 0 ? pending.length : Math.min(cfg.rebalanceStreamConcurrency, pending.length));
+      await Promise.all(Array.from({ length: workers }, worker));
     } finally {
       stopPacing();
     }
@@ -403,53 +406,100 @@ export class Coordinator {
   async #runStream(job: Job, st: StreamState, limiter: RateLimiter, checkpoint: () => Promise<void>, cancelled: () => boolean): Promise<void> {
     const cfg = this.#d.config;
     st.startedAt ??= Date.now();
-    const scan = (rangeIndex: number, after: [number, string] | undefined): Promise<ScanResult> =>
+    const scan = (rangeIndex: number, after: [number, string] | undefined, limit: number, maxBytes: number): Promise<ScanResult> =>
       this.#retry(
         `scan ${st.source}`,
-        () =>
-          this.#shardCall(st.source, {
-            o: OPS.SCAN,
-            ranges: [st.ranges[rangeIndex]!],
-            after,
-            limit: cfg.rebalanceBatchKeys,
-            maxBytes: cfg.rebalanceBatchBytes,
-          }),
+        () => this.#shardCall(st.source, { o: OPS.SCAN, ranges: [st.ranges[rangeIndex]!], after, limit, maxBytes }),
         (m) => {
           st.lastError = m;
         },
       );
-    // Read ahead: the next batch is scanned on the source while this one is
-    // imported on the target. The checkpoint moves only after an import.
-    let ahead: Promise<ScanResult> | undefined = st.rangeIndex < st.ranges.length ? scan(st.rangeIndex, st.after) : undefined;
-    while (ahead) {
-      this.#check();
-      if (cancelled()) {
-        await ahead.catch(() => undefined);
-        return;
+    /**
+     * One import's worth from where the last one ended: scans of the stream's
+     * ranges in order, until rebalanceBatchKeys records or about
+     * rebalanceBatchBytes are in hand or the ranges are done. A plan's arcs
+     * are often smaller than a batch; gathering several of them into one
+     * import keeps the target's transactions (and commits) few and full.
+     * Moved-records blobs are plain runs of entries, so they concatenate.
+     */
+    const gather = async (rangeIndex: number, after: [number, string] | undefined): Promise<Gathered> => {
+      const parts: Uint8Array[] = [];
+      let n = 0,
+        live = 0,
+        bytes = 0,
+        size = 0;
+      while (rangeIndex < st.ranges.length && n < cfg.rebalanceBatchKeys && size < cfg.rebalanceBatchBytes) {
+        const res = await scan(rangeIndex, after, cfg.rebalanceBatchKeys - n, cfg.rebalanceBatchBytes - size);
+        if (res.n > 0) parts.push(res.packed);
+        n += res.n;
+        live += res.live;
+        bytes += res.bytes;
+        size += res.packed.byteLength;
+        if (!res.next) rangeIndex++;
+        after = res.next ?? undefined;
       }
-      const res = await ahead;
-      const nextIndex = res.next ? st.rangeIndex : st.rangeIndex + 1;
-      const nextAfter = res.next ?? undefined;
-      ahead = nextIndex < st.ranges.length ? scan(nextIndex, nextAfter) : undefined;
-      // Keep the prefetch from failing unobserved if this import throws.
-      ahead?.catch(() => undefined);
-      if (res.n > 0) {
-        await limiter.take(res.n);
-        // The target re-reads the topology by itself if `me` is newer than its epoch.
-        await this.#retry(
-          `import ${st.target}`,
-          () => this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch!, packed: res.packed }),
-          (m) => {
-            st.lastError = m;
-          },
-        );
-      }
-      st.keysDone += res.live;
-      st.bytesDone += res.bytes;
+      return { packed: parts.length === 1 ? parts[0]! : Buffer.concat(parts), n, live, bytes, rangeIndex, after };
+    };
+    const importBatch = (packed: Uint8Array): Promise<void> =>
+      // The target re-reads the topology by itself if `me` is newer than its epoch.
+      this.#retry(
+        `import ${st.target}`,
+        async () => {
+          await this.#shardCall(st.target, { o: OPS.IMPORT, me: job.migrateEpoch!, packed });
+        },
+        (m) => {
+          st.lastError = m;
+        },
+      );
+    // A pipeline: the source scans the next batch while up to
+    // rebalanceImportsInFlight earlier batches are being imported on the
+    // target (batches hold disjoint keys, so the order in which their imports
+    // land does not matter). Batches are acknowledged in scan order: the
+    // checkpoint and the counters move only past a batch whose import, and
+    // every earlier one's, has answered, so a resumed stream never skips a
+    // batch that was not imported.
+    const window: InFlightBatch[] = [];
+    const acknowledge = async (): Promise<void> => {
+      const b = window[0]!;
+      await b.imported;
+      window.shift();
+      st.keysDone += b.live;
+      st.bytesDone += b.bytes;
       st.lastError = undefined;
-      st.rangeIndex = nextIndex;
-      st.after = nextAfter;
+      st.rangeIndex = b.rangeIndex;
+      st.after = b.after;
       await checkpoint();
+    };
+    let ahead: Promise<Gathered> | undefined = st.rangeIndex < st.ranges.length ? gather(st.rangeIndex, st.after) : undefined;
+    try {
+      while (ahead || window.length > 0) {
+        this.#check();
+        if (cancelled()) {
+          await ahead?.catch(() => undefined);
+          return;
+        }
+        if (!ahead || window.length >= cfg.rebalanceImportsInFlight) {
+          await acknowledge();
+          continue;
+        }
+        const g = await ahead;
+        ahead = g.rangeIndex < st.ranges.length ? gather(g.rangeIndex, g.after) : undefined;
+        // Keep the prefetch from failing unobserved if this stream stops before it is awaited.
+        ahead?.catch(() => undefined);
+        const b: InFlightBatch = { live: g.live, bytes: g.bytes, rangeIndex: g.rangeIndex, after: g.after, imported: Promise.resolve(), answered: g.n === 0 };
+        if (g.n > 0) {
+          await limiter.take(g.n);
+          b.imported = importBatch(g.packed).then(() => {
+            b.answered = true;
+          });
+          b.imported.catch(() => undefined);
+        }
+        window.push(b);
+        while (window.length > 0 && window[0]!.answered) await acknowledge();
+      }
+    } finally {
+      // On the way out (done, cancelled, lease lost) no import of this stream is left running.
+      await Promise.all(window.map((b) => b.imported.catch(() => undefined)));
     }
     st.done = true;
     st.finishedAt = Date.now();
@@ -515,6 +565,29 @@ export class Coordinator {
 }
 
 class TopologyMoved extends Error {}
+
+/** Scans gathered into one import: the records, their counts and where the stream goes on after them. */
+interface Gathered {
+  readonly packed: Uint8Array;
+  readonly n: number;
+  readonly live: number;
+  readonly bytes: number;
+  readonly rangeIndex: number;
+  readonly after: [number, string] | undefined;
+}
+
+/** A scanned batch of a stream, from the start of its import until it is acknowledged. */
+interface InFlightBatch {
+  /** Live values in it and their bytes (the stream's counters once acknowledged). */
+  readonly live: number;
+  readonly bytes: number;
+  /** Where the stream goes on after it: the checkpoint once acknowledged. */
+  readonly rangeIndex: number;
+  readonly after: [number, string] | undefined;
+  /** Settles when the target has answered the import (or rejects when the stream stops). */
+  imported: Promise<void>;
+  answered: boolean;
+}
 
 /** An answer that decides the job (it fails), not a failure to retry. */
 function isVerdict(err: unknown): boolean {
