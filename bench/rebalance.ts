@@ -24,8 +24,10 @@
 //   4. CPU per moved key: utime+stime from /proc per tier over the job
 //      (POST to done), divided by keys moved. "net" subtracts what the tier
 //      spent per second on the foreground alone in the "before" window.
-//   5. Idle move: with the foreground stopped, DELETE s4 again, so the same
-//      keys move back with no load to protect (BENCH_IDLE_MOVE=0 skips it).
+//   5. Idle move: with the foreground stopped (and the routers' published
+//      latency windows no longer showing it or the read-back check), DELETE s4
+//      again, so the same keys move back with no load to protect
+//      (BENCH_IDLE_MOVE=0 skips it).
 //   6. Ceiling: an LMDB-to-LMDB copy of as many records of the same size as
 //      the move carried, in this process (bench/copy-ceiling.ts: no network,
 //      no checks, lmdb-js's batched puts). Both moves' streaming keys/s are
@@ -57,6 +59,9 @@ import { bulkLoad } from '../dev/bulk-load.js';
 import { US_PER_TICK, childrenOf, machineTicks, sampleTier, usageBetween, type Tier, type TierSample } from './proc.js';
 import { envInt, envIntOptional, envBool, machineInfo, RESULTS_DIR } from './settings.js';
 import { measureCopyCeiling, type CeilingResult } from './copy-ceiling.js';
+import { FgSignal } from '../src/rebalance/fg-signal.js';
+import { MIN_FG_SAMPLES } from '../src/rebalance/pacer.js';
+import { waitUntil } from '../src/local/wait.js';
 
 const settings = {
   keys: envInt('BENCH_KEYS', 1_000_000, 1000),
@@ -623,6 +628,15 @@ async function verify(c: Cluster): Promise<Check> {
  * move back with nothing to protect; keys/s over its streaming phase.
  */
 async function idleMove(c: Cluster) {
+  // The read-back check was foreground traffic too: wait until the routers' latency windows no longer show it,
+  // so the pacer sees an idle foreground from the move's start.
+  const redis = createRedis({ redisUrl: c.topo.redis.url, redisCommandTimeoutMs: 2000 });
+  try {
+    const signal = new FgSignal(redis, 'kv:');
+    await waitUntil(async () => ((await signal.read())?.count ?? 0) < MIN_FG_SAMPLES, { timeoutMs: 10_000, what: 'an idle foreground signal' });
+  } finally {
+    redis.disconnect();
+  }
   log(`idle move: ${c.s4.id} leaves again with no foreground load`);
   const del = await request('DELETE', `${c.url}/v1/admin/shards/${c.s4.id}`, { headers: ADMIN_HEADER, timeoutMs: 60_000 });
   if (del.status !== 202) throw new Error(`DELETE /v1/admin/shards/${c.s4.id}: ${del.status} ${del.text}`);
