@@ -160,6 +160,8 @@ export const SHARD_DEFAULTS = {
   maxBufferedFrameBytes: 256 * 1024 * 1024,
   sweepIntervalMs: 1000,
   sweepBatch: 1000,
+  /** Records deleted per transaction when a shard purges the ranges it gave away after a move; small, so its writes wait little behind a purge. */
+  purgeBatchKeys: 500,
   tombstoneGraceMs: 24 * 3600 * 1000,
   mapSizeBytes: 8 * 1024 * 1024 * 1024,
   noSync: false,
@@ -254,6 +256,7 @@ export function parseShardConfig(input: Record<string, unknown> = {}): ShardConf
   }
   if (cfg.dataDir === '') throw kvError('KV_ERR_CONFIG', 'shard: option "dataDir" is required');
   if (cfg.heartbeatTtlMs <= cfg.heartbeatMs) throw kvError('KV_ERR_CONFIG', 'shard: heartbeatTtlMs must be larger than heartbeatMs');
+  if (cfg.purgeBatchKeys < 1) throw kvError('KV_ERR_CONFIG', 'shard: option "purgeBatchKeys" must be at least 1');
   if (cfg.tombstoneGraceMs > 366 * 24 * 3600 * 1000) throw kvError('KV_ERR_CONFIG', 'shard: option "tombstoneGraceMs" must be at most a year (31622400000 ms)');
   if (!HTTP_KV_WRITES.has(cfg.httpKvWrites))
     throw kvError('KV_ERR_CONFIG', `shard: option "httpKvWrites" must be one of ${[...HTTP_KV_WRITES].join(', ')}, got ${JSON.stringify(cfg.httpKvWrites)}`);

@@ -63,6 +63,7 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
     view: () => view,
     refresh: () => watcher.refresh(),
     retire: () => hooks.onRetire?.(),
+    purgeBatchKeys: config.purgeBatchKeys,
   });
   const dataServer = createDataServer(handler, config);
   const DRAIN_TIMEOUT_MS = 5000;

@@ -13,7 +13,7 @@
 // epoch, then version).
 import { kvError, kvErrorWith, toWire, type KvError } from '../core/errors.js';
 import { DelAnswer, GetAnswer, OPS, PutAnswer, opOfTag, type Op, type Request, type RequestOf, type Response } from '../core/protocol.js';
-import type { Limits } from '../core/config.js';
+import { SHARD_DEFAULTS, type Limits } from '../core/config.js';
 import { keyPoint, type Ring } from '../core/ring.js';
 import type { Store } from './store.js';
 import { REBALANCE_OPS, type RebalanceOpContext } from './rebalance-ops.js';
@@ -45,6 +45,8 @@ export interface HandlerDeps {
   refresh(): Promise<unknown>;
   /** Called for a RETIRE request (deregister and stop). */
   retire?(): void;
+  /** Records a PURGE deletes per transaction (shard option purgeBatchKeys). */
+  readonly purgeBatchKeys?: number;
 }
 
 type KeyedOp = 'get' | 'fetch' | 'put' | 'del';
@@ -176,6 +178,7 @@ export class FrameHandler {
       lastWrite: () => this.#lastWrite,
       notOwner: (view) => this.#notOwner(view),
       retire: () => deps.retire?.(),
+      purgeBatchKeys: deps.purgeBatchKeys ?? SHARD_DEFAULTS.purgeBatchKeys,
     };
   }
 

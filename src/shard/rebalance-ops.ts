@@ -19,6 +19,8 @@ export interface RebalanceOpContext {
   lastWrite(): Promise<void>;
   notOwner(view: OwnershipView): KvError;
   retire(): void;
+  /** Records deleted per transaction by a purge. */
+  readonly purgeBatchKeys: number;
 }
 
 const SCAN_DEFAULT_LIMIT = 1000;
@@ -130,7 +132,7 @@ async function purge(req: RequestOf<'purge'>, ctx: RebalanceOpContext): Promise<
   if (view.prevRing) throw kvError('KV_ERR_BAD_TOPOLOGY', 'no purge while a migration is in progress');
   for (const r of ranges) if (!ownsNoneOf(view.ring, me, r)) throw kvError('KV_ERR_BAD_TOPOLOGY', `shard ${me} still owns part of ${r.lo}..${r.hi}`);
   let purged = 0;
-  for (const r of ranges) purged += await ctx.store.purgeRange(r.lo, r.hi);
+  for (const r of ranges) purged += await ctx.store.purgeRange(r.lo, r.hi, ctx.purgeBatchKeys);
   return { purged };
 }
 

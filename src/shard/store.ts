@@ -274,14 +274,18 @@ export class Store {
     return true;
   }
 
-  /** Delete every record with a point in [lo, hi] (after a move commits). Returns how many. */
-  async purgeRange(lo: number, hi: number, batch = 5000): Promise<number> {
+  /**
+   * Delete every record with a point in [lo, hi] (after a move commits), `batch`
+   * records per transaction, so writes arriving meanwhile wait behind one
+   * small transaction at a time. Returns how many.
+   */
+  async purgeRange(lo: number, hi: number, batch: number): Promise<number> {
     let total = 0;
     for (;;) {
       const keys: Buffer[] = [];
       for (const k of this.#records.getKeys({ ...this.#range(pointBytes(lo), hi), limit: batch })) keys.push(k);
       if (keys.length === 0) return total;
-      await this.#root.transaction(() => {
+      await this.transaction(() => {
         for (const k of keys) {
           const old = this.#records.getBinaryFast(k);
           if (old) this.#valueBytes -= valueLength(old);

@@ -372,6 +372,25 @@ describe('Store persistence', () => {
 });
 
 describe('Store rebalancing reads and writes', () => {
+  it('purges a range in transactions of the batch size, every record of it and nothing else', async () => {
+    await store.transaction(() => {
+      for (let i = 0; i < 200; i++) store.putInTxn(`p${i}`, args('v', i % 3 === 0 ? { expiresAt: Date.now() + 3_600_000 } : {}));
+    });
+    const half = 2 ** 31;
+    const inside = Array.from({ length: 200 }, (_, i) => `p${i}`).filter((k) => keyPoint(k) < half);
+    const before = store.stats().records;
+    let commits = 0;
+    const transaction = store.transaction.bind(store);
+    store.transaction = (fn) => {
+      commits++;
+      return transaction(fn);
+    };
+    expect(await store.purgeRange(0, half - 1, 7)).toBe(inside.length);
+    expect(commits).toBe(Math.ceil(inside.length / 7));
+    expect(store.stats().records).toBe(before - inside.length);
+    for (let i = 0; i < 200; i++) expect(store.get(`p${i}`) === null).toBe(inside.includes(`p${i}`));
+  });
+
   const keys = Array.from({ length: 300 }, (_, i) => `k${i}`);
   const pointOfKey = (k: string) => keyPoint(k);
 
@@ -434,7 +453,7 @@ describe('Store rebalancing reads and writes', () => {
       // Importing again over a record written before the migration epoch is harmless.
       expect(await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5))).toBe(true);
       const p = keyPoint('ttl-key');
-      expect(await dst.purgeRange(p, p)).toBe(1);
+      expect(await dst.purgeRange(p, p, 500)).toBe(1);
       expect(dst.lookup('ttl-key')).toBeNull();
       // The expiry index entry went with the record: nothing left to sweep.
       expect(await dst.sweep(100, x + 1)).toBe(0);
@@ -540,7 +559,7 @@ describe('Store list (the key-ordered index)', () => {
     expect(await store.sweep(1000, now + 20)).toBe(10);
     expect(listAll(store, 'k', 7, now + 20)).toHaveLength(40);
     const p = keyPoint('k20');
-    await store.purgeRange(p, p);
+    await store.purgeRange(p, p, 500);
     expect(listAll(store, 'k', 7).map(([k]) => k)).not.toContain('k20');
     expect(listAll(store, 'k', 7)).toHaveLength(39);
     // An imported record is listed.
