@@ -312,16 +312,26 @@ export class Coordinator {
           }),
       );
       job.streamingStartedAt ??= Date.now();
+      // The streaming state is published with its pacing, before the first checkpoint.
+      job.pacing = this.#initialPacing();
     }
     job.state = next;
     await this.#save(job);
+  }
+
+  /** The pacing a stream phase starts with (adaptive: the minimum rate until the first control step). */
+  #initialPacing(): NonNullable<Job['pacing']> {
+    const cfg = this.#d.config;
+    const adaptive = cfg.rebalancePacing === 'adaptive';
+    const perSec = adaptive ? cfg.rebalanceMinKeysPerSec : cfg.rebalanceMaxKeysPerSec;
+    return { mode: adaptive ? 'adaptive' : 'fixed', keysPerSec: perSec > 0 ? perSec : null, phase: null, fgP99Ms: null, baselineP99Ms: null, ratio: null };
   }
 
   async #stream(job: Job): Promise<void> {
     const cfg = this.#d.config;
     const adaptive = cfg.rebalancePacing === 'adaptive';
     const limiter = new RateLimiter(adaptive ? cfg.rebalanceMinKeysPerSec : cfg.rebalanceMaxKeysPerSec);
-    job.pacing = { mode: adaptive ? 'adaptive' : 'fixed', keysPerSec: limiter.perSec || null, phase: null, fgP99Ms: null, baselineP99Ms: null, ratio: null };
+    job.pacing = this.#initialPacing();
     const stopPacing = adaptive ? this.#pace(job, limiter) : () => undefined;
     let lastSave = Date.now();
     let cancel = false;
