@@ -38,9 +38,9 @@
 // BENCH_PACING (router rebalancePacing, adaptive or fixed; unset = router
 // default), BENCH_MOVE_RATE (router rebalanceMaxKeysPerSec, the fixed pacing's
 // rate, 0 = no limit; unset = router default),
-// BENCH_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS (router
-// rebalanceBatchKeys / rebalanceBatchBytes / rebalanceStreamConcurrency;
-// unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
+// BENCH_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS / BENCH_IMPORTS_IN_FLIGHT
+// (router rebalanceBatchKeys / rebalanceBatchBytes / rebalanceStreamConcurrency
+// / rebalanceImportsInFlight; unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
 // peak run, BENCH_WARMUP_S (2), BENCH_FG_PCT (10), BENCH_FG_CONNECTIONS (10),
 // BENCH_BASELINE_S (10), BENCH_AFTER_S (3), BENCH_MOVE_TIMEOUT_S (600),
 // BENCH_POLL_MS (200), BENCH_TIMEOUT_S (1800, the whole run), BENCH_IDLE_MOVE
@@ -75,7 +75,8 @@ const settings = {
   moveRate: envIntOptional('BENCH_MOVE_RATE', 0),
   batchKeys: envIntOptional('BENCH_BATCH_KEYS', 1),
   batchBytes: envIntOptional('BENCH_BATCH_BYTES', 1),
-  streams: envIntOptional('BENCH_STREAMS', 1),
+  streams: envIntOptional('BENCH_STREAMS', 0),
+  importsInFlight: envIntOptional('BENCH_IMPORTS_IN_FLIGHT', 1),
   maxConnections: envInt('BENCH_CONNECTIONS', 64, 1),
   maxS: envInt('BENCH_MAX_S', 5, 1),
   warmupS: envInt('BENCH_WARMUP_S', 2, 0),
@@ -96,6 +97,7 @@ const routerSets = [
   ...(settings.batchKeys !== undefined ? [`rebalanceBatchKeys=${settings.batchKeys}`] : []),
   ...(settings.batchBytes !== undefined ? [`rebalanceBatchBytes=${settings.batchBytes}`] : []),
   ...(settings.streams !== undefined ? [`rebalanceStreamConcurrency=${settings.streams}`] : []),
+  ...(settings.importsInFlight !== undefined ? [`rebalanceImportsInFlight=${settings.importsInFlight}`] : []),
 ];
 /** Under the foreground: p99 at most twice its baseline; with no foreground: at least half the in-process copy's rate. */
 const TARGETS = { p99Ratio: 2, idleFractionOfCeiling: 0.5 };
