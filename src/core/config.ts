@@ -110,6 +110,8 @@ export const ROUTER_DEFAULTS = {
   rebalanceCoordinator: true,
   rebalanceLeaseMs: 5000,
   rebalanceBatchKeys: 500,
+  /** Adaptive pacing with no foreground traffic (no limit on the move): records per batch, so the targets commit fewer, fuller transactions. */
+  rebalanceIdleBatchKeys: 4000,
   rebalanceBatchBytes: 4 * 1024 * 1024,
   /** 'adaptive': the move rate follows the foreground's p99 (below); 'fixed': rebalanceMaxKeysPerSec. */
   rebalancePacing: 'adaptive',
@@ -226,6 +228,8 @@ export function parseRouterConfig(input: Record<string, unknown> = {}): RouterCo
   if (cfg.maxInFlightPerShard < 1) throw kvError('KV_ERR_CONFIG', 'router: option "maxInFlightPerShard" must be at least 1');
   if (cfg.rebalanceBatchKeys < 1 || cfg.rebalanceBatchKeys > 10_000)
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceBatchKeys" must be from 1 to 10000');
+  if (cfg.rebalanceIdleBatchKeys < 1 || cfg.rebalanceIdleBatchKeys > 10_000)
+    throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceIdleBatchKeys" must be from 1 to 10000');
   if (cfg.rebalanceImportsInFlight < 1 || cfg.rebalanceImportsInFlight > 64)
     throw kvError('KV_ERR_CONFIG', 'router: option "rebalanceImportsInFlight" must be from 1 to 64');
   if (!REBALANCE_PACING.has(cfg.rebalancePacing))

@@ -30,6 +30,7 @@ export type CoordinatorConfig = Pick<
   RouterConfig,
   | 'rebalanceLeaseMs'
   | 'rebalanceBatchKeys'
+  | 'rebalanceIdleBatchKeys'
   | 'rebalanceBatchBytes'
   | 'rebalancePacing'
   | 'rebalanceMaxKeysPerSec'
@@ -426,20 +427,23 @@ export class Coordinator {
       );
     /**
      * One import's worth from where the last one ended: scans of the stream's
-     * ranges in order, until rebalanceBatchKeys records or about
+     * ranges in order, until a batch of records (rebalanceBatchKeys, or
+     * rebalanceIdleBatchKeys while nothing limits the move) or about
      * rebalanceBatchBytes are in hand or the ranges are done. A plan's arcs
      * are often smaller than a batch; gathering several of them into one
      * import keeps the target's transactions (and commits) few and full.
      * Moved-records blobs are plain runs of entries, so they concatenate.
      */
     const gather = async (rangeIndex: number, after: [number, string] | undefined): Promise<Gathered> => {
+      // Adaptive pacing with no foreground to protect (no limit): bigger batches, fewer commits on the target.
+      const batchKeys = cfg.rebalancePacing === 'adaptive' && limiter.perSec === 0 ? cfg.rebalanceIdleBatchKeys : cfg.rebalanceBatchKeys;
       const parts: Uint8Array[] = [];
       let n = 0,
         live = 0,
         bytes = 0,
         size = 0;
-      while (rangeIndex < st.ranges.length && n < cfg.rebalanceBatchKeys && size < cfg.rebalanceBatchBytes) {
-        const res = await scan(rangeIndex, after, cfg.rebalanceBatchKeys - n, cfg.rebalanceBatchBytes - size);
+      while (rangeIndex < st.ranges.length && n < batchKeys && size < cfg.rebalanceBatchBytes) {
+        const res = await scan(rangeIndex, after, batchKeys - n, cfg.rebalanceBatchBytes - size);
         if (res.n > 0) parts.push(res.packed);
         n += res.n;
         live += res.live;

@@ -26,6 +26,7 @@ const members = (...ids: string[]): RingMember[] => ids.map((id) => ({ id, weigh
 const CONFIG: CoordinatorConfig = {
   rebalanceLeaseMs: 1000,
   rebalanceBatchKeys: 20,
+  rebalanceIdleBatchKeys: 40,
   rebalanceBatchBytes: 1 << 20,
   rebalancePacing: 'fixed',
   rebalanceMaxKeysPerSec: 0,
@@ -463,6 +464,12 @@ describe('coordinator', () => {
     // The first steps probe at the minimum rate (no baseline before the move), then the limit rises.
     expect(paced[0]!.pacing).toMatchObject({ mode: 'adaptive', phase: 'probe', keysPerSec: 40 });
     expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 3, fgP99Ms: 3 });
+    // A busy foreground: batches of rebalanceBatchKeys, not the idle size.
+    const sizes = t.shards
+      .get('s3')!
+      .callsOf('import')
+      .map((c) => unpackKeys(c['packed'] as Uint8Array).length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(10);
     expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
   });
 
@@ -487,6 +494,23 @@ describe('coordinator', () => {
     expect(done.state).toBe('done');
     expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 2, fgP99Ms: 10, ratio: 5, phase: 'cut', keysPerSec: 40 });
     expect(t.published.some((j) => j.pacing?.phase === 'probe')).toBe(false);
+  });
+
+  it('adaptive pacing with an idle foreground: no limit, and batches of rebalanceIdleBatchKeys', async () => {
+    const fg = { read: async () => ({ at: Date.now(), workers: 1, count: 0, perSec: 0, p99Ms: 0 }) };
+    const t = await setUp({ rebalancePacing: 'adaptive', rebalanceBatchKeys: 5, rebalanceIdleBatchKeys: 30 }, fg);
+    await t.planAdd();
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.state).toBe('done');
+    expect(done.pacing).toMatchObject({ mode: 'adaptive', phase: 'idle', keysPerSec: null });
+    const sizes = t.shards
+      .get('s3')!
+      .callsOf('import')
+      .map((c) => unpackKeys(c['packed'] as Uint8Array).length);
+    expect(Math.max(...sizes)).toBeGreaterThan(5);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(30);
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
   });
 
   it('fixed pacing reports its cap in the job', async () => {
