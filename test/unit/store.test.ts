@@ -490,7 +490,7 @@ describe('Store rebalancing reads and writes', () => {
     store = open();
     expect(vb()).toBe(7);
     const p = keyPoint('a');
-    expect(await store.purgeRange(p, p)).toBe(1);
+    expect(await store.purgeRange(p, p, 500)).toBe(1);
     expect(vb()).toBe(0);
     expect(store.stats().ops.purged).toBe(1);
     const s = store.stats();
