@@ -84,7 +84,10 @@ export function buildShard(config: ShardConfig, hooks: ShardHooks = {}): Shard {
   const startedAt = Date.now();
 
   const register = async () => {
-    await topologyStore.register({ id: config.id, dataAddr: addrs!.dataAddr, adminAddr: addrs!.adminAddr, pid: process.pid, startedAt, heartbeatAt: Date.now() }, config.heartbeatTtlMs);
+    await topologyStore.register(
+      { id: config.id, dataAddr: addrs!.dataAddr, adminAddr: addrs!.adminAddr, pid: process.pid, startedAt, heartbeatAt: Date.now() },
+      config.heartbeatTtlMs,
+    );
   };
 
   const sweep = async () => {
