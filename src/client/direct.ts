@@ -59,7 +59,6 @@ export class DirectPath {
       requestTimeoutMs: cfg.timeoutMs,
       connectTimeoutMs: cfg.connectTimeoutMs,
       maxInFlightPerShard: ROUTER_DEFAULTS.maxInFlightPerShard,
-      maxFramesInFlightPerShard: ROUTER_DEFAULTS.maxFramesInFlightPerShard,
       maxFrameBytes: ROUTER_DEFAULTS.maxFrameBytes,
       clusterSecret: direct.clusterSecret,
       dataTls: direct.dataTls,

@@ -64,8 +64,6 @@ export const ROUTER_DEFAULTS = {
   requestTimeoutMs: 5000,
   connectTimeoutMs: 1000,
   maxInFlightPerShard: 8192,
-  /** Frames a worker has out to one shard before new requests wait for the next frame (fuller frames, less CPU per request); 0 = no limit. */
-  maxFramesInFlightPerShard: 0,
   /** GET, HEAD, PUT and DELETE of /v1/kv/<key> are served on plain node:http ahead of Fastify, with the same answers; false: Fastify serves them too. */
   fastPath: true,
   /** Serve the web dashboard at /dashboard (static files; its actions need the admin token). */

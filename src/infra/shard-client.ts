@@ -43,8 +43,6 @@ export interface ShardConnectionOptions {
   /** Connect and handshake must be done within this. */
   readonly connectTimeoutMs: number;
   readonly maxInFlightPerShard: number;
-  /** Frames written to the shard and not fully answered, at most; requests that come meanwhile wait for the next frame. 0 = no limit. */
-  readonly maxFramesInFlightPerShard: number;
   readonly maxFrameBytes: number;
   readonly clusterSecret: string;
   readonly dataTls: boolean;
@@ -96,14 +94,8 @@ interface Pending {
   readonly reject: (e: KvError) => void;
   readonly deadline: number;
   sent: boolean;
-  /** The frame it went out in (once sent). */
-  frame: FrameSlot | undefined;
-}
-
-/** A written frame: how many of its requests are still unanswered, and when it was written (performance.now(), with recording on). */
-interface FrameSlot {
-  left: number;
-  readonly at: number;
+  /** performance.now() when its frame was written (with recording on). */
+  sentAt: number;
 }
 
 /** Where a connection records its requests' outcomes, for metrics (router/request-metrics.ts). */
@@ -129,8 +121,6 @@ export class ShardConnection {
   readonly #flushNow = (): void => this.#flush();
   /** Requests written to the shard and not answered yet. */
   #sent = 0;
-  /** Frames written and not fully answered (bounded by maxFramesInFlightPerShard). */
-  #framesOut = 0;
   #lastSendAt = 0;
   #pinger: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -200,7 +190,7 @@ export class ShardConnection {
         reject,
         deadline: Date.now() + this.#opts.requestTimeoutMs,
         sent: false,
-        frame: undefined,
+        sentAt: 0,
       };
       this.#pending.set(id, p);
       this.#queue.push(p);
@@ -310,10 +300,10 @@ export class ShardConnection {
     const p = this.#pending.get(res.i);
     if (!p) return; // already timed out
     this.#pending.delete(res.i);
-    if (p.sent) this.#unsent(p);
+    if (p.sent) this.#sent--;
     if (this.#queue.length > 0) this.#scheduleFlush();
     const rec = this.#rec;
-    if (rec && p.sent) rec.latency.observe(now - p.frame!.at);
+    if (rec && p.sent) rec.latency.observe(now - p.sentAt);
     if ('err' in res) {
       const err = fromWire(res.err);
       rec?.error(err.code);
@@ -333,17 +323,6 @@ export class ShardConnection {
     }
     this.#queue = [];
     this.#sent = 0;
-    this.#framesOut = 0;
-  }
-
-  /** A sent request is answered or given up: its frame may be done. */
-  #unsent(p: Pending): void {
-    this.#sent--;
-    const f = p.frame!;
-    if (--f.left === 0) {
-      this.#framesOut--;
-      if (this.#queue.length > 0) this.#scheduleFlush();
-    }
   }
 
   #scheduleFlush(): void {
@@ -356,10 +335,6 @@ export class ShardConnection {
   #flush(): void {
     this.#flushScheduled = false;
     if (!this.#socket || !this.#connected || this.#queue.length === 0) return;
-    // A frame in flight already: what comes meanwhile goes out together once
-    // it is answered (fewer, fuller frames; the shard's cost is mostly per frame).
-    const maxFrames = this.#opts.maxFramesInFlightPerShard;
-    if (maxFrames > 0 && this.#framesOut >= maxFrames) return;
     const room = this.#opts.maxInFlightPerShard - this.#sent;
     if (room <= 0) return;
     // Requests that timed out while queued are gone from #pending: drop
@@ -391,12 +366,11 @@ export class ShardConnection {
       this.#writeFrames(batch.slice(mid));
       return;
     }
-    const slot: FrameSlot = { left: batch.length, at: this.#rec ? performance.now() : 0 };
+    const at = this.#rec ? performance.now() : 0;
     for (const p of batch) {
       p.sent = true;
-      p.frame = slot;
+      p.sentAt = at;
     }
-    this.#framesOut++;
     this.#sent += batch.length;
     this.#lastSendAt = Date.now();
     this.counters.frames++;
@@ -419,7 +393,7 @@ export class ShardConnection {
       if (p.deadline > now) break;
       this.#pending.delete(id);
       if (p.sent) {
-        this.#unsent(p);
+        this.#sent--;
         this.#fail(p, kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
       } else {
         // Never sent: nothing was written.

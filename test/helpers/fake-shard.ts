@@ -28,8 +28,6 @@ export class FakeShard {
    */
   answer: ((req: Request) => FakeAnswer | Promise<FakeAnswer> | undefined) | undefined;
   readonly received: Request[] = [];
-  /** How many requests each data frame received held, in order. */
-  readonly frames: number[] = [];
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
   port = 0;
@@ -64,7 +62,6 @@ export class FakeShard {
           }
           const reqs = frame as Request[];
           this.received.push(...reqs);
-          this.frames.push(reqs.length);
           const byMode: Request[] = [];
           for (const r of reqs) {
             const scripted = this.answer?.(r);

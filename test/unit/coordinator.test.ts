@@ -39,7 +39,6 @@ const CONFIG: CoordinatorConfig = {
   requestTimeoutMs: 1000,
   connectTimeoutMs: 200,
   maxInFlightPerShard: 100,
-  maxFramesInFlightPerShard: 0,
   clusterSecret: TEST_CLUSTER_SECRET,
   dataTls: false,
   tlsCaFile: '',

@@ -66,7 +66,6 @@ const OPTS: ForwarderOptions = {
   requestTimeoutMs: 2000,
   connectTimeoutMs: 500,
   maxInFlightPerShard: 1000,
-  maxFramesInFlightPerShard: 0,
   maxFrameBytes: 1 << 20,
   maxRetries: 3,
   epochRetryDelayMs: 0,
@@ -129,7 +128,6 @@ afterAll(async () => {
 beforeEach(() => {
   for (const id of IDS) {
     fakes[id].received.length = 0;
-    fakes[id].frames.length = 0;
     fakes[id].answer = undefined;
     fakes[id].mode = { kind: 'ok' };
   }
@@ -159,40 +157,6 @@ describe('routing', () => {
     const [p] = fakes[ring.ownerOf('route-put') as Id].requests('put');
     expect(p).toMatchObject({ o: 'put', k: 'route-put', ct: 'text/plain', x: 0, e: 4 });
     expect(IDS.filter((id) => fakes[id].requests('put').length > 0)).toEqual([ring.ownerOf('route-put')]);
-  });
-
-  it('with maxFramesInFlightPerShard, requests that come while a frame is out go together in the next frame', async () => {
-    const ring = Ring.of(ABC);
-    const onA = Array.from({ length: 200 }, (_, i) => `frame-${i}`).filter((k) => ring.ownerOf(k) === 'a');
-    const [first, ...rest] = onA.slice(0, 6) as [string, ...string[]];
-    // One request per turn of the event loop: without the limit each would be a frame of its own.
-    const sendApart = async (f: Forwarder, keys: string[]) => {
-      const out: Array<Promise<unknown>> = [];
-      for (const k of keys) {
-        out.push(f.exec({ o: 'get', k }));
-        await new Promise((r) => setImmediate(r));
-      }
-      return out;
-    };
-    let release!: () => void;
-    const held = new Promise<FakeAnswer>((r) => (release = () => r({ r: null })));
-    script({ a: (req) => ((req as { k?: string }).k === first ? held : { r: null }) });
-
-    const capped = forwarder(new FakeWatcher(topology(1, ABC)), { maxFramesInFlightPerShard: 1 });
-    const p0 = capped.exec({ o: 'get', k: first });
-    await waitUntil(() => fakes.a.received.length === 1, { timeoutMs: 2000 });
-    const later = await sendApart(capped, rest);
-    release();
-    await Promise.all([p0, ...later]);
-    expect(fakes.a.frames).toEqual([1, rest.length]);
-
-    // The same sequence without the limit (once connected): a frame per request.
-    script({ a: () => ({ r: null }) });
-    const open = forwarder(new FakeWatcher(topology(1, ABC)));
-    await open.exec({ o: 'get', k: first });
-    fakes.a.frames.length = 0;
-    await Promise.all(await sendApart(open, [first, ...rest]));
-    expect(fakes.a.frames).toEqual(Array(rest.length + 1).fill(1));
   });
 
   it('answers KV_ERR_NO_SHARDS for an empty ring and sends nothing', async () => {
