@@ -280,7 +280,8 @@ class Suite {
       this.routerNoMetrics = await startRouter(this.topo.redis.url, topoOpts, this.cleanup, {
         dataAuth: false,
         tenantRateLimitPerSec: 1_000_000_000,
-        rebalanceCoordinator: false,
+        // Like the router row in all but the metrics: its primary runs a
+        // coordinator too (on standby, the lease is the other's).
         requestMetrics: false,
       });
       log(`router-nometrics: ${this.routerNoMetrics.url} (${settings.routerWorkers} workers, requestMetrics=false)`);
