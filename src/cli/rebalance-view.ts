@@ -2,7 +2,7 @@
 // list, and a rebalance followed live with one progress bar per stream.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import type { JobPacing, RouterClient, StatusView } from './router-client.js';
+import type { AdminShards, JobPacing, RouterClient, StatusView } from './router-client.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
 export const fmtSecs = (s: number | null) =>
@@ -117,20 +117,7 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
 }
 
 export async function listShards(client: RouterClient): Promise<void> {
-  const { body } = await client.call<{
-    epoch: number;
-    migration: { jobId: string } | null;
-    shards: Array<{
-      id: string;
-      state: string;
-      weight: number | null;
-      share: number;
-      registered: boolean;
-      keys: number | null;
-      bytes: number | null;
-      dataAddr: string;
-    }>;
-  }>('GET', '/v1/admin/shards');
+  const { body } = await client.call<AdminShards>('GET', '/v1/admin/shards');
   console.log(`epoch ${body.epoch}${body.migration ? ` (migration ${body.migration.jobId.slice(0, 8)} running)` : ''}`);
   console.log(
     `  ${'id'.padEnd(10)} ${'state'.padEnd(10)} ${'weight'.padEnd(7)} ${'share'.padStart(7)} ${'records'.padStart(10)} ${'MB'.padStart(8)}  data address`,

@@ -10,6 +10,25 @@ export interface RouterClientOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** One shard as GET /v1/admin/shards lists it. */
+export interface AdminShard {
+  id: string;
+  state: string;
+  weight: number | null;
+  share: number;
+  registered: boolean;
+  keys: number | null;
+  bytes: number | null;
+  dataAddr: string;
+  /** Milliseconds since the shard's last heartbeat, where the admin API reports it. */
+  heartbeatAgeMs?: number | null;
+}
+export interface AdminShards {
+  epoch: number;
+  migration: { jobId: string } | null;
+  shards: AdminShard[];
+}
+
 /** A router's error answer: its HTTP status and, when it sent one, its KV_ERR_* code. */
 export class RouterHttpError extends Error {
   constructor(

@@ -4,27 +4,8 @@
 // when its source is absent (a router without a metric, a shard that did not
 // answer), and null is shown as "-".
 import { FINAL_STATES } from '../rebalance/job.js';
-import type { JobPacing, StatusView } from './router-client.js';
+import type { AdminShard, AdminShards, JobPacing, StatusView } from './router-client.js';
 import { addBuckets, bucketTotal, counterIncrease, gaugeSum, histogramIncrease, histogramQuantile, perSecond, type Buckets, type Scrape } from './prom-text.js';
-
-/** One shard as GET /v1/admin/shards lists it. */
-export interface AdminShard {
-  id: string;
-  state: string;
-  weight: number | null;
-  share: number;
-  registered: boolean;
-  keys: number | null;
-  bytes: number | null;
-  dataAddr: string;
-  /** Milliseconds since the shard's last heartbeat, where the admin API reports it. */
-  heartbeatAgeMs?: number | null;
-}
-export interface AdminShards {
-  epoch: number;
-  migration: { jobId: string } | null;
-  shards: AdminShard[];
-}
 
 /** Two scrapes of one router host's /metrics, `seconds` apart (prev null: only one so far). */
 export interface RouterScrapes {

@@ -3,8 +3,8 @@
 // full-screen table in place; or, with --once, print one snapshot and exit.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parsePromText, type Scrape } from './prom-text.js';
-import { RouterClient, RouterHttpError, type StatusView } from './router-client.js';
-import { buildSnapshot, type AdminShards, type RouterScrapes, type TopSnapshot } from './top-model.js';
+import { RouterClient, RouterHttpError, type AdminShards, type StatusView } from './router-client.js';
+import { buildSnapshot, type RouterScrapes, type TopSnapshot } from './top-model.js';
 import { renderSnapshot, type Line, type Style } from './top-render.js';
 
 export interface TopConfig {

@@ -4,7 +4,8 @@
 import client from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { counterIncrease, histogramIncrease, histogramQuantile, parsePromText, perSecond, type Scrape } from '../../src/cli/prom-text.js';
-import { buildSnapshot, moveView, routerRow, type AdminShards } from '../../src/cli/top-model.js';
+import { buildSnapshot, moveView, routerRow } from '../../src/cli/top-model.js';
+import type { AdminShards } from '../../src/cli/router-client.js';
 import { renderSnapshot } from '../../src/cli/top-render.js';
 import { frame, snapshotText } from '../../src/cli/top.js';
 import type { StatusView } from '../../src/cli/router-client.js';
