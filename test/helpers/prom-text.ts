@@ -1,9 +1,12 @@
-// A strict reader of the Prometheus text format (version 0.0.4) for the
-// tests: every line is a # HELP, a # TYPE or a sample of the family the last
-// TYPE named (with _bucket, _sum and _count for a histogram); label values
-// are unescaped; anything else throws. parse-prometheus-text-format folds
-// the series of a labelled histogram into one, so it cannot check the
+// The router's and the shard's /metrics as families, for the tests: the
+// strict reader of `kv top` (src/cli/prom-text.ts) does the lines, and this
+// adds what an exposition must also get right as a whole: every sample
+// belongs to a family its # TYPE declared (a histogram's as _bucket, _sum or
+// _count) and a family's samples come together. parse-prometheus-text-format
+// folds the series of a labelled histogram into one, so it cannot check the
 // router's histograms.
+import { parsePromText as readLines, parseValue } from '../../src/cli/prom-text.js';
+
 export interface PromSample {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
@@ -13,71 +16,35 @@ export interface PromSample {
 export interface PromFamily {
   readonly name: string;
   readonly type: string;
-  readonly help: string;
   readonly samples: PromSample[];
 }
 
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/;
-const LABEL = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y;
-
-function parseLabels(s: string, line: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  LABEL.lastIndex = 0;
-  while (LABEL.lastIndex < s.length) {
-    const m = LABEL.exec(s);
-    if (!m) throw new Error(`bad labels in line: ${line}`);
-    if (m[1]! in out) throw new Error(`label ${m[1]} twice in line: ${line}`);
-    out[m[1]!] = m[2]!.replace(/\\(.)/g, (_x, c: string) => (c === 'n' ? '\n' : c));
-  }
-  return out;
-}
-
-/** As Prometheus reads a value (Go's ParseFloat: Inf and NaN in any case; prom-client writes "Nan"). */
-function parseValue(v: string, line: string): number {
-  if (/^\+?inf$/i.test(v)) return Infinity;
-  if (/^-inf$/i.test(v)) return -Infinity;
-  if (/^nan$/i.test(v)) return NaN;
-  const n = Number(v);
-  if (v === '' || Number.isNaN(n)) throw new Error(`bad value in line: ${line}`);
-  return n;
-}
+const HISTOGRAM_PART = /_(bucket|sum|count)$/;
 
 export function parsePromText(text: string): Map<string, PromFamily> {
+  const { samples, types } = readLines(text);
   const families = new Map<string, PromFamily>();
-  const help = new Map<string, string>();
+  for (const [name, type] of types) families.set(name, { name, type, samples: [] });
   let current: PromFamily | undefined;
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    if (line.startsWith('# HELP ')) {
-      const [name, ...rest] = line.slice(7).split(' ');
-      if (!NAME.test(name!)) throw new Error(`bad HELP line: ${line}`);
-      help.set(name!, rest.join(' '));
-      continue;
+  const done = new Set<string>();
+  for (const s of samples) {
+    const own = families.get(s.name);
+    const histogram = families.get(s.name.replace(HISTOGRAM_PART, ''));
+    const family = own && own.type !== 'histogram' ? own : histogram?.type === 'histogram' && histogram !== own ? histogram : undefined;
+    if (!family) throw new Error(`sample ${s.name} of no family a # TYPE declared`);
+    if (family !== current) {
+      if (done.has(family.name)) throw new Error(`samples of ${family.name} are not together`);
+      if (current) done.add(current.name);
+      current = family;
     }
-    if (line.startsWith('# TYPE ')) {
-      const [name, type] = line.slice(7).split(' ');
-      if (!NAME.test(name!) || !['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(type!)) throw new Error(`bad TYPE line: ${line}`);
-      if (families.has(name!)) throw new Error(`family ${name} twice`);
-      current = { name: name!, type: type!, help: help.get(name!) ?? '', samples: [] };
-      families.set(name!, current);
-      continue;
-    }
-    if (line.startsWith('#')) continue;
-    const m = SAMPLE.exec(line);
-    if (!m) throw new Error(`bad sample line: ${line}`);
-    const name = m[1]!;
-    if (!current) throw new Error(`sample before any TYPE: ${line}`);
-    const allowed = current.type === 'histogram' ? [`${current.name}_bucket`, `${current.name}_sum`, `${current.name}_count`] : [current.name];
-    if (!allowed.includes(name)) throw new Error(`sample ${name} in family ${current.name}`);
-    current.samples.push({ name, labels: parseLabels(m[3] ?? '', line), value: parseValue(m[4]!, line) });
+    family.samples.push(s);
   }
   return families;
 }
 
 /** The sum of the samples named `name` whose labels include `match`. */
 export function sumOf(families: Map<string, PromFamily>, name: string, match: Record<string, string> = {}): number {
-  const family = families.get(name.replace(/_(bucket|sum|count)$/, '')) ?? families.get(name);
+  const family = families.get(name.replace(HISTOGRAM_PART, '')) ?? families.get(name);
   let total = 0;
   for (const s of family?.samples ?? []) {
     if (s.name !== name) continue;
