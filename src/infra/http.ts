@@ -101,7 +101,7 @@ export function createHttpApp(
   if (fastifyHandler) {
     const serve = front ? (req: IncomingMessage, res: ServerResponse) => front.handle?.(req, res) || fastifyHandler(req, res) : fastifyHandler;
     app.server.removeAllListeners('request');
-    app.server.on('request', (req: IncomingMessage, res: ServerResponse) => inOrder(req, res, serve, observer));
+    app.server.on('request', inOrder(serve, observer));
   }
   // Counted here, not with server.maxConnections: a router worker gets its
   // connections from the cluster primary, and Node does not apply
@@ -113,6 +113,9 @@ export function createHttpApp(
       return;
     }
     open++;
+    // Set before the first request, so every connection has the same shape there.
+    (socket as OrderedSocket)[BUSY] = false;
+    (socket as OrderedSocket)[WAITING] = undefined;
     socket.once('close', () => open--);
   });
   // Node keeps the first 2000 headers and drops the rest without a word: an
@@ -147,7 +150,7 @@ export function createHttpApp(
 
 const BUSY = Symbol('kv.http.busy');
 const WAITING = Symbol('kv.http.waiting');
-type OrderedSocket = Socket & { [BUSY]?: boolean; [WAITING]?: Array<() => void> };
+type OrderedSocket = Socket & { [BUSY]?: boolean; [WAITING]?: Array<() => void> | undefined };
 
 /**
  * Pipelined requests on one connection run one after another, in order: Node
@@ -155,23 +158,29 @@ type OrderedSocket = Socket & { [BUSY]?: boolean; [WAITING]?: Array<() => void> 
  * after a PUT could otherwise run before the PUT is done (RFC 9112 9.3.2
  * lets a server run only safe requests side by side).
  */
-function inOrder(req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void, observer?: HttpObserver): void {
-  const conn = req.socket as OrderedSocket;
-  if (observer) observer.inFlight++;
-  res.once('close', () => {
+function inOrder(serve: (req: IncomingMessage, res: ServerResponse) => void, observer?: HttpObserver) {
+  // One listener function for every response (no closure per request): the
+  // response knows its request, and the request its connection.
+  function onClose(this: ServerResponse): void {
     if (observer) observer.inFlight--;
+    const conn = this.req.socket as OrderedSocket;
     const run = conn[WAITING]?.shift();
     if (run) run();
     else conn[BUSY] = false;
-  });
-  if (conn[BUSY]) {
-    (conn[WAITING] ??= []).push(() => {
-      if (!res.destroyed) serve(req, res);
-    });
-    return;
   }
-  conn[BUSY] = true;
-  serve(req, res);
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const conn = req.socket as OrderedSocket;
+    if (observer) observer.inFlight++;
+    res.on('close', onClose);
+    if (conn[BUSY]) {
+      (conn[WAITING] ??= []).push(() => {
+        if (!res.destroyed) serve(req, res);
+      });
+      return;
+    }
+    conn[BUSY] = true;
+    serve(req, res);
+  };
 }
 
 /** Node's own test for a 100-continue expectation. */

@@ -193,6 +193,15 @@ describe('parseIfMatch', () => {
     expect(etag(12)).toBe('"12"');
   });
 
+  it('writes the same digits as String() on both sides of the two-halves split', () => {
+    const edges = [0, 1, 99_999_999, 100_000_000, 100_000_001, 100_000_000_000_000, 1_764_700_000_000_007, Number.MAX_SAFE_INTEGER];
+    for (const v of edges) expect(etag(v)).toBe(`"${String(v)}"`);
+    for (let i = 0; i < 2000; i++) {
+      const v = Math.floor(Math.random() * Number.MAX_SAFE_INTEGER);
+      expect(etag(v)).toBe(`"${String(v)}"`);
+    }
+  });
+
   it.each(['12', 'W/"12"', '"12", "13"', '"a"', '""', '"-1"', '"1.5"', '"12', '12"', '**', '"12345678901234567"'])(
     'refuses %j with KV_ERR_BAD_PRECONDITION',
     (raw) => {
