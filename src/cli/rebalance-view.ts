@@ -84,7 +84,11 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
           rate: '0',
           left: eta,
           pace: fmtPacing(job.pacing),
-          note: s.lastError ? `(retrying: ${s.lastError.slice(0, 60)})` : '',
+          note: s.lastError
+            ? `(retrying: ${s.lastError.slice(0, 60)})`
+            : job.state === 'purging' || s.purged
+              ? `purged ${s.keysPurged ?? 0}${s.purged ? ' (done)' : ''}`
+              : '',
         };
         if (!bar && !opts.quiet) {
           bar = bars.create(Math.max(1, s.keysTotal), s.keysDone, payload);
@@ -110,7 +114,7 @@ export async function watch(client: RouterClient, opts: { intervalMs?: number; q
     const secs = job.startedAt ? ((job.finishedAt ?? Date.now()) - job.startedAt) / 1000 : 0;
     console.log(
       `${job.state}: ${job.kind} ${job.shardId}; moved ${p.keysDone} keys (${mb(p.bytesDone)} MB) in ${fmtSecs(secs)}, ` +
-        `${Math.round(p.keysPerSec)} keys/s; foreground errors (5xx) during the job: ${last.foregroundErrors ?? 0}${job.pacing ? `; last ${fmtPacing(job.pacing)}` : ''}${job.error ? `; error: ${job.error}` : ''}`,
+        `${Math.round(p.keysPerSec)} keys/s; purged ${p.keysPurged ?? 0} records from the sources; foreground errors (5xx) during the job: ${last.foregroundErrors ?? 0}${job.pacing ? `; last ${fmtPacing(job.pacing)}` : ''}${job.error ? `; error: ${job.error}` : ''}`,
     );
   }
   return last;

@@ -48,6 +48,9 @@ interface StreamView {
   bytesDone: number;
   bytesTotal: number;
   done: boolean;
+  /** Records its source has purged, and whether the purge of its ranges is done. */
+  keysPurged?: number;
+  purged?: boolean;
   lastError?: string;
 }
 interface JobView {
@@ -72,7 +75,7 @@ export interface JobPacing {
 }
 export interface StatusView {
   job: JobView | null;
-  progress?: { keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; keysPerSec: number; etaSeconds: number | null };
+  progress?: { keysDone: number; keysTotal: number; bytesDone: number; bytesTotal: number; keysPerSec: number; etaSeconds: number | null; keysPurged?: number };
   foregroundErrors?: number;
   coordinator?: string | null;
 }

@@ -121,7 +121,8 @@ export interface OpMap {
   count: { req: { ranges: PointRange[] }; res: { keys: number; bytes: number; estimated: boolean } };
   /** `me`: epoch of the migration the records belong to; `packed`: moved records (layout in shard/record.ts). */
   import: { req: { me: number; packed: Uint8Array }; res: { written: number; received: number } };
-  purge: { req: { ranges: PointRange[] }; res: { purged: number } };
+  /** `limit`: most records this call deletes (none: all); `more`: it stopped at the limit, so the ranges may hold more. */
+  purge: { req: { ranges: PointRange[]; limit?: number | undefined }; res: { purged: number; more: boolean } };
   retire: { req: object; res: { retiring: true } };
 }
 

@@ -333,7 +333,7 @@ export class Coordinator {
     const adaptive = cfg.rebalancePacing === 'adaptive';
     const limiter = new RateLimiter(adaptive ? cfg.rebalanceMinKeysPerSec : cfg.rebalanceMaxKeysPerSec);
     job.pacing = this.#initialPacing();
-    const stopPacing = adaptive ? this.#pace(job, limiter) : () => undefined;
+    const stopPacing = adaptive ? this.#pace(job, limiter, () => job.streams.reduce((n, s) => n + s.keysDone, 0), this.#baseline()) : () => undefined;
     let lastSave = Date.now();
     let cancel = false;
     let saving: Promise<void> | undefined;
@@ -367,18 +367,18 @@ export class Coordinator {
 
   /**
    * Adaptive pacing: every PACE_MS, the foreground's p99 and the keys moved
-   * since the last step go into the pacer, whose answer becomes the limit.
-   * The job carries the latest figures (saved with the next checkpoint).
+   * (or purged) since the last step go into the pacer, whose answer becomes
+   * the limit. The job carries the latest figures (saved with the next
+   * checkpoint).
    */
-  #pace(job: Job, limiter: RateLimiter): () => void {
+  #pace(job: Job, limiter: RateLimiter, moved: () => number, baselineP99Ms: number | undefined): () => void {
     const cfg = this.#d.config;
     const pacer = new Pacer({
       minKeysPerSec: cfg.rebalanceMinKeysPerSec,
       maxKeysPerSec: cfg.rebalanceAdaptiveMaxKeysPerSec,
       targetRatio: cfg.rebalanceTargetLatencyPercent / 100,
-      baselineP99Ms: this.#baseline(),
+      baselineP99Ms,
     });
-    const moved = () => job.streams.reduce((n, s) => n + s.keysDone, 0);
     let lastKeys = moved();
     let lastAt = Date.now();
     let lastSample = 0;
@@ -563,9 +563,51 @@ export class Coordinator {
     await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
   }
 
+  /**
+   * Each source deletes what it gave away, paced like the streams: calls of
+   * at most a batch of records, each taking its records from the same rate
+   * limiter (adaptive: driven by the foreground's p99 against the baseline
+   * the move started with). Every source purges at once, one call at a time
+   * per stream. A call deletes from the start of the stream's ranges, and
+   * what earlier calls deleted is gone, so a coordinator that takes over a
+   * purging job just runs the purge again.
+   */
   async #purge(job: Job): Promise<void> {
-    for (const s of job.streams) {
-      await this.#retry(`purge ${s.source}`, () => this.#shardCall(s.source, { o: OPS.PURGE, ranges: s.ranges }));
+    const cfg = this.#d.config;
+    const adaptive = cfg.rebalancePacing === 'adaptive';
+    const limiter = new RateLimiter(adaptive ? cfg.rebalanceMinKeysPerSec : cfg.rebalanceMaxKeysPerSec);
+    // The streaming phase's baseline (saved with the job, so it survives a takeover), else this router's own.
+    const baseline = job.pacing?.baselineP99Ms ?? this.#baseline();
+    job.purgingStartedAt ??= Date.now();
+    job.pacing = { ...this.#initialPacing(), baselineP99Ms: adaptive ? (baseline ?? null) : null };
+    const purged = () => job.streams.reduce((n, s) => n + (s.keysPurged ?? 0), 0);
+    const stopPacing = adaptive ? this.#pace(job, limiter, purged, baseline) : () => undefined;
+    let lastSave = Date.now();
+    const purgeStream = async (s: StreamState) => {
+      while (!s.purged) {
+        this.#check();
+        const limit = adaptive && limiter.perSec === 0 ? cfg.rebalanceIdleBatchKeys : cfg.rebalanceBatchKeys;
+        await limiter.take(limit);
+        const r = await this.#retry(
+          `purge ${s.source}`,
+          () => this.#shardCall(s.source, { o: OPS.PURGE, ranges: s.ranges, limit }),
+          (m) => {
+            s.lastError = m;
+          },
+        );
+        s.lastError = undefined;
+        s.keysPurged = (s.keysPurged ?? 0) + r.purged;
+        if (!r.more) s.purged = true;
+        if (Date.now() - lastSave >= cfg.rebalanceCheckpointMs) {
+          lastSave = Date.now();
+          await this.#save(job);
+        }
+      }
+    };
+    try {
+      await Promise.all(job.streams.map(purgeStream));
+    } finally {
+      stopPacing();
     }
     if (job.kind === 'remove' && job.direction === 'forward') {
       // Best effort: a shard that is down drops out of the registry when its

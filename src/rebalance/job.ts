@@ -47,6 +47,9 @@ export interface StreamState {
   startedAt?: number | undefined;
   finishedAt?: number | undefined;
   lastError?: string | undefined;
+  /** Records the source has deleted of these ranges since the purge began (a takeover may miss a few), and whether it is done. */
+  keysPurged?: number | undefined;
+  purged?: boolean | undefined;
 }
 
 /** How a job's streams are paced, as of its last checkpoint (adaptive: the pacer's latest step). */
@@ -85,11 +88,12 @@ export interface Job {
   createdAt: number;
   startedAt?: number | undefined;
   streamingStartedAt?: number | undefined;
+  purgingStartedAt?: number | undefined;
   finishedAt?: number | undefined;
   updatedAt: number;
   error?: string | undefined;
   coordinator?: string | undefined;
-  /** Set while streaming (and kept afterwards). */
+  /** Set while streaming and while purging (and kept afterwards). */
   pacing?: JobPacing | undefined;
 }
 
@@ -101,14 +105,18 @@ export interface JobProgress {
   /** Keys per second since streaming started. */
   keysPerSec: number;
   etaSeconds: number | null;
+  /** Records the sources have purged so far (values and tombstones; 0 before the purge). */
+  keysPurged: number;
 }
 
 export function progress(job: Job, now = Date.now()): JobProgress {
   let keysDone = 0,
     keysTotal = 0,
     bytesDone = 0,
-    bytesTotal = 0;
+    bytesTotal = 0,
+    keysPurged = 0;
   for (const s of job.streams) {
+    keysPurged += s.keysPurged ?? 0;
     keysDone += s.keysDone;
     bytesDone += s.bytesDone;
     keysTotal += Math.max(s.keysTotal, s.keysDone);
@@ -117,7 +125,7 @@ export function progress(job: Job, now = Date.now()): JobProgress {
   const secs = job.streamingStartedAt ? Math.max(0.001, ((job.finishedAt ?? now) - job.streamingStartedAt) / 1000) : 0;
   const keysPerSec = secs > 0 ? keysDone / secs : 0;
   const left = keysTotal - keysDone;
-  return { keysDone, keysTotal, bytesDone, bytesTotal, keysPerSec, etaSeconds: keysPerSec > 0 ? left / keysPerSec : left === 0 ? 0 : null };
+  return { keysDone, keysTotal, bytesDone, bytesTotal, keysPerSec, etaSeconds: keysPerSec > 0 ? left / keysPerSec : left === 0 ? 0 : null, keysPurged };
 }
 
 export function isActive(job: Job | null | undefined): job is Job {

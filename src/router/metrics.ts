@@ -91,11 +91,18 @@ function workerRegistry(d: MetricsDeps): { registry: client.Registry; collect():
   hostGauge('kv_rebalance_keys_moved', 'Keys moved by the current or last rebalance job', () => (job.last ? progress(job.last).keysDone : 0));
   hostGauge('kv_rebalance_bytes_moved', 'Value bytes moved by the current or last rebalance job', () => (job.last ? progress(job.last).bytesDone : 0));
   hostGauge('kv_rebalance_keys_total', 'Keys the current or last rebalance job moves in all', () => (job.last ? progress(job.last).keysTotal : 0));
+  hostGauge('kv_rebalance_keys_purged', 'Records the sources of the current or last rebalance job have purged', () =>
+    job.last ? progress(job.last).keysPurged : 0,
+  );
   hostGauge('kv_rebalance_active', '1 while a rebalance job runs', () => (isActive(job.last) ? 1 : 0));
-  hostGauge('kv_rebalance_rate_limit_keys_per_second', "The running job's move rate limit (keys/s over all streams); 0 = none or no job streaming", () => {
-    const p = job.last?.state === 'streaming' ? job.last.pacing : undefined;
-    return p?.keysPerSec ?? 0;
-  });
+  hostGauge(
+    'kv_rebalance_rate_limit_keys_per_second',
+    "The running job's rate limit (keys/s over all streams, streaming or purging); 0 = none or no job streaming or purging",
+    () => {
+      const p = job.last?.state === 'streaming' || job.last?.state === 'purging' ? job.last.pacing : undefined;
+      return p?.keysPerSec ?? 0;
+    },
+  );
   hostGauge(
     'kv_rebalance_fg_p99_ratio',
     "Adaptive pacing: the routers' foreground p99 over its baseline before the move, at the job's last checkpoint; 0 = not measured",

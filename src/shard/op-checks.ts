@@ -27,7 +27,7 @@ const FIELDS: { readonly [O in Op]: ReadonlySet<string> } = {
   scan: new Set([...COMMON, 'ranges', 'after', 'limit', 'maxBytes']),
   count: new Set([...COMMON, 'ranges']),
   import: new Set([...COMMON, 'me', 'packed']),
-  purge: new Set([...COMMON, 'ranges']),
+  purge: new Set([...COMMON, 'ranges', 'limit']),
   retire: new Set(COMMON),
   list: new Set([...COMMON, 'prefix', 'after', 'limit']),
 };
@@ -110,8 +110,11 @@ export function checkRequest(req: Record<string, unknown>, o: Op, limits: Limits
       return;
     }
     case 'count':
+      ranges(req['ranges'], MAX_RANGES);
+      return;
     case 'purge':
       ranges(req['ranges'], MAX_RANGES);
+      if (req['limit'] !== undefined && !(isCount(req['limit']) && req['limit'] >= 1)) throw bad('limit must be a whole number >= 1');
       return;
     case 'import':
       epochField('me', req['me']);

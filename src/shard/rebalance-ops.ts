@@ -131,9 +131,16 @@ async function purge(req: RequestOf<'purge'>, ctx: RebalanceOpContext): Promise<
   const me = ctx.shardId;
   if (view.prevRing) throw kvError('KV_ERR_BAD_TOPOLOGY', 'no purge while a migration is in progress');
   for (const r of ranges) if (!ownsNoneOf(view.ring, me, r)) throw kvError('KV_ERR_BAD_TOPOLOGY', `shard ${me} still owns part of ${r.lo}..${r.hi}`);
+  // A limit cuts the purge short (the coordinator paces purges by it); the
+  // next call over the same ranges goes on where this one stopped, since
+  // what it deleted is gone.
+  const limit = req.limit ?? Infinity;
   let purged = 0;
-  for (const r of ranges) purged += await ctx.store.purgeRange(r.lo, r.hi, ctx.purgeBatchKeys);
-  return { purged };
+  for (const r of ranges) {
+    purged += await ctx.store.purgeRange(r.lo, r.hi, ctx.purgeBatchKeys, limit - purged);
+    if (purged >= limit) return { purged, more: true };
+  }
+  return { purged, more: false };
 }
 
 async function retire(_req: RequestOf<'retire'>, ctx: RebalanceOpContext): Promise<ResultOf<'retire'>> {

@@ -275,15 +275,19 @@ export class Store {
   }
 
   /**
-   * Delete every record with a point in [lo, hi] (after a move commits), `batch`
-   * records per transaction, so writes arriving meanwhile wait behind one
-   * small transaction at a time. Returns how many.
+   * Delete the records with a point in [lo, hi] (after a move commits), at
+   * most `limit` of them, `batch` records per transaction, so writes arriving
+   * meanwhile wait behind one small transaction at a time. Returns how many.
+   * Deleted records are gone, so a purge cut short by its limit goes on by
+   * running again over the same range.
    */
-  async purgeRange(lo: number, hi: number, batch: number): Promise<number> {
+  async purgeRange(lo: number, hi: number, batch: number, limit = Infinity): Promise<number> {
     let total = 0;
     for (;;) {
+      const want = Math.min(batch, limit - total);
+      if (want <= 0) return total;
       const keys: Buffer[] = [];
-      for (const k of this.#records.getKeys({ ...this.#range(pointBytes(lo), hi), limit: batch })) keys.push(k);
+      for (const k of this.#records.getKeys({ ...this.#range(pointBytes(lo), hi), limit: want })) keys.push(k);
       if (keys.length === 0) return total;
       await this.transaction(() => {
         for (const k of keys) {
@@ -296,7 +300,7 @@ export class Store {
       });
       total += keys.length;
       this.ops.purged += keys.length;
-      if (keys.length < batch) return total;
+      if (keys.length < want) return total;
     }
   }
 

@@ -103,9 +103,12 @@ class ShardModel {
         return { written: keys.length, received: keys.length };
       }
       case 'purge': {
-        const gone = [...this.keys].filter((k) => inRanges(keyPoint(k), req['ranges'] as PointRange[]));
+        // In point order, at most `limit` of them, as the shard does.
+        const all = [...this.keys].filter((k) => inRanges(keyPoint(k), req['ranges'] as PointRange[])).sort(byPoint);
+        const limit = (req['limit'] as number | undefined) ?? Infinity;
+        const gone = all.slice(0, limit);
         for (const k of gone) this.keys.delete(k);
-        return { purged: gone.length };
+        return { purged: gone.length, more: gone.length >= limit };
       }
       case 'retire':
         return { retiring: true };
@@ -189,7 +192,14 @@ async function setUp(config: Partial<CoordinatorConfig> = {}, fg?: CoordinatorDe
     connection: (id: string) => ({ request: (req: Call) => shards.get(id)!.handle(req) }) as unknown as ShardConnection,
   };
   const log: string[] = [];
-  const coordinator = new Coordinator({ config: { ...CONFIG, ...config }, topology, watcher, shards: links, jobs, fg, log: (m) => log.push(m) });
+  const deps: CoordinatorDeps = { config: { ...CONFIG, ...config }, topology, watcher, shards: links, jobs, fg, log: (m) => log.push(m) };
+  const coordinator = new Coordinator(deps);
+  /** Another router's coordinator on the same cluster (not started). */
+  const another = (): Coordinator => {
+    const c = new Coordinator(deps);
+    cleanups.push(() => c.stop());
+    return c;
+  };
 
   // Every job state the store published, in order.
   const sub = new Redis(redis.url);
@@ -239,7 +249,7 @@ async function setUp(config: Partial<CoordinatorConfig> = {}, fg?: CoordinatorDe
     return out;
   };
   const states = () => published.map((j) => j.state).filter((s, i, a) => i === 0 || a[i - 1] !== s);
-  return { prefix, topology, jobs, watcher, shards, coordinator, log, published, start, planAdd, jobIn, misplaced, states };
+  return { prefix, topology, jobs, watcher, shards, coordinator, another, log, published, start, planAdd, jobIn, misplaced, states };
 }
 
 describe('coordinator', () => {
@@ -379,6 +389,62 @@ describe('coordinator', () => {
     expect(done.streams.reduce((n, s) => n + s.keysDone, 0)).toBe(target.keys.size);
   });
 
+  it('purges each source in calls of at most a batch, and shows the purge in the job', async () => {
+    const t = await setUp({ rebalanceBatchKeys: 7 });
+    await t.planAdd();
+    const before = new Map(['s1', 's2'].map((id) => [id, t.shards.get(id)!.keys.size]));
+    t.coordinator.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.state).toBe('done');
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+    for (const id of ['s1', 's2']) {
+      const calls = t.shards.get(id)!.callsOf('purge');
+      const gave = before.get(id)! - t.shards.get(id)!.keys.size;
+      // Several calls, each limited to a batch; the last one found the ranges empty enough to stop.
+      expect(calls.length).toBeGreaterThanOrEqual(Math.ceil(gave / 7));
+      expect(calls.every((c) => c['limit'] === 7)).toBe(true);
+      const s = done.streams.find((x) => x.source === id)!;
+      expect(s).toMatchObject({ purged: true, keysPurged: gave });
+    }
+    // Progress while purging: the purged count grows checkpoint by checkpoint.
+    const counts = t.published.filter((j) => j.state === 'purging').map((j) => j.streams.reduce((n, s) => n + (s.keysPurged ?? 0), 0));
+    expect(new Set(counts).size).toBeGreaterThan(2);
+    for (let i = 1; i < counts.length; i++) expect(counts[i]!).toBeGreaterThanOrEqual(counts[i - 1]!);
+  });
+
+  it('a coordinator that takes over a purging job purges what is left, and nothing is purged twice', async () => {
+    const t = await setUp({ rebalanceBatchKeys: 5, rebalanceStreamConcurrency: 1 });
+    await t.planAdd();
+    // s1 purges one batch, then refuses until the first coordinator is gone.
+    const s1 = t.shards.get('s1')!;
+    let purges = 0;
+    s1.fail = (req) => (req.o === 'purge' && ++purges > 1 ? kvError('KV_ERR_SHARD_UNAVAILABLE', 's1', 'injected') : undefined);
+    t.coordinator.start();
+    const stuck = await waitUntil(
+      async () => {
+        const j = await t.jobs.get();
+        const s = j?.streams.find((x) => x.source === 's1');
+        return j?.state === 'purging' && s && (s.keysPurged ?? 0) > 0 && purges >= 3 ? j : undefined;
+      },
+      { timeoutMs: 10_000, what: 's1 refusing its second purge call' },
+    );
+    const saved = stuck.streams.find((x) => x.source === 's1')!;
+    expect(saved.keysPurged).toBe(5);
+    expect(saved.purged).toBeFalsy();
+    await t.coordinator.stop();
+    s1.fail = undefined;
+    const next = t.another();
+    next.start();
+    const done = await t.jobIn(['done', 'failed']);
+    expect(done.state).toBe('done');
+    expect(t.log.some((l) => /driving job .* from state purging$/.test(l))).toBe(true);
+    expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+    // The purge went on from the start of the ranges: the records the first coordinator purged were gone already.
+    const gave = done.streams.find((x) => x.source === 's1')!;
+    expect(gave.purged).toBe(true);
+    expect(gave.keysPurged).toBe(done.streams.find((x) => x.source === 's1')!.keysDone);
+  });
+
   it('cancel while streaming runs the streams back and ends cancelled on the original ring', async () => {
     // Slow streams, so the cancel lands mid-stream.
     const t = await setUp({ rebalanceMaxKeysPerSec: 200 });
@@ -470,17 +536,27 @@ describe('coordinator', () => {
       .map((c) => unpackKeys(c['packed'] as Uint8Array).length);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(10);
     expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+    // The purge is paced too: its steps show in the job while it purges, its calls are batches, and the baseline holds.
+    expect(t.published.some((j) => j.state === 'purging' && j.pacing?.phase && j.pacing.keysPerSec !== null)).toBe(true);
+    const limits = ['s1', 's2'].flatMap((id) =>
+      t.shards
+        .get(id)!
+        .callsOf('purge')
+        .map((c) => c['limit']),
+    );
+    expect(new Set(limits)).toEqual(new Set([10]));
   });
 
   it('adaptive pacing: a baseline from before the move, and a cut to the minimum when the foreground p99 goes far past it', async () => {
     const ref: { jobs?: RebalanceStore } = {};
     let reads = 0;
-    // 2 ms while no job streams, 10 ms (5x) while one does.
+    // 2 ms while no job streams or purges, 10 ms (5x) while one does.
     const fg = {
       read: async () => {
         reads++;
-        const streaming = (await ref.jobs?.get())?.state === 'streaming';
-        return { at: Date.now(), workers: 1, count: 400, perSec: 1600, p99Ms: streaming ? 10 : 2 };
+        const state = (await ref.jobs?.get())?.state;
+        const moving = state === 'streaming' || state === 'purging';
+        return { at: Date.now(), workers: 1, count: 400, perSec: 1600, p99Ms: moving ? 10 : 2 };
       },
     };
     const t = await setUp({ rebalancePacing: 'adaptive', rebalanceMinKeysPerSec: 40, rebalanceBatchKeys: 10 }, fg);
@@ -493,7 +569,11 @@ describe('coordinator', () => {
     expect(done.state).toBe('done');
     expect(done.pacing).toMatchObject({ mode: 'adaptive', baselineP99Ms: 2, fgP99Ms: 10, ratio: 5, phase: 'cut', keysPerSec: 40 });
     expect(t.published.some((j) => j.pacing?.phase === 'probe')).toBe(false);
-  });
+    // The purge is paced against the same baseline: cut to the minimum too.
+    const purging = t.published.filter((j) => j.state === 'purging' && j.pacing?.phase);
+    expect(purging.length).toBeGreaterThan(0);
+    expect(purging.at(-1)!.pacing).toMatchObject({ baselineP99Ms: 2, phase: 'cut', keysPerSec: 40 });
+  }, 30_000);
 
   it('adaptive pacing with an idle foreground: no limit, and batches of rebalanceIdleBatchKeys', async () => {
     const fg = { read: async () => ({ at: Date.now(), workers: 1, count: 0, perSec: 0, p99Ms: 0 }) };
@@ -510,6 +590,15 @@ describe('coordinator', () => {
     expect(Math.max(...sizes)).toBeGreaterThan(5);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(30);
     expect(t.misplaced(members('s1', 's2', 's3'))).toEqual([]);
+    // The purge too: no limit once the first step has seen the idle foreground, then calls of the idle batch size.
+    const limits = ['s1', 's2'].flatMap((id) =>
+      t.shards
+        .get(id)!
+        .callsOf('purge')
+        .map((c) => c['limit']),
+    );
+    expect(limits).toContain(30);
+    expect(limits.every((n) => n === 5 || n === 30)).toBe(true);
   });
 
   it('fixed pacing reports its cap in the job', async () => {

@@ -381,9 +381,31 @@ describe('rebalancing ops', () => {
       ['KV_ERR_BAD_TOPOLOGY', true],
       ['KV_ERR_BAD_TOPOLOGY', true],
     ]);
-    expect(ok(given!)).toEqual({ purged: 1 });
+    expect(ok(given!)).toEqual({ purged: 1, more: false });
     expect(store.lookup(k)).toBeNull();
     expect(store.get(kept)!.v.toString()).toBe('mine');
+  });
+
+  it('purge with a limit deletes at most that many records per call; the next calls over the same ranges go on', async () => {
+    const h = handler('a');
+    const gone = arcOf(AB, 'b');
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 7; i++) if (inRange(`pl-${i}`, gone)) keys.push(`pl-${i}`);
+    for (const k of keys) await seed(k, 'moved away');
+    const kept = ownedBy(AB, 'a');
+    await seed(kept, 'mine');
+    const answers: unknown[] = [];
+    for (let call = 0; call < 4; call++) answers.push(ok((await frame(h, { o: 'purge', ranges: [gone], limit: 3 }))[0]!));
+    expect(answers).toEqual([
+      { purged: 3, more: true },
+      { purged: 3, more: true },
+      { purged: 1, more: false },
+      { purged: 0, more: false },
+    ]);
+    for (const k of keys) expect(store.lookup(k)).toBeNull();
+    expect(store.get(kept)!.v.toString()).toBe('mine');
+    const [bad] = await frame(h, { o: 'purge', ranges: [gone], limit: 0 });
+    expect(bad).toMatchObject({ err: { code: 'KV_ERR_BAD_FRAME' } });
   });
 
   it('purge waits for the end of a migration', async () => {

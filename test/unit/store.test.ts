@@ -391,6 +391,24 @@ describe('Store rebalancing reads and writes', () => {
     for (let i = 0; i < 200; i++) expect(store.get(`p${i}`) === null).toBe(inside.includes(`p${i}`));
   });
 
+  it('purges at most `limit` records of a range, and goes on over the same range where it stopped', async () => {
+    await store.transaction(() => {
+      for (let i = 0; i < 100; i++) store.putInTxn(`q${i}`, args('v'));
+    });
+    const half = 2 ** 31;
+    const inside = Array.from({ length: 100 }, (_, i) => `q${i}`).filter((k) => keyPoint(k) < half);
+    expect(inside.length).toBeGreaterThan(20);
+    const before = store.stats().records;
+    expect(await store.purgeRange(0, half - 1, 7, 10)).toBe(10);
+    expect(store.stats().records).toBe(before - 10);
+    // The lowest points went first.
+    const byPoint = [...inside].sort((a, b) => keyPoint(a) - keyPoint(b));
+    for (const k of byPoint.slice(0, 10)) expect(store.get(k)).toBeNull();
+    expect(store.get(byPoint[10]!)).not.toBeNull();
+    expect(await store.purgeRange(0, half - 1, 7, 10_000)).toBe(inside.length - 10);
+    expect(store.stats().records).toBe(before - inside.length);
+  });
+
   const keys = Array.from({ length: 300 }, (_, i) => `k${i}`);
   const pointOfKey = (k: string) => keyPoint(k);
 

@@ -24,6 +24,8 @@ export function jobSummary(job: Job): Record<string, unknown> {
       bytesDone: s.bytesDone,
       bytesTotal: Math.max(s.bytesTotal, s.bytesDone),
       done: s.done,
+      keysPurged: s.keysPurged ?? 0,
+      purged: s.purged ?? false,
       lastError: s.lastError,
       startedAt: s.startedAt,
       finishedAt: s.finishedAt,
