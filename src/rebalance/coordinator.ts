@@ -435,8 +435,7 @@ export class Coordinator {
      * Moved-records blobs are plain runs of entries, so they concatenate.
      */
     const gather = async (rangeIndex: number, after: [number, string] | undefined): Promise<Gathered> => {
-      // Adaptive pacing with no foreground to protect (no limit): bigger batches, fewer commits on the target.
-      const batchKeys = cfg.rebalancePacing === 'adaptive' && limiter.perSec === 0 ? cfg.rebalanceIdleBatchKeys : cfg.rebalanceBatchKeys;
+      const batchKeys = this.#batchKeys(limiter);
       const parts: Uint8Array[] = [];
       let n = 0,
         live = 0,
@@ -563,6 +562,12 @@ export class Coordinator {
     await this.#barrier(job, t.epoch, JOB_STATES.PURGING);
   }
 
+  /** Records per import or purge call: adaptive pacing with no foreground to protect (no limit) takes bigger batches, so fewer commits. */
+  #batchKeys(limiter: RateLimiter): number {
+    const cfg = this.#d.config;
+    return cfg.rebalancePacing === 'adaptive' && limiter.perSec === 0 ? cfg.rebalanceIdleBatchKeys : cfg.rebalanceBatchKeys;
+  }
+
   /**
    * Each source deletes what it gave away, paced like the streams: calls of
    * at most a batch of records, each taking its records from the same rate
@@ -586,7 +591,7 @@ export class Coordinator {
     const purgeStream = async (s: StreamState) => {
       while (!s.purged) {
         this.#check();
-        const limit = adaptive && limiter.perSec === 0 ? cfg.rebalanceIdleBatchKeys : cfg.rebalanceBatchKeys;
+        const limit = this.#batchKeys(limiter);
         await limiter.take(limit);
         const r = await this.#retry(
           `purge ${s.source}`,
