@@ -2,7 +2,8 @@
 // followed by a msgpack body. A request frame carries an array of requests; the
 // shard answers it with one frame holding the responses, matched by id and
 // possibly in any order. All requests for one shard queued in the same
-// event-loop turn travel in one frame (see shard-client.ts). Pure: no I/O.
+// event-loop turn travel in one frame, or in two (gets, then the rest) when
+// they mix reads and writes (see shard-client.ts). Pure: no I/O.
 //
 // The hot ops (get, put, del) and their answers travel positionally: a msgpack
 // array whose first element is a tag (TAGS below), the fields at fixed

@@ -1,6 +1,7 @@
 // One persistent connection from a router worker to one shard. Requests queued
 // in the same event-loop turn go out together as one frame (the design's main
-// throughput lever); responses are matched by id. At most maxInFlightPerShard
+// throughput lever), or as two when they mix reads and writes: the gets first,
+// so that no read waits for a write's commit; responses are matched by id. At most maxInFlightPerShard
 // requests are at the shard at a time; more wait here, in order (the router's
 // admission control bounds how many). Every request has a deadline; a lost
 // connection fails the requests it carried as "outcome unknown" and the
@@ -19,7 +20,9 @@ import {
   encodeFrame,
   FrameDecoder,
   getWire,
+  OPS,
   putWire,
+  TAGS,
   type Body,
   type Expected,
   type Op,
@@ -33,6 +36,9 @@ import {
 type KeyedOp = 'get' | 'put' | 'del';
 import { fromWire, kvError, KvError } from '../core/errors.js';
 import { parseAddr } from '../core/topology.js';
+
+/** A get, as the forwarder builds it (positional) or as request() sends it. */
+const isRead = (req: Request | unknown[]): boolean => (Array.isArray(req) ? req[0] === TAGS.GET : req.o === OPS.GET);
 
 /** Backoff after failed connects: 50 ms doubling up to 1 s. */
 const CONNECT_BACKOFF_BASE_MS = 50;
@@ -352,7 +358,29 @@ export class ShardConnection {
       this.#queue = live.slice(room);
       live.length = room;
     }
-    this.#writeFrames(live);
+    this.#send(live);
+  }
+
+  /**
+   * The shard answers a frame once all of it is done, so a read sharing a
+   * frame with a write would wait for that write's commit (and fsync). When
+   * a batch mixes them, the reads go first in a frame of their own; the
+   * rest (writes, and every other op) follow in a second frame.
+   */
+  #send(batch: Pending[]): void {
+    let reads = 0;
+    for (const p of batch) if (isRead(p.req)) reads++;
+    if (reads === 0 || reads === batch.length) return this.#writeFrames(batch);
+    const r = new Array<Pending>(reads);
+    const w = new Array<Pending>(batch.length - reads);
+    let a = 0;
+    let b = 0;
+    for (const p of batch) {
+      if (isRead(p.req)) r[a++] = p;
+      else w[b++] = p;
+    }
+    this.#writeFrames(r);
+    this.#writeFrames(w);
   }
 
   #writeFrames(batch: Pending[]): void {
