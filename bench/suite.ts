@@ -715,80 +715,90 @@ function resultsTable(rows: readonly RowSummary[]): string {
   );
 }
 
-async function scaling(
-  suite: Suite,
-  cleanup: Cleanup,
-): Promise<
-  Array<{ what: string; shards: number; workers: number; reqPerSec: number; p99: number; routerUs: number | undefined; shardsUs: number | undefined }>
-> {
-  const out: Array<{
-    what: string;
-    shards: number;
-    workers: number;
-    reqPerSec: number;
-    p99: number;
-    routerUs: number | undefined;
-    shardsUs: number | undefined;
-  }> = [];
+interface ScalingRow {
+  what: string;
+  shards: number;
+  workers: number;
+  rounds: number;
+  reqPerSec: number;
+  p99: number;
+  routerUs: number | undefined;
+  shardsUs: number | undefined;
+  /** req/s of every round, in round order. */
+  perRound: number[];
+}
+
+/**
+ * The scaling table: get-10k-uniform through the router, 1 to N workers on
+ * the suite's shards, then 1 to 4 shards (each its own topology and preload).
+ * Every configuration is started first and stays up, and the rounds take
+ * turns over all of them (the order reversed every other round), as the main
+ * rows do, after one pass over all of them that is not counted (warm-up): one configuration measured alone after the others would take
+ * whatever the machine was doing at that moment for its own scaling.
+ */
+async function scaling(suite: Suite, cleanup: Cleanup): Promise<ScalingRow[]> {
   const w: WorkloadName = 'get-10k-uniform';
+  const configs: Array<{ what: string; shards: number; workers: number; suite: Suite; router?: RouterProcess; runs: RowRun[] }> = [];
   for (let n = 1; n <= Math.max(2, settings.routerWorkers); n++) {
     const r = await startRouter(suite.topo.redis.url, { shards: settings.shards, routerWorkers: n, noSync: settings.noSync, verbose, nodeArgs: [] }, cleanup, {
       dataAuth: false,
       rebalanceCoordinator: false,
       tenantRateLimitPerSec: 1_000_000_000,
     });
-    const row = await suite.runRow('router', w, 1, settings.otherDurationS, r);
-    await r.child.stop(20_000);
-    log(`scaling: ${settings.shards} shards, ${n} workers: ${row.reqPerSec} req/s`);
-    out.push({
-      what: 'router workers',
-      shards: settings.shards,
-      workers: n,
-      reqPerSec: row.reqPerSec,
-      p99: row.latencyMs.p99,
-      routerUs: row.cpuUsPerReq['router'],
-      shardsUs: row.cpuUsPerReq['shards'],
-    });
+    configs.push({ what: 'router workers', shards: settings.shards, workers: n, suite, router: r, runs: [] });
   }
   for (let k = 1; k <= 4; k++) {
-    const c = new Cleanup();
-    try {
-      const sub = new Suite(c);
-      sub.topo = await startTopology(
-        {
-          shards: k,
-          routerWorkers: settings.routerWorkers,
-          noSync: settings.noSync,
-          verbose,
-          nodeArgs: [],
-          dataAuth: false,
-          tenantRateLimitPerSec: 1_000_000_000,
-        },
-        c,
-      );
-      const ds = DATASETS.small;
-      await bulkLoad(sub.topo.router.url, {
-        keys: Array.from({ length: ds.count }, (_, i) => keyName(ds.prefix, i)),
-        value: () => benchValue(ds.bytes).toString('latin1'),
-        batch: 1000,
-        concurrency: 4,
-      });
-      const row = await sub.runRow('router', w, 1, settings.otherDurationS);
-      log(`scaling: ${k} shards, ${settings.routerWorkers} workers: ${row.reqPerSec} req/s`);
-      out.push({
-        what: 'shards',
+    const sub = new Suite(cleanup);
+    sub.topo = await startTopology(
+      {
         shards: k,
-        workers: settings.routerWorkers,
-        reqPerSec: row.reqPerSec,
-        p99: row.latencyMs.p99,
-        routerUs: row.cpuUsPerReq['router'],
-        shardsUs: row.cpuUsPerReq['shards'],
-      });
-    } finally {
-      await c.run();
+        routerWorkers: settings.routerWorkers,
+        noSync: settings.noSync,
+        verbose,
+        nodeArgs: [],
+        dataAuth: false,
+        tenantRateLimitPerSec: 1_000_000_000,
+      },
+      cleanup,
+    );
+    const ds = DATASETS.small;
+    await bulkLoad(sub.topo.router.url, {
+      keys: Array.from({ length: ds.count }, (_, i) => keyName(ds.prefix, i)),
+      value: () => benchValue(ds.bytes).toString('latin1'),
+      batch: 1000,
+      concurrency: 4,
+    });
+    configs.push({ what: 'shards', shards: k, workers: settings.routerWorkers, suite: sub, runs: [] });
+  }
+  // Fresh processes: one pass over every configuration first, not counted,
+  // so that no configuration's first round is also its JIT's warm-up.
+  for (const c of configs) {
+    if (suite.aborted) throw new Error('aborted');
+    await c.suite.runRow('router', w, 0, settings.otherDurationS, c.router);
+  }
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const c of round % 2 === 1 ? configs : [...configs].reverse()) {
+      if (suite.aborted) throw new Error('aborted');
+      const row = await c.suite.runRow('router', w, round, settings.otherDurationS, c.router);
+      c.runs.push(row);
+      log(`scaling, round ${round}/${settings.rounds}: ${c.shards} shards, ${c.workers} workers: ${row.reqPerSec} req/s`);
     }
   }
-  return out;
+  const med = (rs: RowRun[], f: (r: RowRun) => number | undefined): number | undefined => {
+    const xs = rs.map(f).filter((x): x is number => x !== undefined);
+    return xs.length > 0 ? round1(median(xs)) : undefined;
+  };
+  return configs.map((c) => ({
+    what: c.what,
+    shards: c.shards,
+    workers: c.workers,
+    rounds: c.runs.length,
+    reqPerSec: Math.round(median(c.runs.map((r) => r.reqPerSec))),
+    p99: median(c.runs.map((r) => r.latencyMs.p99)),
+    routerUs: med(c.runs, (r) => r.cpuUsPerReq['router']),
+    shardsUs: med(c.runs, (r) => r.cpuUsPerReq['shards']),
+    perRound: c.runs.map((r) => r.reqPerSec),
+  }));
 }
 
 async function main(cleanup: Cleanup): Promise<void> {
@@ -882,9 +892,20 @@ async function main(cleanup: Cleanup): Promise<void> {
     md.push(
       '## Scaling (get-10k-uniform, router)',
       '',
+      `Medians of ${settings.rounds} rounds taking turns over every configuration (all started first, then one uncounted pass over all as warm-up); CPU in µs per request.`,
+      '',
       markdownTable(
-        ['varied', 'shards', 'workers', 'req/s', 'p99 ms', 'router µs', 'shards µs'],
-        scalingRows.map((r) => [r.what, String(r.shards), String(r.workers), fmt(r.reqPerSec), fmt(r.p99), fmt(r.routerUs), fmt(r.shardsUs)]),
+        ['varied', 'shards', 'workers', 'req/s', 'p99 ms', 'router µs', 'shards µs', 'req/s per round'],
+        scalingRows.map((r) => [
+          r.what,
+          String(r.shards),
+          String(r.workers),
+          fmt(r.reqPerSec),
+          fmt(r.p99),
+          fmt(r.routerUs),
+          fmt(r.shardsUs),
+          r.perRound.map((x) => fmt(x)).join(' / '),
+        ]),
       ),
       '',
     );
