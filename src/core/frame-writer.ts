@@ -4,9 +4,9 @@
 // and, when a frame does not fit what is left of it, allocates a new one of
 // four times the frame so far and copies over: with 16 KiB values that was an
 // allocation outside the V8 heap of a multiple of every frame, and such
-// allocations drive V8's major collections. Here a frame costs one allocation
-// of its own length (small frames come from Buffer's pool) and each value is
-// copied once.
+// allocations drive V8's major collections. Here a frame is written once, at
+// its length, into a slice of a slab (small frames come from Buffer's pool),
+// and each value is copied once.
 //
 // The bytes are the ones msgpackr writes for the same body (the same choice
 // of integer, float, string and binary encodings; a unit test compares
@@ -17,7 +17,7 @@
 export const FRAME_HEADER_BYTES = 4;
 
 /** Packs one element the writer does not encode itself. */
-export type ElementPacker = (el: unknown) => Uint8Array;
+type ElementPacker = (el: unknown) => Uint8Array;
 
 const arrayHeaderSize = (n: number): number => (n < 0x10 ? 1 : n < 0x10000 ? 3 : 5);
 const lengthHeaderSize = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
@@ -165,6 +165,29 @@ function writeScalar(b: Buffer, off: number, v: unknown): number {
   }
 }
 
+/** Frames from 4 KiB up to half of this are cut from one slab (Buffer's pool takes the smaller ones); the decoder's too. */
+const SLAB_BYTES = 1024 * 1024;
+let slab: Buffer | undefined;
+let slabUsed = 0;
+
+/**
+ * `n` bytes for one frame, never handed out again. A buffer of its own for
+ * every large frame cost more than the copies (a fresh allocation of that size
+ * each time); cut from a slab that later frames go on filling, a frame costs
+ * a slice, as with msgpackr's own buffer.
+ */
+export function frameBuffer(n: number): Buffer {
+  if (n < 4096 || n > SLAB_BYTES / 2) return Buffer.allocUnsafe(n);
+  if (!slab || slabUsed + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const start = slabUsed;
+  // 8-byte aligned, as msgpackr starts its frames.
+  slabUsed = (start + n + 7) & ~7;
+  return slab.subarray(start, start + n);
+}
+
 /**
  * The frame (length header and msgpack body) of an array body, each element
  * as it goes on the wire. `pack` encodes the elements that are not flat
@@ -187,7 +210,7 @@ export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): 
     } else sizes[j] = s;
     size += s;
   }
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + size);
+  const frame = frameBuffer(FRAME_HEADER_BYTES + size);
   frame.writeUInt32BE(size, 0);
   let off = writeArrayHeader(frame, FRAME_HEADER_BYTES, n);
   for (let j = 0; j < n; j++) {

@@ -13,7 +13,7 @@
 // docs/architecture.md, "Wire protocol", has the layouts.
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { kvError, type ErrorCode } from './errors.js';
-import { FRAME_HEADER_BYTES, writeArrayFrame } from './frame-writer.js';
+import { FRAME_HEADER_BYTES, frameBuffer, writeArrayFrame } from './frame-writer.js';
 
 import type { PointRange } from './ring.js';
 
@@ -354,8 +354,8 @@ function decodeBody(body: Buffer): unknown {
  * A frame whose body is all in one chunk is decoded where it lies (its byte
  * values are views of the chunk), unless the chunk is `transient` (a read
  * buffer the socket fills again): then, as for a frame that spans chunks,
- * the body is copied into one buffer allocated at its exact length once the
- * header is in, and decoded from there. Nothing of a transient chunk is kept
+ * the body is copied into room of its exact length (frameBuffer: a slice of
+ * a slab, never handed out twice) once the header is in, and decoded from there. Nothing of a transient chunk is kept
  * or handed out after push() returns.
  */
 export class FrameDecoder {
@@ -418,7 +418,7 @@ export class FrameDecoder {
         off += len;
         continue;
       }
-      this.#body = Buffer.allocUnsafe(len);
+      this.#body = frameBuffer(len);
       this.#filled = 0;
     }
     return out;
