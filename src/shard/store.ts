@@ -165,12 +165,7 @@ export class Store {
    * the write epoch: during a migration the router compares the records of
    * the old and the new owner by (write epoch, version), tombstones included.
    */
-  lookup(
-    key: string,
-    now = Date.now(),
-    point = keyPoint(key),
-    arena?: ValueArena,
-  ): StoredValue | { deleted: true; ver: number; e: number } | null {
+  lookup(key: string, now = Date.now(), point = keyPoint(key), arena?: ValueArena): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;
     // getBinaryFast: a view of LMDB's memory valid until the next read; the
     // value is copied out below (into `arena` when given: valid until it is reset).

@@ -24,8 +24,38 @@ const bytes = (n: number, seed = 1): Buffer => {
 };
 
 const NUMBERS = [
-  0, 1, 0x1f, 0x20, 0x3f, 0x40, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffffff, 0x100000000, 1_700_000_000_000_123, Number.MAX_SAFE_INTEGER,
-  -1, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -0x80000000, -0x80000001, 1.5, -2.25, 0.1, Number.NaN, Infinity, -Infinity, -0,
+  0,
+  1,
+  0x1f,
+  0x20,
+  0x3f,
+  0x40,
+  0x7f,
+  0x80,
+  0xff,
+  0x100,
+  0xffff,
+  0x10000,
+  0xffffffff,
+  0x100000000,
+  1_700_000_000_000_123,
+  Number.MAX_SAFE_INTEGER,
+  -1,
+  -0x20,
+  -0x21,
+  -0x80,
+  -0x81,
+  -0x8000,
+  -0x8001,
+  -0x80000000,
+  -0x80000001,
+  1.5,
+  -2.25,
+  0.1,
+  Number.NaN,
+  Infinity,
+  -Infinity,
+  -0,
 ];
 const STRINGS = [
   '',
@@ -50,9 +80,26 @@ describe('encodeFrame of an array body', () => {
     ['strings at every length boundary, multi-byte and lone surrogates', STRINGS.map((s, i) => [TAGS.GET, i, 3, s])],
     ['binary values at every length boundary', BINARIES.map((v, i) => [TAGS.GET_VALUE, i, v, 'a/b', 1_700_000_000_000_123, 0, 4])],
     ['Uint8Array values (not Buffers)', [[TAGS.GET_VALUE, 1, Uint8Array.from([1, 2, 3]), 'x', 1, 0, null]]],
-    ['booleans and nulls', [[TAGS.DEL_DONE, 1, true, 7], [TAGS.DEL_DONE, 2, false, 8], [TAGS.GET_TOMBSTONE, 3, 9, null]]],
-    ['maps and nested arrays beside flat ones', [{ i: 1, err: { code: 'KV_ERR_NOT_OWNER', message: 'no', epoch: 3 } }, [1, [2, 3]], [TAGS.GET_NONE, 2], 'str', 5, null]],
-    ['elements that are not arrays of scalars', [[1, undefined], [1, { a: 1 }], [1, 10n]]],
+    [
+      'booleans and nulls',
+      [
+        [TAGS.DEL_DONE, 1, true, 7],
+        [TAGS.DEL_DONE, 2, false, 8],
+        [TAGS.GET_TOMBSTONE, 3, 9, null],
+      ],
+    ],
+    [
+      'maps and nested arrays beside flat ones',
+      [{ i: 1, err: { code: 'KV_ERR_NOT_OWNER', message: 'no', epoch: 3 } }, [1, [2, 3]], [TAGS.GET_NONE, 2], 'str', 5, null],
+    ],
+    [
+      'elements that are not arrays of scalars',
+      [
+        [1, undefined],
+        [1, { a: 1 }],
+        [1, 10n],
+      ],
+    ],
     ['an array element of 16 and more fields', [Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 300 }, (_, i) => `s${i}`)]],
     ['an empty body', []],
   ])('writes the bytes msgpackr writes: %s', (_name, body) => {
@@ -69,7 +116,14 @@ describe('encodeFrame of an array body', () => {
   it('writes the hot answers as the positional arrays they stand for', () => {
     const v = bytes(16_384);
     const answers = [new GetAnswer(1, { v, ct: 'a/b', ver: 1_700_000_000_000_123, x: 5, e: 4 }), new GetAnswer(2, null)];
-    expect(encodeFrame(answers).equals(packrFrame([[TAGS.GET_VALUE, 1, v, 'a/b', 1_700_000_000_000_123, 5, 4], [TAGS.GET_NONE, 2]]))).toBe(true);
+    expect(
+      encodeFrame(answers).equals(
+        packrFrame([
+          [TAGS.GET_VALUE, 1, v, 'a/b', 1_700_000_000_000_123, 5, 4],
+          [TAGS.GET_NONE, 2],
+        ]),
+      ),
+    ).toBe(true);
   });
 
   it('never writes over a frame it handed out', () => {
@@ -96,7 +150,10 @@ describe('FrameDecoder with transient chunks', () => {
   const v1 = bytes(16_384, 1);
   const v2 = bytes(300, 2);
   const frames = [
-    encodeFrame([[TAGS.GET_VALUE, 1, v1, 'a/b', 11, 0, 4], [TAGS.GET_NONE, 2]]),
+    encodeFrame([
+      [TAGS.GET_VALUE, 1, v1, 'a/b', 11, 0, 4],
+      [TAGS.GET_NONE, 2],
+    ]),
     encodeFrame([[TAGS.GET_VALUE, 3, v2, 'c/d', 12, 0, null]]),
     encodeFrame({ hello: 2, id: 's1', nonce: bytes(32) }),
   ];
@@ -104,7 +161,11 @@ describe('FrameDecoder with transient chunks', () => {
 
   function check(out: unknown[], what: string): void {
     expect(out, what).toHaveLength(3);
-    const [a, b, c] = out as [Array<{ i: number; r: { v: Uint8Array } | null }>, Array<{ r: { v: Uint8Array; ct: string } }>, { id: string; nonce: Uint8Array }];
+    const [a, b, c] = out as [
+      Array<{ i: number; r: { v: Uint8Array } | null }>,
+      Array<{ r: { v: Uint8Array; ct: string } }>,
+      { id: string; nonce: Uint8Array },
+    ];
     expect(Buffer.from(a[0]!.r!.v).equals(v1), what).toBe(true);
     expect(a[1]).toEqual({ i: 2, r: null });
     expect(Buffer.from(b[0]!.r.v).equals(v2), what).toBe(true);

@@ -9,7 +9,10 @@ describe('ValueArena', () => {
     for (let i = 0; i < 100; i++) views.push(a.take(16_384).fill(i));
     for (const [i, v] of views.entries()) {
       expect(v.length).toBe(16_384);
-      expect(v.every((b) => b === i), `value ${i}`).toBe(true);
+      expect(
+        v.every((b) => b === i),
+        `value ${i}`,
+      ).toBe(true);
     }
     const last = views[99]!;
     a.reset();
