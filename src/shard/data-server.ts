@@ -20,7 +20,6 @@ import { encodeFrame, FrameDecoder, type Request, type Response } from '../core/
 import { kvError, toWire, type KvError } from '../core/errors.js';
 import { HANDSHAKE_MAX_FRAME_BYTES, HANDSHAKE_VERSION, isAuth, newNonce, peerProof, proofMatches, shardProof } from '../core/handshake.js';
 import type { FrameHandler } from './frame-handler.js';
-import { ArenaPool } from './value-arena.js';
 
 export interface DataServerOptions {
   readonly id: string;
@@ -58,9 +57,6 @@ export interface DataServer {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** Value arenas kept for frames to come (one is in use per frame running). */
-const ARENAS_KEPT = 16;
-
 /** How long a refused peer's connection stays open for the refusal to reach it. */
 const DENY_LINGER_MS = 1000;
 
@@ -75,9 +71,6 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
   const counters: DataServerCounters = { authenticated: 0, authFailures: 0, connectionsRefused: 0, idleClosed: 0, protocolErrors: 0 };
   let closing = false;
   let totalBuffered = 0;
-  // The values a frame reads are copied into an arena, then once more into
-  // the answer frame; the arena serves the next frame (value-arena.ts).
-  const arenas = new ArenaPool(ARENAS_KEPT);
 
   const refuseAll = (reqs: Request[], err: KvError): Response[] => {
     const wire = toWire(err);
@@ -98,14 +91,10 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
     /** Run one frame and answer it; one function per connection, not a chain of closures per frame. */
     const run = async (reqs: Request[]): Promise<void> => {
       conn.inFlight += reqs.length;
-      const arena = arenas.take();
       try {
-        write(await handler.handle(reqs, arena));
+        write(await handler.handle(reqs));
       } catch (err) {
         write(refuseAll(reqs, err instanceof Error && 'code' in err ? (err as KvError) : kvError('KV_ERR_INTERNAL', String(err))));
-      } finally {
-        // The answer is encoded (its values copied into the frame): the arena's views are dead.
-        arenas.give(arena);
       }
       conn.inFlight -= reqs.length;
       endIfDrained();

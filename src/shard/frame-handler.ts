@@ -19,7 +19,6 @@ import type { Store } from './store.js';
 import { REBALANCE_OPS, type RebalanceOpContext } from './rebalance-ops.js';
 import { checkRequest } from './op-checks.js';
 import { BucketCounts } from '../infra/prom.js';
-import type { ValueArena } from './value-arena.js';
 
 /** Requests-per-frame histogram bounds. */
 export const FRAME_SIZE_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128] as const;
@@ -60,7 +59,7 @@ type WriteOp = 'put' | 'del';
  */
 type OpSpec<O extends Op> =
   | { kind: 'inline'; run(req: RequestOf<O>, view: OwnershipView, d: HandlerDeps): unknown }
-  | { kind: 'read'; run(req: RequestOf<O>, point: number, store: Store, now: number, arena: ValueArena | undefined): Response }
+  | { kind: 'read'; run(req: RequestOf<O>, point: number, store: Store, now: number): Response }
   | { kind: 'write'; apply(req: RequestOf<O>, point: number, store: Store, epoch: number, now: number): Response }
   | { kind: 'rebalance'; run(req: RequestOf<O>, ctx: RebalanceOpContext): Promise<unknown> };
 
@@ -75,7 +74,7 @@ const OP_TABLE: { readonly [O in Op]: OpSpec<O> } = {
       return { records: s.records, bytes: s.bytes };
     },
   },
-  get: { kind: 'read', run: (req, point, store, now, arena) => new GetAnswer(req.i, store.lookup(req.k, now, point, arena)) },
+  get: { kind: 'read', run: (req, point, store, now) => new GetAnswer(req.i, store.lookup(req.k, now, point)) },
   fetch: { kind: 'read', run: (req, point, store, now) => ({ i: req.i, r: store.fetchPacked(req.k, now, point) }) },
   put: {
     kind: 'write',
@@ -206,12 +205,7 @@ export class FrameHandler {
     return this.#notOwner(view);
   }
 
-  /**
-   * Run one frame. With `arena`, the values of its reads are copied into it
-   * and stay valid until the caller resets it (after encoding the answer);
-   * without, each value is a Buffer of its own.
-   */
-  async handle(reqs: Request[], arena?: ValueArena): Promise<Response[]> {
+  async handle(reqs: Request[]): Promise<Response[]> {
     this.frames.count++;
     this.frames.sizes.observe(reqs.length);
     if (this.#behind(reqs)) await this.#d.refresh().catch(() => undefined);
@@ -247,7 +241,7 @@ export class FrameHandler {
             const point = keyPoint(keyed.k);
             const refusal = this.#refusal(keyed, point, view);
             if (refusal) throw refusal;
-            if (spec.kind === 'read') out.push(spec.run(req, point, this.#d.store, now, arena));
+            if (spec.kind === 'read') out.push(spec.run(req, point, this.#d.store, now));
             else {
               if (!batch) {
                 batch = this.#open ??= this.#newOpenBatch();

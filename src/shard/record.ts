@@ -22,7 +22,6 @@ import { kvError, kvErrorWith } from '../core/errors.js';
 import { keyPoint } from '../core/ring.js';
 import { validateContentType, validateKey } from '../core/validate.js';
 import type { Limits } from '../core/config.js';
-import type { ValueArena } from './value-arena.js';
 
 /** 3: format 2 plus the key index (a format 2 directory is upgraded on open). */
 export const FORMAT_VERSION = 3;
@@ -126,16 +125,13 @@ export function decodeRecord(b: Buffer): StoredRecord {
 
 /**
  * The value of a live record with its header fields, one object of one shape;
- * `v` is a copy, so `b` may be a view LMDB reuses on its next read: into
- * `arena` when given (valid until the arena is reset), else a Buffer of its own.
+ * `v` is a copy, so `b` may be a view LMDB reuses on its next read.
  */
-export function liveValue(b: Buffer, arena?: ValueArena): { v: Buffer; ct: string; ver: number; x: number; e: number } {
+export function liveValue(b: Buffer): { v: Buffer; ct: string; ver: number; x: number; e: number } {
   const ctLen = b.readUInt16LE(OFF_CT_LEN);
   const start = HEADER_BYTES + ctLen;
-  // `length`, not the view's end: a getBinaryFast buffer is a view of a larger reused one.
-  const n = b.length - start;
-  const v = arena ? arena.take(n) : Buffer.allocUnsafe(n);
-  b.copy(v, 0, start, start + n);
+  const v = Buffer.allocUnsafe(b.length - start);
+  b.copy(v, 0, start);
   return {
     v,
     ct: ctLen === 0 ? '' : b.toString('utf8', HEADER_BYTES, start),

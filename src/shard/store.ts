@@ -36,7 +36,6 @@ import {
   valueLength,
   versionOf,
 } from './record.js';
-import type { ValueArena } from './value-arena.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -165,14 +164,13 @@ export class Store {
    * the write epoch: during a migration the router compares the records of
    * the old and the new owner by (write epoch, version), tombstones included.
    */
-  lookup(key: string, now = Date.now(), point = keyPoint(key), arena?: ValueArena): StoredValue | { deleted: true; ver: number; e: number } | null {
+  lookup(key: string, now = Date.now(), point = keyPoint(key)): StoredValue | { deleted: true; ver: number; e: number } | null {
     this.ops.get++;
-    // getBinaryFast: a view of LMDB's memory valid until the next read; the
-    // value is copied out below (into `arena` when given: valid until it is reset).
+    // getBinaryFast: a view of LMDB's memory valid until the next read; the value is copied out below.
     const b = this.#records.getBinaryFast(recordKey(point, key));
     if (!b) return null;
     if (isTombstone(b) || isExpired(b, now)) return { deleted: true, ver: versionOf(b), e: epochOf(b) };
-    return liveValue(b, arena);
+    return liveValue(b);
   }
 
   /** The stored record of a key as a moved-records blob (null if absent or expired), for pulling one key ahead of a move. */

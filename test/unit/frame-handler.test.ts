@@ -9,7 +9,6 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FrameHandler, type OwnershipView } from '../../src/shard/frame-handler.js';
 import { Store } from '../../src/shard/store.js';
-import { ValueArena } from '../../src/shard/value-arena.js';
 import { MovedWriter, encodeRecord, readMoved, recordKey } from '../../src/shard/record.js';
 import { LIMIT_DEFAULTS } from '../../src/core/config.js';
 import { POINT_MAX, Ring, keyPoint, type PointRange, type RingMember } from '../../src/core/ring.js';
@@ -107,16 +106,15 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('reads into a value arena', () => {
+describe('reads of 16 KiB values', () => {
   it('answers every GET of a frame with its own value, though LMDB hands out one reused view', async () => {
     const h = handler();
     const keys = keysOwnedBy(AB, 'a', 40);
     const value = (n: number) => Buffer.alloc(16_384 + n, n);
     // Bytes below 0x80: the same as text.
     for (const [n, k] of keys.entries()) await seed(k, value(n).toString('latin1'));
-    const arena = new ValueArena();
     const reqs = keys.map((k, n) => ({ i: n + 1, e: view.epoch, o: 'get', k }));
-    const out = await h.handle(reqs as unknown as Request[], arena);
+    const out = await h.handle(reqs as unknown as Request[]);
     expect(out).toHaveLength(keys.length);
     for (const res of out) {
       const v = Buffer.from(ok(res)!['v'] as Uint8Array);
