@@ -14,6 +14,7 @@
 // docs/architecture.md, "Wire protocol", has the layouts.
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { kvError, type ErrorCode } from './errors.js';
+import { FRAME_HEADER_BYTES, frameBuffer, writeArrayFrame } from './frame-writer.js';
 
 import type { PointRange } from './ring.js';
 
@@ -148,7 +149,7 @@ export interface ErrorBody {
 
 export type Response = { i: number; r: unknown } | { i: number; err: ErrorBody };
 
-export const FRAME_HEADER_BYTES = 4;
+export { FRAME_HEADER_BYTES };
 
 /**
  * First element of a positional request or answer. Requests:
@@ -318,11 +319,17 @@ function fromWireBody(body: unknown): unknown {
   return body;
 }
 
+/** msgpackr's bytes of one element, for what the frame writer does not encode itself. */
+const packElement = (el: unknown): Uint8Array => packr.pack(el);
+
 export function encodeFrame(body: unknown): Buffer {
+  // Array bodies (every request and answer frame): one buffer of the frame's
+  // exact length, values copied once (frame-writer.ts).
+  if (Array.isArray(body)) return writeArrayFrame(toWireBody(body) as unknown[], packElement);
   // msgpackr leaves room for the length header in front of what it packs, so
   // the frame is its output as it is (a slice of its buffer that it never
   // writes over again), not a copy of it.
-  const frame = packr.pack(toWireBody(body), RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+  const frame = packr.pack(body, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
   frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 0);
   return frame;
 }
@@ -332,22 +339,42 @@ export function encodedSize(body: unknown): number {
   return packr.pack(toWireItem(body)).length;
 }
 
+function decodeBody(body: Buffer): unknown {
+  try {
+    return fromWireBody(packr.unpack(body));
+  } catch (err) {
+    throw kvError('KV_ERR_BAD_FRAME', (err as Error).message);
+  }
+}
+
 /**
  * Incremental frame decoder for a byte stream. Refuses a frame larger than
- * `maxFrameBytes` before buffering it, so a bad peer cannot make us allocate.
+ * `maxFrameBytes` from its header, before buffering any of it, so a bad peer
+ * cannot make us allocate.
+ *
+ * A frame whose body is all in one chunk is decoded where it lies (its byte
+ * values are views of the chunk), unless the chunk is `transient` (a read
+ * buffer the socket fills again): then, as for a frame that spans chunks,
+ * the body is copied into room of its exact length (frameBuffer: a slice of
+ * a slab, never handed out twice) once the header is in, and decoded from there. Nothing of a transient chunk is kept
+ * or handed out after push() returns.
  */
 export class FrameDecoder {
   #maxFrameBytes: number;
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  /** The body being filled, allocated at its full length. */
+  #body: Buffer | undefined;
+  #filled = 0;
+  /** A length header split across chunks. */
+  readonly #head = Buffer.alloc(FRAME_HEADER_BYTES);
+  #headBytes = 0;
 
   constructor(maxFrameBytes: number) {
     this.#maxFrameBytes = maxFrameBytes;
   }
 
-  /** Bytes received and not yet decoded (part of a frame). */
+  /** Bytes held for a frame not yet complete (a partial body counts at the full length it is allocated at). */
   get buffered(): number {
-    return this.#buffered;
+    return this.#body ? this.#body.length : this.#headBytes;
   }
 
   /** Change the largest frame accepted from now on (e.g. once a peer has authenticated). */
@@ -356,33 +383,44 @@ export class FrameDecoder {
   }
 
   /** Feed bytes; returns the decoded frame bodies now complete. Throws KV_ERR_FRAME_TOO_LARGE / KV_ERR_BAD_FRAME. */
-  push(chunk: Buffer): unknown[] {
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
+  push(chunk: Buffer, transient = false): unknown[] {
     const out: unknown[] = [];
-    while (this.#buffered >= FRAME_HEADER_BYTES) {
-      let head = this.#chunks[0]!;
-      if (head.length < FRAME_HEADER_BYTES) {
-        head = Buffer.concat(this.#chunks);
-        this.#chunks = [head];
+    const n = chunk.length;
+    let off = 0;
+    for (;;) {
+      const body = this.#body;
+      if (body) {
+        const take = Math.min(n - off, body.length - this.#filled);
+        if (take > 0) chunk.copy(body, this.#filled, off, off + take);
+        this.#filled += take;
+        off += take;
+        if (this.#filled < body.length) break;
+        this.#body = undefined;
+        out.push(decodeBody(body));
+        continue;
       }
-      const len = head.readUInt32BE(0);
+      if (off === n) break;
+      let len: number;
+      if (this.#headBytes > 0 || n - off < FRAME_HEADER_BYTES) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.#headBytes, n - off);
+        chunk.copy(this.#head, this.#headBytes, off, off + take);
+        this.#headBytes += take;
+        off += take;
+        if (this.#headBytes < FRAME_HEADER_BYTES) break;
+        this.#headBytes = 0;
+        len = this.#head.readUInt32BE(0);
+      } else {
+        len = chunk.readUInt32BE(off);
+        off += FRAME_HEADER_BYTES;
+      }
       if (len > this.#maxFrameBytes) throw kvError('KV_ERR_FRAME_TOO_LARGE', len, this.#maxFrameBytes);
-      const total = FRAME_HEADER_BYTES + len;
-      if (this.#buffered < total) break;
-      if (head.length < total) {
-        head = Buffer.concat(this.#chunks);
-        this.#chunks = [head];
+      if (!transient && n - off >= len) {
+        out.push(decodeBody(chunk.subarray(off, off + len)));
+        off += len;
+        continue;
       }
-      const body = head.subarray(FRAME_HEADER_BYTES, total);
-      try {
-        out.push(fromWireBody(packr.unpack(body)));
-      } catch (err) {
-        throw kvError('KV_ERR_BAD_FRAME', (err as Error).message);
-      }
-      if (head.length === total) this.#chunks.shift();
-      else this.#chunks[0] = head.subarray(total);
-      this.#buffered -= total;
+      this.#body = frameBuffer(len);
+      this.#filled = 0;
     }
     return out;
   }

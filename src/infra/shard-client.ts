@@ -83,6 +83,13 @@ export function socketReason(err: NodeJS.ErrnoException): string {
   }
 }
 
+/**
+ * Bytes of the buffer a plain-TCP connection reads into, again and again
+ * (net's `onread`): the decoder copies each frame out into one buffer of its
+ * length, so a read costs no allocation of its own.
+ */
+const READ_BUFFER_BYTES = 64 * 1024;
+
 /** Requests waiting here beyond the in-flight limit, as a multiple of it, before new ones are refused. */
 const QUEUE_FACTOR = 4;
 const CAS = new Map<string, Buffer>();
@@ -208,9 +215,14 @@ export class ShardConnection {
 
   #connect(): void {
     const { host, port } = parseAddr(this.addr);
+    // Over TLS the chunks are 'data' events (each a buffer of its own); in the clear, one read buffer per connection.
     const socket: net.Socket = this.#opts.dataTls
       ? tls.connect({ host, port, servername: net.isIP(host) ? '' : host, ...(this.#opts.tlsCaFile ? { ca: caOf(this.#opts.tlsCaFile) } : {}) })
-      : net.connect({ host, port });
+      : net.connect({
+          host,
+          port,
+          onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), callback: (n: number, buf: Uint8Array): boolean => onChunk(buf as Buffer, n) },
+        });
     this.#socket = socket;
     this.#connected = false;
     socket.setNoDelay(true);
@@ -243,13 +255,14 @@ export class ShardConnection {
       this.#startPinging();
       this.#flush();
     };
-    socket.on('data', (chunk: Buffer) => {
+    /** Frames in `n` bytes of `chunk`; with n given, `chunk` is the read buffer, filled again after this returns. */
+    const onChunk = (chunk: Buffer, n?: number): boolean => {
       let frames: unknown[];
       try {
-        frames = decoder.push(chunk);
+        frames = n === undefined ? decoder.push(chunk) : decoder.push(chunk.subarray(0, n), true);
       } catch (err) {
         socket.destroy(err as Error);
-        return;
+        return false;
       }
       // One clock read per chunk of answers, not one per request.
       const now = this.#rec && frames.length > 0 ? performance.now() : 0;
@@ -260,7 +273,9 @@ export class ShardConnection {
         }
         for (const res of frame as Response[]) this.#settle(res, now);
       }
-    });
+      return true;
+    };
+    if (this.#opts.dataTls) socket.on('data', (chunk: Buffer) => void onChunk(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       lastError = socketReason(err);
     });

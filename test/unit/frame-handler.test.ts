@@ -106,6 +106,23 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+describe('reads of 16 KiB values', () => {
+  it('answers every GET of a frame with its own value, though LMDB hands out one reused view', async () => {
+    const h = handler();
+    const keys = keysOwnedBy(AB, 'a', 40);
+    const value = (n: number) => Buffer.alloc(16_384 + n, n);
+    // Bytes below 0x80: the same as text.
+    for (const [n, k] of keys.entries()) await seed(k, value(n).toString('latin1'));
+    const reqs = keys.map((k, n) => ({ i: n + 1, e: view.epoch, o: 'get', k }));
+    const out = await h.handle(reqs as unknown as Request[]);
+    expect(out).toHaveLength(keys.length);
+    for (const res of out) {
+      const v = Buffer.from(ok(res)!['v'] as Uint8Array);
+      expect(v.equals(value(res.i - 1)), `value of request ${res.i}`).toBe(true);
+    }
+  });
+});
+
 describe('dispatch', () => {
   it('runs each keyed op and ping against the store, stamping writes with the epoch', async () => {
     const h = handler();

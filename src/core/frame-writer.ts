@@ -1,0 +1,228 @@
+// Writes a frame whose body is an array (every request and answer frame after
+// the handshake) into one buffer of the frame's exact length: the size of
+// each element first, then the bytes. msgpackr packs into a buffer of its own
+// and, when a frame does not fit what is left of it, allocates a new one of
+// four times the frame so far and copies over: with 16 KiB values that was an
+// allocation outside the V8 heap of a multiple of every frame, and such
+// allocations drive V8's major collections. Here a frame is written once, at
+// its length, into a slice of a slab (small frames come from Buffer's pool),
+// and each value is copied once.
+//
+// The bytes are the ones msgpackr writes for the same body (the same choice
+// of integer, float, string and binary encodings; a unit test compares
+// them). An element that is not a flat array of numbers, strings, booleans,
+// nulls and byte arrays (a map: an error answer, a rebalancing op) is packed
+// by msgpackr and copied in.
+/** The 4-byte big-endian length in front of every frame's body. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** Packs one element the writer does not encode itself. */
+type ElementPacker = (el: unknown) => Uint8Array;
+
+const arrayHeaderSize = (n: number): number => (n < 0x10 ? 1 : n < 0x10000 ? 3 : 5);
+const lengthHeaderSize = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+const strHeaderSize = (n: number): number => (n < 0x20 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+
+/** Encoded size of a scalar, or -1 when it is not one this writer encodes. */
+function scalarSize(v: unknown): number {
+  switch (typeof v) {
+    case 'number':
+      // As msgpackr (records off): positive fixint below 0x80, then uint 8/16/32;
+      // negative fixint from -32, then int 8/16/32; anything else a float64.
+      if (v >>> 0 === v) return v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : 5;
+      if (v >> 0 === v) return v >= -0x20 ? 1 : v >= -0x80 ? 2 : v >= -0x8000 ? 3 : 5;
+      return 9;
+    case 'string': {
+      const n = Buffer.byteLength(v, 'utf8');
+      return strHeaderSize(n) + n;
+    }
+    case 'boolean':
+      return 1;
+    case 'object':
+      if (v === null) return 1;
+      if (v instanceof Uint8Array) return lengthHeaderSize(v.byteLength) + v.byteLength;
+      return -1;
+    default:
+      return -1;
+  }
+}
+
+/** Encoded size of a flat array of scalars, or -1. */
+function flatArraySize(a: readonly unknown[]): number {
+  let size = arrayHeaderSize(a.length);
+  for (let j = 0; j < a.length; j++) {
+    const s = scalarSize(a[j]);
+    if (s < 0) return -1;
+    size += s;
+  }
+  return size;
+}
+
+function writeArrayHeader(b: Buffer, off: number, n: number): number {
+  if (n < 0x10) {
+    b[off] = 0x90 | n;
+    return off + 1;
+  }
+  if (n < 0x10000) {
+    b[off] = 0xdc;
+    b.writeUInt16BE(n, off + 1);
+    return off + 3;
+  }
+  b[off] = 0xdd;
+  b.writeUInt32BE(n, off + 1);
+  return off + 5;
+}
+
+/** Writes a scalar scalarSize() accepted; returns the offset after it. */
+function writeScalar(b: Buffer, off: number, v: unknown): number {
+  switch (typeof v) {
+    case 'number':
+      if (v >>> 0 === v) {
+        if (v < 0x80) {
+          b[off] = v;
+          return off + 1;
+        }
+        if (v < 0x100) {
+          b[off] = 0xcc;
+          b[off + 1] = v;
+          return off + 2;
+        }
+        if (v < 0x10000) {
+          b[off] = 0xcd;
+          b.writeUInt16BE(v, off + 1);
+          return off + 3;
+        }
+        b[off] = 0xce;
+        b.writeUInt32BE(v, off + 1);
+        return off + 5;
+      }
+      if (v >> 0 === v) {
+        if (v >= -0x20) {
+          b[off] = 0x100 + v;
+          return off + 1;
+        }
+        if (v >= -0x80) {
+          b[off] = 0xd0;
+          b[off + 1] = v + 0x100;
+          return off + 2;
+        }
+        if (v >= -0x8000) {
+          b[off] = 0xd1;
+          b.writeInt16BE(v, off + 1);
+          return off + 3;
+        }
+        b[off] = 0xd2;
+        b.writeInt32BE(v, off + 1);
+        return off + 5;
+      }
+      b[off] = 0xcb;
+      b.writeDoubleBE(v, off + 1);
+      return off + 9;
+    case 'string': {
+      const n = Buffer.byteLength(v, 'utf8');
+      if (n < 0x20) b[off++] = 0xa0 | n;
+      else if (n < 0x100) {
+        b[off] = 0xd9;
+        b[off + 1] = n;
+        off += 2;
+      } else if (n < 0x10000) {
+        b[off] = 0xda;
+        b.writeUInt16BE(n, off + 1);
+        off += 3;
+      } else {
+        b[off] = 0xdb;
+        b.writeUInt32BE(n, off + 1);
+        off += 5;
+      }
+      return off + (n === 0 ? 0 : b.write(v, off, n, 'utf8'));
+    }
+    case 'boolean':
+      b[off] = v ? 0xc3 : 0xc2;
+      return off + 1;
+    default: {
+      if (v === null) {
+        b[off] = 0xc0;
+        return off + 1;
+      }
+      const u = v as Uint8Array;
+      const n = u.byteLength;
+      if (n < 0x100) {
+        b[off] = 0xc4;
+        b[off + 1] = n;
+        off += 2;
+      } else if (n < 0x10000) {
+        b[off] = 0xc5;
+        b.writeUInt16BE(n, off + 1);
+        off += 3;
+      } else {
+        b[off] = 0xc6;
+        b.writeUInt32BE(n, off + 1);
+        off += 5;
+      }
+      b.set(u, off);
+      return off + n;
+    }
+  }
+}
+
+/** Frames from 4 KiB up to half of this are cut from one slab (Buffer's pool takes the smaller ones); the decoder's too. */
+const SLAB_BYTES = 1024 * 1024;
+let slab: Buffer | undefined;
+let slabUsed = 0;
+
+/**
+ * `n` bytes for one frame, never handed out again. A buffer of its own for
+ * every large frame cost more than the copies (a fresh allocation of that size
+ * each time); cut from a slab that later frames go on filling, a frame costs
+ * a slice, as with msgpackr's own buffer.
+ */
+export function frameBuffer(n: number): Buffer {
+  if (n < 4096 || n > SLAB_BYTES / 2) return Buffer.allocUnsafe(n);
+  if (!slab || slabUsed + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const start = slabUsed;
+  // 8-byte aligned, as msgpackr starts its frames.
+  slabUsed = (start + n + 7) & ~7;
+  return slab.subarray(start, start + n);
+}
+
+/**
+ * The frame (length header and msgpack body) of an array body, each element
+ * as it goes on the wire. `pack` encodes the elements that are not flat
+ * arrays of scalars.
+ */
+export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): Buffer {
+  const n = body.length;
+  // Element sizes, or -1 for one packed by msgpackr (its bytes in `packed`).
+  const sizes = new Array<number>(n);
+  let packed: Array<Uint8Array | undefined> | undefined;
+  let size = arrayHeaderSize(n);
+  for (let j = 0; j < n; j++) {
+    const el = body[j];
+    let s = Array.isArray(el) ? flatArraySize(el) : -1;
+    if (s < 0) {
+      const p = pack(el);
+      (packed ??= new Array<Uint8Array | undefined>(n))[j] = p;
+      s = p.byteLength;
+      sizes[j] = -1;
+    } else sizes[j] = s;
+    size += s;
+  }
+  const frame = frameBuffer(FRAME_HEADER_BYTES + size);
+  frame.writeUInt32BE(size, 0);
+  let off = writeArrayHeader(frame, FRAME_HEADER_BYTES, n);
+  for (let j = 0; j < n; j++) {
+    if (sizes[j]! < 0) {
+      const p = packed![j]!;
+      frame.set(p, off);
+      off += p.byteLength;
+      continue;
+    }
+    const a = body[j] as readonly unknown[];
+    off = writeArrayHeader(frame, off, a.length);
+    for (let k = 0; k < a.length; k++) off = writeScalar(frame, off, a[k]);
+  }
+  return frame;
+}
