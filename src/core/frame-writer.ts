@@ -73,6 +73,26 @@ function writeArrayHeader(b: Buffer, off: number, n: number): number {
   return off + 5;
 }
 
+/**
+ * A str 8/16/32 or bin 8/16/32 header: `code8` is the 8-bit form's type
+ * byte, the 16- and 32-bit forms' are the next two (0xd9.., 0xc4..).
+ */
+function writeLength(b: Buffer, off: number, n: number, code8: number): number {
+  if (n < 0x100) {
+    b[off] = code8;
+    b[off + 1] = n;
+    return off + 2;
+  }
+  if (n < 0x10000) {
+    b[off] = code8 + 1;
+    b.writeUInt16BE(n, off + 1);
+    return off + 3;
+  }
+  b[off] = code8 + 2;
+  b.writeUInt32BE(n, off + 1);
+  return off + 5;
+}
+
 /** Writes a scalar scalarSize() accepted; returns the offset after it. */
 function writeScalar(b: Buffer, off: number, v: unknown): number {
   switch (typeof v) {
@@ -121,19 +141,7 @@ function writeScalar(b: Buffer, off: number, v: unknown): number {
     case 'string': {
       const n = Buffer.byteLength(v, 'utf8');
       if (n < 0x20) b[off++] = 0xa0 | n;
-      else if (n < 0x100) {
-        b[off] = 0xd9;
-        b[off + 1] = n;
-        off += 2;
-      } else if (n < 0x10000) {
-        b[off] = 0xda;
-        b.writeUInt16BE(n, off + 1);
-        off += 3;
-      } else {
-        b[off] = 0xdb;
-        b.writeUInt32BE(n, off + 1);
-        off += 5;
-      }
+      else off = writeLength(b, off, n, 0xd9);
       return off + (n === 0 ? 0 : b.write(v, off, n, 'utf8'));
     }
     case 'boolean':
@@ -145,22 +153,9 @@ function writeScalar(b: Buffer, off: number, v: unknown): number {
         return off + 1;
       }
       const u = v as Uint8Array;
-      const n = u.byteLength;
-      if (n < 0x100) {
-        b[off] = 0xc4;
-        b[off + 1] = n;
-        off += 2;
-      } else if (n < 0x10000) {
-        b[off] = 0xc5;
-        b.writeUInt16BE(n, off + 1);
-        off += 3;
-      } else {
-        b[off] = 0xc6;
-        b.writeUInt32BE(n, off + 1);
-        off += 5;
-      }
+      off = writeLength(b, off, u.byteLength, 0xc4);
       b.set(u, off);
-      return off + n;
+      return off + u.byteLength;
     }
   }
 }

@@ -356,8 +356,9 @@ function decodeBody(body: Buffer): unknown {
  * values are views of the chunk), unless the chunk is `transient` (a read
  * buffer the socket fills again): then, as for a frame that spans chunks,
  * the body is copied into room of its exact length (frameBuffer: a slice of
- * a slab, never handed out twice) once the header is in, and decoded from there. Nothing of a transient chunk is kept
- * or handed out after push() returns.
+ * a slab, never handed out twice) once the header is in, and decoded from
+ * there. Nothing of a transient chunk is kept or handed out after push()
+ * returns.
  */
 export class FrameDecoder {
   #maxFrameBytes: number;

@@ -1,9 +1,9 @@
 // One persistent connection from a router worker to one shard. Requests queued
 // in the same event-loop turn go out together as one frame (the design's main
-// throughput lever), or as two when they mix reads and writes: the gets first,
-// so that no read waits for a write's commit; responses are matched by id. At most maxInFlightPerShard
-// requests are at the shard at a time; more wait here, in order (the router's
-// admission control bounds how many). Every request has a deadline; a lost
+// throughput lever), or as two when they mix reads and writes: the gets
+// first, so that no read waits for a write's commit; responses are matched
+// by id. At most maxInFlightPerShard requests are at the shard at a time;
+// more wait here, in order (the router's admission control bounds how many). Every request has a deadline; a lost
 // connection fails the requests it carried as "outcome unknown" and the
 // requests it never sent as "unavailable, nothing written".
 //
