@@ -3,9 +3,10 @@
 // throughput lever), or as two when they mix reads and writes: the gets
 // first, so that no read waits for a write's commit; responses are matched
 // by id. At most maxInFlightPerShard requests are at the shard at a time;
-// more wait here, in order (the router's admission control bounds how many). Every request has a deadline; a lost
-// connection fails the requests it carried as "outcome unknown" and the
-// requests it never sent as "unavailable, nothing written".
+// more wait here, in order (the router's admission control bounds how many).
+// Every request has a deadline; a lost connection fails the requests it
+// carried as "outcome unknown" and the requests it never sent as
+// "unavailable, nothing written".
 //
 // Before any request the connection proves the cluster secret to the shard
 // and checks the shard's proof (core/handshake.ts); an idle connection pings
