@@ -644,12 +644,23 @@ async function idleMove(c: Cluster) {
   if (del.status !== 202) throw new Error(`DELETE /v1/admin/shards/${c.s4.id}: ${del.status} ${del.text}`);
   const { job: created } = del.json<{ job: { id: string } }>();
   const deadline = Date.now() + settings.moveTimeoutS * 1000;
+  // CPU per tier over the streaming phase, as seen by polling (the phase
+  // edges are known to within BENCH_POLL_MS).
+  const tiers = tiersFor(c.topo, c.s4);
+  let streamStart: Snapshot | undefined;
+  let streamEnd: Snapshot | undefined;
+  let state = 'planned';
   for (;;) {
     if (aborted) throw new Error('aborted');
     if (Date.now() > deadline) throw new Error(`the idle move did not finish within ${settings.moveTimeoutS} s`);
     const view = await getJson<RebalanceView>(`${c.url}/v1/admin/rebalance`, { headers: ADMIN_HEADER }).catch(() => undefined);
     const st = view?.job?.id === created.id ? view.job.state : undefined;
     if (st === 'failed' || st === 'cancelled') throw new Error(`idle move ${created.id} ended ${st}: ${view?.job?.error ?? ''}`);
+    if (st !== undefined && st !== state) {
+      if (st === 'streaming') streamStart = snapshot(tiers);
+      if (state === 'streaming') streamEnd = snapshot(tiers);
+      state = st;
+    }
     if (st === 'done') break;
     await sleep(settings.pollMs);
   }
@@ -663,11 +674,24 @@ async function idleMove(c: Cluster) {
     streamingS: round(streamingS, 2),
     keysPerSecStreaming: Math.round(keysMoved / Math.max(0.001, streamingS)),
     pacing: job.pacing ?? null,
+    cpu: streamStart && streamEnd ? idleCpu(cpuBetween(streamStart, streamEnd), keysMoved) : null,
   };
   log(`idle move: ${keysMoved} keys in ${out.streamingS} s streaming (${out.keysPerSecStreaming} keys/s)`);
+  if (out.cpu) {
+    const tiersLine = Object.entries(out.cpu.usPerKey)
+      .map(([t, v]) => `${t} ${v.raw} µs/key (${v.busyPctOfOneCpu}%)`)
+      .join(', ');
+    log(`idle move CPU while streaming (machine ${out.cpu.machineBusyPct}% busy): ${tiersLine}`);
+  }
   return out;
 }
 type IdleMove = Awaited<ReturnType<typeof idleMove>>;
+
+/** CPU µs per moved key per tier over the idle move's streaming phase (nothing else runs: no baseline to take off). */
+function idleCpu(win: ReturnType<typeof cpuBetween>, keys: number) {
+  const usPerKey = cpuPerKey(win, { seconds: 1, us: {}, machineBusyPct: 0, otherBusyPct: 0 }, keys);
+  return { seconds: round(win.seconds, 2), machineBusyPct: win.machineBusyPct, otherBusyPct: win.otherBusyPct, usPerKey };
+}
 
 /** The ceiling: an in-process LMDB-to-LMDB copy of as many records of the same size as the move carried. */
 async function ceiling(records: number): Promise<CeilingResult> {

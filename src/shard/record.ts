@@ -23,8 +23,12 @@ import { keyPoint } from '../core/ring.js';
 import { validateContentType, validateKey } from '../core/validate.js';
 import type { Limits } from '../core/config.js';
 
-/** 3: format 2 plus the key index (a format 2 directory is upgraded on open). */
-export const FORMAT_VERSION = 3;
+/**
+ * 4: the key index is bucketed by ring point (format 3 had one key order for
+ * the whole shard; format 2 had no key index). Older directories are
+ * upgraded on open by rebuilding the index from the records.
+ */
+export const FORMAT_VERSION = 4;
 export const HEADER_BYTES = 23;
 const TOMBSTONE = 1;
 const OFF_E = 1;
@@ -60,6 +64,33 @@ export function recordKey(point: number, key: string): Buffer {
 }
 
 export const pointOf = (rk: Uint8Array): number => ((rk[0]! << 24) >>> 0) + (rk[1]! << 16) + (rk[2]! << 8) + rk[3]!;
+
+/**
+ * The key index (store.ts) holds every key in key order within each of
+ * INDEX_BUCKETS buckets; a key's bucket is the top INDEX_BUCKET_BITS bits of
+ * its ring point. Its LMDB key: the bucket as one byte, then the key as UTF-8.
+ * A move carries arcs of the ring, so its keys fall into a few buckets and
+ * their index entries land on few pages; one key order for the whole shard
+ * put every moved key on a page of its own.
+ */
+export const INDEX_BUCKET_BITS = 6;
+export const INDEX_BUCKETS = 1 << INDEX_BUCKET_BITS;
+
+/** The key index entry's key for a record key (bucket byte, then the key). */
+export function indexKey(rk: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(rk.byteLength - 3);
+  b[0] = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
+  b.set(rk.subarray(4), 1);
+  return b;
+}
+
+/** The first index key of `bucket` at or after the key bytes `from`. */
+export function indexStart(bucket: number, from: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(1 + from.byteLength);
+  b[0] = bucket;
+  b.set(from, 1);
+  return b;
+}
 
 /** [point, key] of an LMDB record key: the JSON-friendly form of a scan cursor. */
 export function cursorOf(rk: Buffer): [number, string] {

@@ -3,7 +3,10 @@
 // the byte layout. A second database indexes (expiry, record key) so the
 // sweeper finds expired records and old tombstones without scanning
 // everything, and a third indexes keys in key order (UTF-8 bytes -> point)
-// for the paged scan of a tenant's keys (list).
+// for the paged scan of a tenant's keys (list). That index is cut into
+// buckets by ring point (record.ts, indexKey), each in key order, and a list
+// merges them: a move writes arcs of the ring, which then touch a few pages
+// of the index instead of one page per moved key.
 //
 // Durability: every write is acknowledged only after its LMDB transaction has
 // committed (the write promise resolves after commit). A committed transaction
@@ -20,6 +23,7 @@ import type { StoredValue } from '../core/protocol.js';
 import {
   FORMAT_VERSION,
   MovedWriter,
+  INDEX_BUCKETS,
   cursorOf,
   encodeRecord,
   epochOf,
@@ -27,10 +31,13 @@ import {
   expiryKey,
   expiryKeyParts,
   expiryOf,
+  indexKey,
+  indexStart,
   isExpired,
   isTombstone,
   liveValue,
   pointBytes,
+  pointOf,
   recordKey,
   successor,
   valueLength,
@@ -103,7 +110,7 @@ export class Store {
   readonly #records: Database<Buffer, Buffer>;
   /** [8-byte expiry, record key] -> 1. */
   readonly #expiry: Database<Buffer, Buffer>;
-  /** UTF-8 key -> 4-byte point: every record (tombstones included) in key order. */
+  /** [bucket, UTF-8 key] -> 4-byte point: every record (tombstones included), in key order per bucket. */
   readonly #keys: Database<Buffer, Buffer>;
   readonly #graceMs: number;
   #lastVersion = 0;
@@ -126,10 +133,12 @@ export class Store {
         `shard data directory ${opts.path} was written by an older storage format; this version reads format ${FORMAT_VERSION} (drain the shard out of the ring with the older version, then start this one on an empty directory)`,
       );
     }
-    if (format === 2) {
-      // Format 2 had no key index: build it, then the directory is format 3.
+    if (format === 2 || format === 3) {
+      // Format 2 had no key index and format 3 one without buckets: build it
+      // from the records, then the directory is of this format.
       this.#root.transactionSync(() => {
-        for (const { key } of this.#records.getRange({})) void this.#keys.put(key.subarray(4), key.subarray(0, 4));
+        this.#keys.clearSync();
+        for (const { key } of this.#records.getRange({})) void this.#keys.put(indexKey(key), key.subarray(0, 4));
         void meta.put('format', FORMAT_VERSION);
       });
     } else if (format !== undefined && format !== FORMAT_VERSION) {
@@ -215,18 +224,26 @@ export class Store {
   list(prefix: string, after: string | undefined, limit: number, now = Date.now()): ListResult {
     const p = Buffer.from(prefix, 'utf8');
     const a = after === undefined ? undefined : Buffer.from(after, 'utf8');
-    const start = a !== undefined && a.compare(p) > 0 ? successor(a) : p;
+    const from = a !== undefined && a.compare(p) > 0 ? successor(a) : p;
     const entries: ListResult['entries'] = [];
-    for (const { key, value } of this.#keys.getRange({ start })) {
-      if (key.length < p.length || key.compare(p, 0, p.length, 0, p.length) !== 0) return { entries, more: false };
-      if (entries.length >= limit) return { entries, more: true };
-      const rk = Buffer.concat([value, key]);
-      const b = this.#records.getBinaryFast(rk);
-      if (!b) continue;
-      const gone = isTombstone(b) || isExpired(b, now);
-      entries.push([key.toString('utf8'), epochOf(b), versionOf(b), gone ? 0 : expiryOf(b), gone ? 1 : 0]);
+    const merge = new IndexMerge(p);
+    try {
+      // One cursor per bucket, merged in key order (each bucket is in key order).
+      for (let b = 0; b < INDEX_BUCKETS; b++) {
+        const end = b + 1 < INDEX_BUCKETS ? Buffer.from([b + 1]) : undefined;
+        merge.add(this.#keys.getRange(end ? { start: indexStart(b, from), end } : { start: indexStart(b, from) })[Symbol.iterator]());
+      }
+      for (let head = merge.pop(); head !== undefined; head = merge.pop()) {
+        if (entries.length >= limit) return { entries, more: true };
+        const b = this.#records.getBinaryFast(recordKey(head.point, head.key));
+        if (!b) continue;
+        const gone = isTombstone(b) || isExpired(b, now);
+        entries.push([head.key, epochOf(b), versionOf(b), gone ? 0 : expiryOf(b), gone ? 1 : 0]);
+      }
+      return { entries, more: false };
+    } finally {
+      merge.close();
     }
-    return { entries, more: false };
   }
 
   /** A getRange option object for keys from `start` to point `hi` inclusive (lmdb-js may annotate it: a fresh one per call). */
@@ -295,7 +312,7 @@ export class Store {
           if (old) this.#valueBytes -= valueLength(old);
           if (old && expiryOf(old) !== 0) void this.#expiry.remove(expiryKey(expiryOf(old), k));
           void this.#records.remove(k);
-          void this.#keys.remove(k.subarray(4));
+          void this.#keys.remove(indexKey(k));
         }
       });
       total += keys.length;
@@ -338,7 +355,7 @@ export class Store {
     const x = expiryOf(rv);
     if (oldX !== 0 && oldX !== x) void this.#expiry.remove(expiryKey(oldX, rk));
     void this.#records.put(rk, rv);
-    if (fresh) void this.#keys.put(rk.subarray(4), rk.subarray(0, 4));
+    if (fresh) void this.#keys.put(indexKey(rk), rk.subarray(0, 4));
     if (x !== 0 && x !== oldX) void this.#expiry.put(expiryKey(x, rk), ONE);
   }
 
@@ -388,7 +405,7 @@ export class Store {
           const tomb = isTombstone(rec);
           this.#valueBytes -= valueLength(rec);
           void this.#records.remove(rk);
-          void this.#keys.remove(rk.subarray(4));
+          void this.#keys.remove(indexKey(rk));
           if (tomb) this.ops.tombstonesDropped++;
           else this.ops.expired++;
         }
@@ -434,5 +451,98 @@ export class Store {
   async close(): Promise<void> {
     await this.#root.flushed;
     await this.#root.close();
+  }
+}
+
+type IndexCursor = Iterator<{ key: Buffer; value: Buffer }>;
+
+/** A cursor's current entry: the key (bytes without the bucket, and as a string) and its ring point. */
+interface IndexHead {
+  readonly bytes: Buffer;
+  readonly key: string;
+  readonly point: number;
+  readonly cursor: IndexCursor;
+}
+
+/**
+ * The k-way merge of a list: one cursor per bucket of the key index, each in
+ * key order, kept in a binary heap by their current key. A cursor is dropped
+ * once its keys no longer start with the prefix.
+ */
+class IndexMerge {
+  readonly #prefix: Buffer;
+  readonly #heap: IndexHead[] = [];
+  /** Cursors not yet finished or released. */
+  readonly #open = new Set<IndexCursor>();
+
+  constructor(prefix: Buffer) {
+    this.#prefix = prefix;
+  }
+
+  add(cursor: IndexCursor): void {
+    this.#open.add(cursor);
+    this.#advance(cursor);
+  }
+
+  /** The smallest key left, or undefined when every cursor is past the prefix. */
+  pop(): IndexHead | undefined {
+    const h = this.#heap;
+    const top = h[0];
+    if (top === undefined) return undefined;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      this.#down(0);
+    }
+    this.#advance(top.cursor);
+    return top;
+  }
+
+  /** Release every cursor (LMDB read cursors are held until then). */
+  close(): void {
+    for (const c of this.#open) c.return?.();
+    this.#open.clear();
+  }
+
+  #advance(cursor: IndexCursor): void {
+    const r = cursor.next();
+    if (r.done) {
+      this.#open.delete(cursor);
+      return;
+    }
+    const p = this.#prefix;
+    // The entry's key without its bucket byte; copied, the cursor may reuse its buffer.
+    const bytes = Buffer.from(r.value.key.subarray(1));
+    if (bytes.length < p.length || bytes.compare(p, 0, p.length, 0, p.length) !== 0) {
+      this.#open.delete(cursor);
+      cursor.return?.();
+      return;
+    }
+    this.#heap.push({ bytes, key: bytes.toString('utf8'), point: pointOf(r.value.value), cursor });
+    this.#up(this.#heap.length - 1);
+  }
+
+  #up(i: number): void {
+    const h = this.#heap;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.bytes.compare(h[i]!.bytes) <= 0) return;
+      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      i = parent;
+    }
+  }
+
+  #down(i: number): void {
+    const h = this.#heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l]!.bytes.compare(h[m]!.bytes) < 0) m = l;
+      if (r < h.length && h[r]!.bytes.compare(h[m]!.bytes) < 0) m = r;
+      if (m === i) return;
+      [h[m], h[i]] = [h[i]!, h[m]!];
+      i = m;
+    }
   }
 }

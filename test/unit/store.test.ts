@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvError } from '../../src/core/errors.js';
 import { Store, type PutArgs } from '../../src/shard/store.js';
-import { FORMAT_VERSION, cursorOf, readMoved } from '../../src/shard/record.js';
+import { FORMAT_VERSION, INDEX_BUCKETS, INDEX_BUCKET_BITS, cursorOf, readMoved } from '../../src/shard/record.js';
 import { keyPoint } from '../../src/core/ring.js';
 import { thrownKvError } from '../helpers/errors.js';
 
@@ -593,6 +593,53 @@ describe('Store list (the key-ordered index)', () => {
     await store.close();
     store = open();
     expect(listAll(store, 'k', 100)).toHaveLength(39);
+  });
+
+  it('merges every bucket of the index: many keys, over the whole ring, come back in byte order', async () => {
+    // 600 keys put their points in every one of the index's buckets; the
+    // merged pages must be one byte order, without gaps or repeats.
+    const keys = Array.from({ length: 600 }, (_, i) => `m/${(i * 7919) % 1000}${i % 3 === 0 ? 'é' : ''}${i % 5 === 0 ? '\u{1F600}' : ''}`);
+    const buckets = new Set(keys.map((k) => keyPoint(k) >>> (32 - INDEX_BUCKET_BITS)));
+    expect(buckets.size).toBe(INDEX_BUCKETS);
+    await store.transaction(() => {
+      for (const k of keys) store.putInTxn(k, args(k));
+      store.putInTxn('n/outside', args('x'));
+    });
+    const sorted = [...new Set(keys)].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    for (const limit of [1, 7, 64, 1000]) expect(listAll(store, 'm/', limit).map(([k]) => k)).toEqual(sorted);
+    // A prefix inside the set, and a cursor in the middle of it.
+    expect(listAll(store, 'm/1', 5).map(([k]) => k)).toEqual(sorted.filter((k) => k.startsWith('m/1')));
+    const mid = sorted[300]!;
+    expect(store.list('m/', mid, 10).entries.map(([k]) => k)).toEqual(sorted.slice(301, 311));
+  });
+
+  it('upgrades a format 3 directory (one key order, no buckets) by rebuilding the index', async () => {
+    await store.transaction(() => {
+      for (let i = 0; i < 40; i++) store.putInTxn(`u${i}`, args('v'));
+    });
+    await store.close();
+    const { open: openLmdb } = await import('lmdb');
+    const root = openLmdb({ path: dir, maxDbs: 8 });
+    await root.openDB<number, string>({ name: 'meta' }).put('format', 3);
+    // Format 3's index: the key's UTF-8 bytes -> its 4-byte point.
+    const index = root.openDB<Buffer, Buffer>({ name: 'keys', keyEncoding: 'binary', encoding: 'binary' });
+    await index.drop();
+    await root.transaction(() => {
+      for (let i = 0; i < 40; i++) {
+        const p = Buffer.alloc(4);
+        p.writeUInt32BE(keyPoint(`u${i}`));
+        void index.put(Buffer.from(`u${i}`), p);
+      }
+    });
+    await root.close();
+    store = open();
+    expect(listAll(store, 'u', 6).map(([k]) => k)).toEqual(Array.from({ length: 40 }, (_, i) => `u${i}`).sort());
+    await store.close();
+    const again = openLmdb({ path: dir, maxDbs: 8 });
+    expect(again.openDB<number, string>({ name: 'meta' }).get('format')).toBe(FORMAT_VERSION);
+    expect(again.openDB({ name: 'keys', keyEncoding: 'binary' }).getCount()).toBe(40);
+    await again.close();
+    store = open();
   });
 
   it('upgrades a format 2 directory by building the index', async () => {
