@@ -38,9 +38,10 @@
 // BENCH_PACING (router rebalancePacing, adaptive or fixed; unset = router
 // default), BENCH_MOVE_RATE (router rebalanceMaxKeysPerSec, the fixed pacing's
 // rate, 0 = no limit; unset = router default),
-// BENCH_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS / BENCH_IMPORTS_IN_FLIGHT
-// (router rebalanceBatchKeys / rebalanceBatchBytes / rebalanceStreamConcurrency
-// / rebalanceImportsInFlight; unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
+// BENCH_BATCH_KEYS / BENCH_IDLE_BATCH_KEYS / BENCH_BATCH_BYTES / BENCH_STREAMS /
+// BENCH_IMPORTS_IN_FLIGHT (router rebalanceBatchKeys / rebalanceIdleBatchKeys /
+// rebalanceBatchBytes / rebalanceStreamConcurrency / rebalanceImportsInFlight;
+// unset = router default), BENCH_CONNECTIONS (64) and BENCH_MAX_S (5) for the
 // peak run, BENCH_WARMUP_S (2), BENCH_FG_PCT (10), BENCH_FG_CONNECTIONS (10),
 // BENCH_BASELINE_S (10), BENCH_AFTER_S (3), BENCH_MOVE_TIMEOUT_S (600),
 // BENCH_POLL_MS (200), BENCH_TIMEOUT_S (1800, the whole run), BENCH_IDLE_MOVE
@@ -62,6 +63,7 @@ import { measureCopyCeiling, type CeilingResult } from './copy-ceiling.js';
 import { FgSignal } from '../src/rebalance/fg-signal.js';
 import { MIN_FG_SAMPLES } from '../src/rebalance/pacer.js';
 import { waitUntil } from '../src/local/wait.js';
+import { HEADER_BYTES } from '../src/shard/record.js';
 
 const settings = {
   keys: envInt('BENCH_KEYS', 1_000_000, 1000),
@@ -74,6 +76,7 @@ const settings = {
   pacing: process.env['BENCH_PACING'] || undefined,
   moveRate: envIntOptional('BENCH_MOVE_RATE', 0),
   batchKeys: envIntOptional('BENCH_BATCH_KEYS', 1),
+  idleBatchKeys: envIntOptional('BENCH_IDLE_BATCH_KEYS', 1),
   batchBytes: envIntOptional('BENCH_BATCH_BYTES', 1),
   streams: envIntOptional('BENCH_STREAMS', 0),
   importsInFlight: envIntOptional('BENCH_IMPORTS_IN_FLIGHT', 1),
@@ -95,6 +98,7 @@ const routerSets = [
   ...(settings.pacing !== undefined ? [`rebalancePacing=${settings.pacing}`] : []),
   ...(settings.moveRate !== undefined ? [`rebalanceMaxKeysPerSec=${settings.moveRate}`] : []),
   ...(settings.batchKeys !== undefined ? [`rebalanceBatchKeys=${settings.batchKeys}`] : []),
+  ...(settings.idleBatchKeys !== undefined ? [`rebalanceIdleBatchKeys=${settings.idleBatchKeys}`] : []),
   ...(settings.batchBytes !== undefined ? [`rebalanceBatchBytes=${settings.batchBytes}`] : []),
   ...(settings.streams !== undefined ? [`rebalanceStreamConcurrency=${settings.streams}`] : []),
   ...(settings.importsInFlight !== undefined ? [`rebalanceImportsInFlight=${settings.importsInFlight}`] : []),
@@ -694,9 +698,18 @@ function idleCpu(win: ReturnType<typeof cpuBetween>, keys: number) {
 }
 
 /** The ceiling: an in-process LMDB-to-LMDB copy of as many records of the same size as the move carried. */
+/**
+ * What a shard stores per loaded key: the record header, the content type the
+ * batch API gives a UTF-8 value, then the value. The ceiling copies records
+ * of this size (the same records the move carries), not of the value's.
+ */
+const STORED_RECORD_BYTES = HEADER_BYTES + Buffer.byteLength('text/plain; charset=utf-8') + settings.valueBytes;
+
 async function ceiling(records: number): Promise<CeilingResult> {
-  log(`ceiling: LMDB-to-LMDB copy of ${records} records of ${settings.valueBytes} B in one process (batches of ${settings.ceilingBatch})`);
-  const r = await measureCopyCeiling({ records: Math.max(1, records), valueBytes: settings.valueBytes, batch: settings.ceilingBatch, noSync: settings.noSync });
+  log(
+    `ceiling: LMDB-to-LMDB copy of ${records} records of ${STORED_RECORD_BYTES} B (as stored: header, content type, ${settings.valueBytes} B value) in one process (batches of ${settings.ceilingBatch})`,
+  );
+  const r = await measureCopyCeiling({ records: Math.max(1, records), valueBytes: STORED_RECORD_BYTES, batch: settings.ceilingBatch, noSync: settings.noSync });
   log(`ceiling: ${r.keysPerSec} keys/s (${r.seconds} s)`);
   return r;
 }

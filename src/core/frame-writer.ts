@@ -9,10 +9,12 @@
 // and each value is copied once.
 //
 // The bytes are the ones msgpackr writes for the same body (the same choice
-// of integer, float, string and binary encodings; a unit test compares
-// them). An element that is not a flat array of numbers, strings, booleans,
-// nulls and byte arrays (a map: an error answer, a rebalancing op) is packed
-// by msgpackr and copied in.
+// of integer, float, string, binary, array and map encodings; a unit test
+// compares them). Elements are numbers, strings, booleans, nulls, undefined
+// and byte arrays, and arrays and plain objects of them (a rebalancing scan's
+// answer of half a megabyte among them); anything else (a BigInt, a Date, an
+// instance of a class, nesting deeper than MAX_DEPTH) is packed by msgpackr
+// and copied in.
 /** The 4-byte big-endian length in front of every frame's body. */
 export const FRAME_HEADER_BYTES = 4;
 
@@ -47,15 +49,69 @@ function scalarSize(v: unknown): number {
   }
 }
 
-/** Encoded size of a flat array of scalars, or -1. */
-function flatArraySize(a: readonly unknown[]): number {
-  let size = arrayHeaderSize(a.length);
-  for (let j = 0; j < a.length; j++) {
-    const s = scalarSize(a[j]);
-    if (s < 0) return -1;
-    size += s;
+/** Arrays and maps nested deeper than this are left to msgpackr. */
+const MAX_DEPTH = 4;
+/** msgpackr's bytes for undefined: fixext 1 of type 0. */
+const UNDEFINED_BYTES = 3;
+
+/** A plain object (an object literal or one without a prototype): msgpackr writes it as a map. */
+function isPlainObject(v: object): v is Record<string, unknown> {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** Encoded size of a value: a scalar, undefined, or an array or plain object of such values; -1 for anything else. */
+function valueSize(v: unknown, depth: number): number {
+  const s = scalarSize(v);
+  if (s >= 0) return s;
+  if (v === undefined) return UNDEFINED_BYTES;
+  if (typeof v !== 'object' || v === null || depth >= MAX_DEPTH) return -1;
+  if (Array.isArray(v)) {
+    let size = arrayHeaderSize(v.length);
+    for (let j = 0; j < v.length; j++) {
+      const e = valueSize(v[j], depth + 1);
+      if (e < 0) return -1;
+      size += e;
+    }
+    return size;
+  }
+  if (!isPlainObject(v)) return -1;
+  const keys = Object.keys(v);
+  // msgpackr writes every map with a 16-bit count (and refuses larger ones).
+  if (keys.length > 0xffff) return -1;
+  let size = 3;
+  for (const k of keys) {
+    const e = valueSize(v[k], depth + 1);
+    if (e < 0) return -1;
+    size += scalarSize(k) + e;
   }
   return size;
+}
+
+/** Writes a value valueSize() accepted; returns the offset after it. */
+function writeValue(b: Buffer, off: number, v: unknown): number {
+  if (v === undefined) {
+    b[off] = 0xd4;
+    b[off + 1] = 0;
+    b[off + 2] = 0;
+    return off + UNDEFINED_BYTES;
+  }
+  if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return writeScalar(b, off, v);
+  if (Array.isArray(v)) {
+    off = writeArrayHeader(b, off, v.length);
+    for (let j = 0; j < v.length; j++) off = writeValue(b, off, v[j]);
+    return off;
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  b[off] = 0xde;
+  b.writeUInt16BE(keys.length, off + 1);
+  off += 3;
+  for (const k of keys) {
+    off = writeScalar(b, off, k);
+    off = writeValue(b, off, o[k]);
+  }
+  return off;
 }
 
 function writeArrayHeader(b: Buffer, off: number, n: number): number {
@@ -185,8 +241,7 @@ export function frameBuffer(n: number): Buffer {
 
 /**
  * The frame (length header and msgpack body) of an array body, each element
- * as it goes on the wire. `pack` encodes the elements that are not flat
- * arrays of scalars.
+ * as it goes on the wire. `pack` encodes the elements this writer does not.
  */
 export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): Buffer {
   const n = body.length;
@@ -196,7 +251,7 @@ export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): 
   let size = arrayHeaderSize(n);
   for (let j = 0; j < n; j++) {
     const el = body[j];
-    let s = Array.isArray(el) ? flatArraySize(el) : -1;
+    let s = valueSize(el, 0);
     if (s < 0) {
       const p = pack(el);
       (packed ??= new Array<Uint8Array | undefined>(n))[j] = p;
@@ -213,11 +268,7 @@ export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): 
       const p = packed![j]!;
       frame.set(p, off);
       off += p.byteLength;
-      continue;
-    }
-    const a = body[j] as readonly unknown[];
-    off = writeArrayHeader(frame, off, a.length);
-    for (let k = 0; k < a.length; k++) off = writeScalar(frame, off, a[k]);
+    } else off = writeValue(frame, off, body[j]);
   }
   return frame;
 }

@@ -31,7 +31,19 @@ function encode(s: string): number {
 
 /** MD5 of `s` (as UTF-8): its first four bytes as an unsigned 32-bit integer, byte 0 lowest. */
 export function md5Point(s: string): number {
-  const len = encode(s);
+  return digest(encode(s));
+}
+
+/** The same for bytes already in UTF-8: `bytes[start..end)` (a moved record's key, say), without making a string. */
+export function md5PointOfBytes(bytes: Uint8Array, start: number, end: number): number {
+  const len = end - start;
+  if (buf.length < len + 72) buf = new Uint8Array(len + 72);
+  buf.set(bytes.subarray(start, end));
+  return digest(len);
+}
+
+/** MD5 of the first `len` bytes of `buf` (which has room for the padding). */
+function digest(len: number): number {
   // Padding: 0x80, zeros to 56 mod 64, then the bit length as 64 bits little-endian.
   const total = ((len + 8) >>> 6) * 64 + 64;
   buf[len] = 0x80;

@@ -7,7 +7,7 @@ import type { Limits } from '../core/config.js';
 import type { RequestOf, ResultOf } from '../core/protocol.js';
 import { POINT_MAX, type PointRange, type Ring } from '../core/ring.js';
 import type { Store } from './store.js';
-import { checkMoved, pointOf, readMoved } from './record.js';
+import { MovedChecker, pointOf, readMoved } from './record.js';
 import type { OwnershipView } from './frame-handler.js';
 
 export interface RebalanceOpContext {
@@ -112,8 +112,9 @@ async function importRecords(req: RequestOf<'import'>, ctx: RebalanceOpContext):
   const now = Date.now();
   // Every record is checked, and only keys this shard owns now may come in
   // (the whole import is refused otherwise: a bad blob writes nothing).
+  const checker = new MovedChecker(ctx.limits, view.epoch, now);
   for (const m of recs) {
-    checkMoved(m, ctx.limits, view.epoch, now);
+    checker.check(m);
     if (view.ring.ownerOfPoint(pointOf(m.key)) !== ctx.shardId) throw ctx.notOwner(view);
   }
   const { store } = ctx;

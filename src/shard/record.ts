@@ -19,7 +19,7 @@
 // Moved records (SCAN answers, IMPORT requests) are one blob of entries:
 //   u16 key length, LMDB key, u32 value length, LMDB value
 import { kvError, kvErrorWith } from '../core/errors.js';
-import { keyPoint } from '../core/ring.js';
+import { md5PointOfBytes } from '../core/md5-point.js';
 import { validateContentType, validateKey } from '../core/validate.js';
 import type { Limits } from '../core/config.js';
 
@@ -272,45 +272,81 @@ const EXPIRY_SKEW_MS = 60_000;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Check what a moved record claims before it is imported: a valid UTF-8 key
+ * Checks what a moved record claims before it is imported: a valid UTF-8 key
  * whose ring point is the one it is stored under, a write epoch this shard
  * has reached, a version that is a safe integer not far ahead of our clock,
  * a sane expiry and content type, a value within the limit. A peer that
  * sends anything else is refused: one poisoned version or point would
  * spread with every later move.
+ *
+ * One checker serves one import's records. They are read where they lie:
+ * printable ASCII keys (nearly all of them) are checked and hashed as bytes,
+ * and a content type the same as the previous record's is not checked again.
  */
-export function checkMoved(m: MovedEntry, limits: Limits, epoch: number, now: number): void {
-  const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', `moved record: ${why}`);
-  let key: string;
-  try {
-    key = utf8.decode(m.key.subarray(4));
-  } catch {
-    throw bad('key is not valid UTF-8');
+export class MovedChecker {
+  readonly #limits: Limits;
+  readonly #epoch: number;
+  readonly #now: number;
+  /** The last content type accepted, as bytes. */
+  #ct: Buffer | undefined;
+
+  constructor(limits: Limits, epoch: number, now: number) {
+    this.#limits = limits;
+    this.#epoch = epoch;
+    this.#now = now;
   }
-  validateKey(key, limits);
-  if (keyPoint(key) !== pointOf(m.key)) throw bad(`ring point ${pointOf(m.key)} is not the point of its key`);
-  const v = m.value;
-  const e = epochOf(v);
-  // Not yet seen here: the sender retries once this shard has caught up.
-  if (e > epoch) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch }, e, epoch);
-  const ver = versionOf(v);
-  if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000)
-    throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
-  const x = expiryOf(v);
-  // A tombstone's expiry is its delete time plus the source's grace period, which may exceed the longest TTL.
-  const maxAhead = Math.max(limits.maxTtlSeconds * 1000, isTombstone(v) ? MAX_TOMBSTONE_GRACE_MS : 0) + EXPIRY_SKEW_MS;
-  if (!Number.isSafeInteger(x) || x < 0 || x > now + maxAhead) throw bad(`expiry ${x} is out of range`);
-  const ctLen = v.readUInt16LE(OFF_CT_LEN);
-  if (isTombstone(v)) {
-    if (ctLen !== 0 || v.byteLength !== HEADER_BYTES) throw bad('a tombstone carries no content type or value');
-    return;
+
+  check(m: MovedEntry): void {
+    const bad = (why: string) => kvError('KV_ERR_BAD_FRAME', `moved record: ${why}`);
+    const limits = this.#limits;
+    const k = m.key;
+    if (!isPlainAscii(k, 4)) {
+      let key: string;
+      try {
+        key = utf8.decode(k.subarray(4));
+      } catch {
+        throw bad('key is not valid UTF-8');
+      }
+      validateKey(key, limits);
+    } else if (k.length - 4 > limits.maxKeyBytes) throw kvError('KV_ERR_KEY_TOO_LONG', k.length - 4, limits.maxKeyBytes);
+    if (md5PointOfBytes(k, 4, k.length) !== pointOf(k)) throw bad(`ring point ${pointOf(k)} is not the point of its key`);
+    const v = m.value;
+    const e = epochOf(v);
+    // Not yet seen here: the sender retries once this shard has caught up.
+    if (e > this.#epoch) throw kvErrorWith('KV_ERR_STALE_EPOCH', { epoch: this.#epoch }, e, this.#epoch);
+    const now = this.#now;
+    const ver = versionOf(v);
+    if (!Number.isSafeInteger(ver) || ver < 1 || ver > (now + MAX_VERSION_AHEAD_MS) * 1000)
+      throw bad(`version ${ver} is not a whole number from 1 to about now in microseconds`);
+    const x = expiryOf(v);
+    // A tombstone's expiry is its delete time plus the source's grace period, which may exceed the longest TTL.
+    const maxAhead = Math.max(limits.maxTtlSeconds * 1000, isTombstone(v) ? MAX_TOMBSTONE_GRACE_MS : 0) + EXPIRY_SKEW_MS;
+    if (!Number.isSafeInteger(x) || x < 0 || x > now + maxAhead) throw bad(`expiry ${x} is out of range`);
+    const ctLen = v.readUInt16LE(OFF_CT_LEN);
+    if (isTombstone(v)) {
+      if (ctLen !== 0 || v.byteLength !== HEADER_BYTES) throw bad('a tombstone carries no content type or value');
+      return;
+    }
+    const last = this.#ct;
+    if (last === undefined || last.length !== ctLen || last.compare(v, HEADER_BYTES, HEADER_BYTES + ctLen) !== 0) {
+      let ct: string;
+      try {
+        ct = utf8.decode(v.subarray(HEADER_BYTES, HEADER_BYTES + ctLen));
+      } catch {
+        throw bad('content type is not valid UTF-8');
+      }
+      validateContentType(ct, limits);
+      this.#ct = Buffer.from(v.subarray(HEADER_BYTES, HEADER_BYTES + ctLen));
+    }
+    if (v.byteLength - HEADER_BYTES - ctLen > limits.maxValueBytes) throw kvError('KV_ERR_VALUE_TOO_LARGE', limits.maxValueBytes);
   }
-  let ct: string;
-  try {
-    ct = utf8.decode(v.subarray(HEADER_BYTES, HEADER_BYTES + ctLen));
-  } catch {
-    throw bad('content type is not valid UTF-8');
+}
+
+/** Bytes from `from` on are all printable ASCII (0x20 to 0x7e): valid UTF-8 without control characters. */
+function isPlainAscii(b: Uint8Array, from: number): boolean {
+  for (let i = from; i < b.length; i++) {
+    const c = b[i]!;
+    if (c < 0x20 || c > 0x7e) return false;
   }
-  validateContentType(ct, limits);
-  if (v.byteLength - HEADER_BYTES - ctLen > limits.maxValueBytes) throw kvError('KV_ERR_VALUE_TOO_LARGE', limits.maxValueBytes);
+  return true;
 }

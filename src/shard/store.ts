@@ -93,6 +93,21 @@ export interface StoreStats {
 
 const ONE = Buffer.from([1]);
 
+const NO_OVERWRITE = { noOverwrite: true };
+
+/**
+ * Must run inside a transaction: put `rv` under `rk` unless the key exists;
+ * true if it was written. Inside a transaction lmdb-js runs the put at once
+ * and hands back an already settled promise that carries its outcome in
+ * `result`; if a later lmdb-js stops doing so, this refuses loudly instead of
+ * guessing (the unit tests import over existing records).
+ */
+function putIfAbsent(db: Database<Buffer, Buffer>, rk: Buffer, rv: Buffer): boolean {
+  const r = (db.put(rk, rv, NO_OVERWRITE as never) as unknown as { result?: unknown }).result;
+  if (typeof r !== 'boolean') throw kvError('KV_ERR_INTERNAL', 'lmdb gave no outcome for a put inside a transaction');
+  return r;
+}
+
 /** What a write needs of the record it replaces. */
 interface OldRecord {
   ver: number;
@@ -276,18 +291,22 @@ export class Store {
    */
   importInTxn(rk: Buffer, rv: Buffer, migrationEpoch: number, now = Date.now()): boolean {
     if (isExpired(rv, now)) return false;
-    // getBinaryFast: a view valid until the next read; only numbers are taken from it.
-    const old = this.#records.getBinaryFast(rk);
-    let oldX = 0;
-    if (old) {
-      if (epochOf(old) >= migrationEpoch) return false;
-      oldX = expiryOf(old);
-    }
     // Keep the moved version; later local writes build on it.
     const ver = versionOf(rv);
+    // Nearly every moved key is new here: a put that refuses to overwrite
+    // looks the key up and inserts it in one descent of the tree.
+    if (putIfAbsent(this.#records, rk, rv)) {
+      if (ver > this.#lastVersion) this.#lastVersion = ver;
+      this.#valueBytes += valueLength(rv);
+      this.#writeIndexes(rk, 0, expiryOf(rv), true);
+      return true;
+    }
+    // getBinaryFast: a view valid until the next read; only numbers are taken from it.
+    const old = this.#records.getBinaryFast(rk)!;
+    if (epochOf(old) >= migrationEpoch) return false;
     if (ver > this.#lastVersion) this.#lastVersion = ver;
-    this.#valueBytes += valueLength(rv) - (old ? valueLength(old) : 0);
-    this.#writeRaw(rk, oldX, rv, !old);
+    this.#valueBytes += valueLength(rv) - valueLength(old);
+    this.#writeRaw(rk, expiryOf(old), rv, false);
     return true;
   }
 
@@ -352,9 +371,13 @@ export class Store {
   // promises they return settle with the commit, which the caller awaits.
   // `fresh`: no record of this key yet, so the key index gets it too.
   #writeRaw(rk: Buffer, oldX: number, rv: Buffer, fresh: boolean): void {
-    const x = expiryOf(rv);
-    if (oldX !== 0 && oldX !== x) void this.#expiry.remove(expiryKey(oldX, rk));
     void this.#records.put(rk, rv);
+    this.#writeIndexes(rk, oldX, expiryOf(rv), fresh);
+  }
+
+  /** The key and expiry index entries of a record just written with expiry `x` (it had `oldX`). */
+  #writeIndexes(rk: Buffer, oldX: number, x: number, fresh: boolean): void {
+    if (oldX !== 0 && oldX !== x) void this.#expiry.remove(expiryKey(oldX, rk));
     if (fresh) void this.#keys.put(indexKey(rk), rk.subarray(0, 4));
     if (x !== 0 && x !== oldX) void this.#expiry.put(expiryKey(x, rk), ONE);
   }

@@ -100,6 +100,23 @@ describe('encodeFrame of an array body', () => {
         [1, 10n],
       ],
     ],
+    [
+      'maps: empty, nested, with undefined, without a prototype, with 16 and more keys',
+      [
+        {},
+        { i: 7, r: { packed: bytes(70_000), n: 3, live: 2, bytes: 1.5, next: [4_000_000_000, 'k/é'] } },
+        { i: 8, r: { packed: bytes(3), n: 0, live: 0, bytes: 0, next: undefined } },
+        Object.assign(Object.create(null) as object, { a: 1, b: [null, true] }),
+        Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, i])),
+        Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`ключ${i}`, { v: i * 1.25 }])),
+        { 2: 'two', 1: 'one', b: 'b', a: 'a' },
+        [undefined, [undefined]],
+      ],
+    ],
+    [
+      'what it leaves to msgpackr: a Date, a Map, a class instance, nesting deeper than it writes',
+      [{ i: 1, r: new Date(0) }, { m: new Map([['a', 1]]) }, { x: new (class Point {})() }, [[[[[1]]]]], { a: { b: { c: { d: { e: 1 } } } } }],
+    ],
     ['an array element of 16 and more fields', [Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 300 }, (_, i) => `s${i}`)]],
     ['an empty body', []],
   ])('writes the bytes msgpackr writes: %s', (_name, body) => {

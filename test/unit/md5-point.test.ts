@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { md5Point } from '../../src/core/md5-point.js';
+import { md5Point, md5PointOfBytes } from '../../src/core/md5-point.js';
 
 /** The reference: node:crypto's MD5, first four bytes, byte 0 lowest (hashring's point). */
 function reference(s: string): number {
@@ -62,5 +62,17 @@ describe('md5Point', () => {
     md5Point('y'.repeat(5000));
     expect(md5Point(short)).toBe(before);
     expect(before).toBe(reference(short));
+  });
+
+  it('hashes UTF-8 bytes in place (md5PointOfBytes) as it hashes the string', () => {
+    const rnd = lcg(7);
+    for (let t = 0; t < 500; t++) {
+      const len = t < 480 ? Math.floor(rnd() * 130) : 2000 + Math.floor(rnd() * 2000);
+      let s = '';
+      while (s.length < len) s += rnd() < 0.8 ? String.fromCharCode(32 + Math.floor(rnd() * 95)) : String.fromCodePoint(0x80 + Math.floor(rnd() * 0x10000));
+      // The bytes sit inside a larger buffer, as a key does inside a moved-records blob.
+      const b = Buffer.concat([Buffer.from('head'), Buffer.from(s, 'utf8'), Buffer.from('tail')]);
+      expect(md5PointOfBytes(b, 4, b.length - 4), JSON.stringify(s)).toBe(reference(s));
+    }
   });
 });

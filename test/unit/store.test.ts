@@ -470,6 +470,11 @@ describe('Store rebalancing reads and writes', () => {
       expect(dst.get('ttl-key')).toEqual({ v: Buffer.from('payload'), ct: 'text/plain', ver, x });
       // Importing again over a record written before the migration epoch is harmless.
       expect(await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5))).toBe(true);
+      // A record written at the migration epoch or later stays: the moved copy is older.
+      const other2 = await dst.transaction(() => dst.putInTxn('ttl-key', args('newer', { expiresAt: x, epoch: 5 })));
+      expect(await dst.transaction(() => dst.importInTxn(m!.key, m!.value, 5))).toBe(false);
+      expect(dst.get('ttl-key')).toMatchObject({ v: Buffer.from('newer'), ver: other2 });
+      expect(dst.list('ttl', undefined, 10).entries.map(([k]) => k)).toEqual(['ttl-key']);
       const p = keyPoint('ttl-key');
       expect(await dst.purgeRange(p, p, 500)).toBe(1);
       expect(dst.lookup('ttl-key')).toBeNull();
