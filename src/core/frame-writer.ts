@@ -49,6 +49,17 @@ function scalarSize(v: unknown): number {
   }
 }
 
+/** Encoded size of a flat array of scalars (the hot answers and requests), or -1. */
+function flatArraySize(a: readonly unknown[]): number {
+  let size = arrayHeaderSize(a.length);
+  for (let j = 0; j < a.length; j++) {
+    const s = scalarSize(a[j]);
+    if (s < 0) return -1;
+    size += s;
+  }
+  return size;
+}
+
 /** Arrays and maps nested deeper than this are left to msgpackr. */
 const MAX_DEPTH = 4;
 /** msgpackr's bytes for undefined: fixext 1 of type 0. */
@@ -62,19 +73,21 @@ function isPlainObject(v: object): v is Record<string, unknown> {
 
 /** Encoded size of a value: a scalar, undefined, or an array or plain object of such values; -1 for anything else. */
 function valueSize(v: unknown, depth: number): number {
-  const s = scalarSize(v);
-  if (s >= 0) return s;
-  if (v === undefined) return UNDEFINED_BYTES;
-  if (typeof v !== 'object' || v === null || depth >= MAX_DEPTH) return -1;
+  // Arrays first: every hot answer and request is a flat array of scalars.
   if (Array.isArray(v)) {
+    if (depth >= MAX_DEPTH) return -1;
     let size = arrayHeaderSize(v.length);
     for (let j = 0; j < v.length; j++) {
-      const e = valueSize(v[j], depth + 1);
+      const el: unknown = v[j];
+      const e =
+        Array.isArray(el) || (typeof el === 'object' && el !== null && !(el instanceof Uint8Array)) ? valueSize(el, depth + 1) : scalarOrUndefinedSize(el);
       if (e < 0) return -1;
       size += e;
     }
     return size;
   }
+  const s = scalarOrUndefinedSize(v);
+  if (s >= 0 || typeof v !== 'object' || v === null || depth >= MAX_DEPTH) return s;
   if (!isPlainObject(v)) return -1;
   const keys = Object.keys(v);
   // msgpackr writes every map with a 16-bit count (and refuses larger ones).
@@ -88,8 +101,16 @@ function valueSize(v: unknown, depth: number): number {
   return size;
 }
 
+/** A scalar's size, 3 for undefined, or -1. */
+const scalarOrUndefinedSize = (v: unknown): number => (v === undefined ? UNDEFINED_BYTES : scalarSize(v));
+
 /** Writes a value valueSize() accepted; returns the offset after it. */
 function writeValue(b: Buffer, off: number, v: unknown): number {
+  if (Array.isArray(v)) {
+    off = writeArrayHeader(b, off, v.length);
+    for (let j = 0; j < v.length; j++) off = writeValue(b, off, v[j]);
+    return off;
+  }
   if (v === undefined) {
     b[off] = 0xd4;
     b[off + 1] = 0;
@@ -97,11 +118,6 @@ function writeValue(b: Buffer, off: number, v: unknown): number {
     return off + UNDEFINED_BYTES;
   }
   if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return writeScalar(b, off, v);
-  if (Array.isArray(v)) {
-    off = writeArrayHeader(b, off, v.length);
-    for (let j = 0; j < v.length; j++) off = writeValue(b, off, v[j]);
-    return off;
-  }
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
   b[off] = 0xde;
@@ -245,13 +261,19 @@ export function frameBuffer(n: number): Buffer {
  */
 export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): Buffer {
   const n = body.length;
-  // Element sizes, or -1 for one packed by msgpackr (its bytes in `packed`).
+  // Element sizes, or -1 for one packed by msgpackr (its bytes in `packed`);
+  // `nested` marks the elements that are not flat arrays of scalars.
   const sizes = new Array<number>(n);
   let packed: Array<Uint8Array | undefined> | undefined;
+  let nested: boolean[] | undefined;
   let size = arrayHeaderSize(n);
   for (let j = 0; j < n; j++) {
     const el = body[j];
-    let s = valueSize(el, 0);
+    let s = Array.isArray(el) ? flatArraySize(el) : -1;
+    if (s < 0) {
+      s = valueSize(el, 0);
+      if (s >= 0) (nested ??= new Array<boolean>(n).fill(false))[j] = true;
+    }
     if (s < 0) {
       const p = pack(el);
       (packed ??= new Array<Uint8Array | undefined>(n))[j] = p;
@@ -268,7 +290,12 @@ export function writeArrayFrame(body: readonly unknown[], pack: ElementPacker): 
       const p = packed![j]!;
       frame.set(p, off);
       off += p.byteLength;
-    } else off = writeValue(frame, off, body[j]);
+    } else if (nested?.[j]) off = writeValue(frame, off, body[j]);
+    else {
+      const a = body[j] as readonly unknown[];
+      off = writeArrayHeader(frame, off, a.length);
+      for (let k = 0; k < a.length; k++) off = writeScalar(frame, off, a[k]);
+    }
   }
   return frame;
 }
