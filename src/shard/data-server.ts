@@ -122,10 +122,16 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
       socket.write(encodeFrame({ ok: HANDSHAKE_VERSION, proof: shardProof(opts.clusterSecret, opts.id, nonce, frame.nonce) }));
       socket.setTimeout(opts.dataIdleTimeoutMs);
     };
+    /** Cut this peer: its buffered bytes leave the total at once, not when 'close' comes (a later event turn). */
+    const cut = (): void => {
+      totalBuffered -= conn.buffered;
+      conn.buffered = 0;
+      socket.destroy();
+    };
     socket.on('timeout', () => {
       if (conn.inFlight > 0) return; // busy, not idle
       counters.idleClosed++;
-      socket.destroy();
+      cut();
     });
 
     socket.on('data', (chunk: Buffer) => {
@@ -135,14 +141,17 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
       } catch {
         if (authed) counters.protocolErrors++;
         else counters.authFailures++;
-        socket.destroy();
+        cut();
         return;
       }
+      const grew = decoder.buffered > conn.buffered;
       totalBuffered += decoder.buffered - conn.buffered;
       conn.buffered = decoder.buffered;
-      if (totalBuffered > opts.maxBufferedFrameBytes) {
+      // Only the peer whose bytes go over the budget is cut; one that buffers
+      // nothing more (a router's whole frames) is never cut for another's.
+      if (grew && totalBuffered > opts.maxBufferedFrameBytes) {
         counters.protocolErrors++;
-        socket.destroy();
+        cut();
         return;
       }
       for (const frame of frames) {
@@ -153,7 +162,7 @@ export function createDataServer(handler: FrameHandler, opts: DataServerOptions)
         }
         if (!Array.isArray(frame)) {
           counters.protocolErrors++;
-          socket.destroy();
+          cut();
           return;
         }
         const reqs = frame as Request[];
