@@ -337,15 +337,15 @@ function cpuBetween(a: Snapshot, b: Snapshot): { seconds: number; us: Record<str
   };
 }
 
-/** µs per moved key per tier over a window; "net" takes off the tier's foreground-only rate from the baseline window. */
+/** µs per moved key per tier over a window; "net" takes off the tier's foreground-only rate from the baseline window (none: net = raw). */
 function cpuPerKey(
   win: ReturnType<typeof cpuBetween>,
-  base: ReturnType<typeof cpuBetween>,
+  base: ReturnType<typeof cpuBetween> | undefined,
   keys: number,
 ): Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> {
   const out: Record<string, { raw: number; net: number; busyPctOfOneCpu: number }> = {};
   for (const [name, us] of Object.entries(win.us)) {
-    const baseline = ((base.us[name] ?? 0) / base.seconds) * win.seconds;
+    const baseline = base ? ((base.us[name] ?? 0) / base.seconds) * win.seconds : 0;
     out[name] = {
       raw: keys > 0 ? round(us / keys, 2) : 0,
       net: keys > 0 ? round(Math.max(0, us - baseline) / keys, 2) : 0,
@@ -696,11 +696,10 @@ type IdleMove = Awaited<ReturnType<typeof idleMove>>;
 
 /** CPU µs per moved key per tier over the idle move's streaming phase (nothing else runs: no baseline to take off). */
 function idleCpu(win: ReturnType<typeof cpuBetween>, keys: number) {
-  const usPerKey = cpuPerKey(win, { seconds: 1, us: {}, machineBusyPct: 0, otherBusyPct: 0 }, keys);
+  const usPerKey = cpuPerKey(win, undefined, keys);
   return { seconds: round(win.seconds, 2), machineBusyPct: win.machineBusyPct, otherBusyPct: win.otherBusyPct, usPerKey };
 }
 
-/** The ceiling: an in-process LMDB-to-LMDB copy of as many records of the same size as the move carried. */
 /**
  * What a shard stores per loaded key: the record header, the content type the
  * batch API gives a UTF-8 value, then the value. The ceiling copies records

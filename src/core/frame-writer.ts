@@ -73,14 +73,11 @@ function isPlainObject(v: object): v is Record<string, unknown> {
 
 /** Encoded size of a value: a scalar, undefined, or an array or plain object of such values; -1 for anything else. */
 function valueSize(v: unknown, depth: number): number {
-  // Arrays first: every hot answer and request is a flat array of scalars.
   if (Array.isArray(v)) {
     if (depth >= MAX_DEPTH) return -1;
     let size = arrayHeaderSize(v.length);
     for (let j = 0; j < v.length; j++) {
-      const el: unknown = v[j];
-      const e =
-        Array.isArray(el) || (typeof el === 'object' && el !== null && !(el instanceof Uint8Array)) ? valueSize(el, depth + 1) : scalarOrUndefinedSize(el);
+      const e = valueSize(v[j], depth + 1);
       if (e < 0) return -1;
       size += e;
     }

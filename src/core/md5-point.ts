@@ -16,11 +16,16 @@ const X = new Int32Array(16);
 let buf = new Uint8Array(256);
 const encoder = new TextEncoder();
 
+/** Room in `buf` for `n` bytes and the padding. */
+function reserve(n: number): void {
+  if (buf.length < n + 72) buf = new Uint8Array(n + 72);
+}
+
 /** UTF-8 encode `s` into `buf` (ASCII without the encoder); returns its byte length. */
 function encode(s: string): number {
   const n = s.length;
-  // Room for the worst case: 3 bytes per UTF-16 unit, plus 72 of padding.
-  if (buf.length < n * 3 + 72) buf = new Uint8Array(n * 3 + 72);
+  // Room for the worst case: 3 bytes per UTF-16 unit.
+  reserve(n * 3);
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x80) return encoder.encodeInto(s, buf).written;
@@ -37,7 +42,7 @@ export function md5Point(s: string): number {
 /** The same for bytes already in UTF-8: `bytes[start..end)` (a moved record's key, say), without making a string. */
 export function md5PointOfBytes(bytes: Uint8Array, start: number, end: number): number {
   const len = end - start;
-  if (buf.length < len + 72) buf = new Uint8Array(len + 72);
+  reserve(len);
   buf.set(bytes.subarray(start, end));
   return digest(len);
 }

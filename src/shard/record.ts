@@ -78,10 +78,7 @@ export const INDEX_BUCKETS = 1 << INDEX_BUCKET_BITS;
 
 /** The key index entry's key for a record key (bucket byte, then the key). */
 export function indexKey(rk: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(rk.byteLength - 3);
-  b[0] = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
-  b.set(rk.subarray(4), 1);
-  return b;
+  return indexStart(rk[0]! >>> (8 - INDEX_BUCKET_BITS), rk.subarray(4));
 }
 
 /** The first index key of `bucket` at or after the key bytes `from`. */

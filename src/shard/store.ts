@@ -37,7 +37,6 @@ import {
   isTombstone,
   liveValue,
   pointBytes,
-  pointOf,
   recordKey,
   successor,
   valueLength,
@@ -250,10 +249,10 @@ export class Store {
       }
       for (let head = merge.pop(); head !== undefined; head = merge.pop()) {
         if (entries.length >= limit) return { entries, more: true };
-        const b = this.#records.getBinaryFast(recordKey(head.point, head.key));
+        const b = this.#records.getBinaryFast(head.rk);
         if (!b) continue;
         const gone = isTombstone(b) || isExpired(b, now);
-        entries.push([head.key, epochOf(b), versionOf(b), gone ? 0 : expiryOf(b), gone ? 1 : 0]);
+        entries.push([head.key.toString('utf8'), epochOf(b), versionOf(b), gone ? 0 : expiryOf(b), gone ? 1 : 0]);
       }
       return { entries, more: false };
     } finally {
@@ -479,11 +478,10 @@ export class Store {
 
 type IndexCursor = Iterator<{ key: Buffer; value: Buffer }>;
 
-/** A cursor's current entry: the key (bytes without the bucket, and as a string) and its ring point. */
+/** A cursor's current entry: the record key it stands for (point, then key) and the key's bytes in it. */
 interface IndexHead {
-  readonly bytes: Buffer;
-  readonly key: string;
-  readonly point: number;
+  readonly rk: Buffer;
+  readonly key: Buffer;
   readonly cursor: IndexCursor;
 }
 
@@ -534,14 +532,16 @@ class IndexMerge {
       return;
     }
     const p = this.#prefix;
-    // The entry's key without its bucket byte; copied, the cursor may reuse its buffer.
-    const bytes = Buffer.from(r.value.key.subarray(1));
-    if (bytes.length < p.length || bytes.compare(p, 0, p.length, 0, p.length) !== 0) {
+    const ik = r.value.key;
+    // Past the prefix: nothing more of this bucket is listed.
+    if (ik.length - 1 < p.length || ik.compare(p, 0, p.length, 1, 1 + p.length) !== 0) {
       this.#open.delete(cursor);
       cursor.return?.();
       return;
     }
-    this.#heap.push({ bytes, key: bytes.toString('utf8'), point: pointOf(r.value.value), cursor });
+    // The record key: the point (the entry's value), then the key without its bucket byte.
+    const rk = Buffer.concat([r.value.value, ik.subarray(1)]);
+    this.#heap.push({ rk, key: rk.subarray(4), cursor });
     this.#up(this.#heap.length - 1);
   }
 
@@ -549,7 +549,7 @@ class IndexMerge {
     const h = this.#heap;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.bytes.compare(h[i]!.bytes) <= 0) return;
+      if (h[parent]!.key.compare(h[i]!.key) <= 0) return;
       [h[parent], h[i]] = [h[i]!, h[parent]!];
       i = parent;
     }
@@ -561,8 +561,8 @@ class IndexMerge {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < h.length && h[l]!.bytes.compare(h[m]!.bytes) < 0) m = l;
-      if (r < h.length && h[r]!.bytes.compare(h[m]!.bytes) < 0) m = r;
+      if (l < h.length && h[l]!.key.compare(h[m]!.key) < 0) m = l;
+      if (r < h.length && h[r]!.key.compare(h[m]!.key) < 0) m = r;
       if (m === i) return;
       [h[m], h[i]] = [h[i]!, h[m]!];
       i = m;

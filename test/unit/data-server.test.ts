@@ -41,7 +41,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await server.close();
+  await server.close(1000);
 });
 
 describe('data port: the buffered frame budget', () => {
