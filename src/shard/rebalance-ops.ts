@@ -118,11 +118,7 @@ async function importRecords(req: RequestOf<'import'>, ctx: RebalanceOpContext):
     if (view.ring.ownerOfPoint(pointOf(m.key)) !== ctx.shardId) throw ctx.notOwner(view);
   }
   const { store } = ctx;
-  const written = await store.transaction(() => {
-    let n = 0;
-    for (const m of recs) if (store.importInTxn(m.key, m.value, req.me, now)) n++;
-    return n;
-  });
+  const written = await store.transaction(() => store.importManyInTxn(recs, req.me, now));
   return { written, received: recs.length };
 }
 

@@ -94,6 +94,11 @@ const ONE = Buffer.from([1]);
 
 const NO_OVERWRITE = { noOverwrite: true };
 
+/** importManyInTxn(): a seek that covers fewer moved records than this ... */
+const SEEK_MIN_RUN = 8;
+/** ... makes this many records go one by one before the next seek. */
+const SEEK_PAUSE = 64;
+
 /**
  * Must run inside a transaction: put `rv` under `rk` unless the key exists;
  * true if it was written. Inside a transaction lmdb-js runs the put at once
@@ -295,9 +300,7 @@ export class Store {
     // Nearly every moved key is new here: a put that refuses to overwrite
     // looks the key up and inserts it in one descent of the tree.
     if (putIfAbsent(this.#records, rk, rv)) {
-      if (ver > this.#lastVersion) this.#lastVersion = ver;
-      this.#valueBytes += valueLength(rv);
-      this.#writeIndexes(rk, 0, expiryOf(rv), true);
+      this.#addedMoved(rk, rv, ver);
       return true;
     }
     // getBinaryFast: a view valid until the next read; only numbers are taken from it.
@@ -307,6 +310,67 @@ export class Store {
     this.#valueBytes += valueLength(rv) - valueLength(old);
     this.#writeRaw(rk, expiryOf(old), rv, false);
     return true;
+  }
+
+  /**
+   * Must run inside transaction(). importInTxn() for each record, but a batch
+   * in record-key order (as a scan sends it) is written without a lookup per
+   * record: one seek finds the first record this shard already holds at or
+   * after a moved key, and every moved key before that one is new here, so
+   * it gets a plain put. A moved key equal to a held one, or one out of
+   * order, goes through importInTxn(). Where held keys are dense (a move
+   * back after a cancel brings keys the shard still holds), seeks stop
+   * paying, so records go one by one for a while. Returns how many were
+   * written.
+   */
+  importManyInTxn(recs: readonly { key: Buffer; value: Buffer }[], migrationEpoch: number, now = Date.now()): number {
+    let written = 0;
+    let prev: Buffer | undefined;
+    // The first held record key at or after the last seek (null: none);
+    // undefined when a new seek is needed.
+    let held: Buffer | null | undefined;
+    let sinceSeek = SEEK_MIN_RUN;
+    let oneByOne = 0;
+    for (const { key: rk, value: rv } of recs) {
+      if (prev === undefined || rk.compare(prev) <= 0 || (held != null && rk.compare(held) > 0)) held = undefined;
+      prev = rk;
+      if (held === undefined) {
+        if (oneByOne === 0 && sinceSeek < SEEK_MIN_RUN) {
+          oneByOne = SEEK_PAUSE;
+          sinceSeek = SEEK_MIN_RUN; // seek again after the pause
+        }
+        if (oneByOne > 0) {
+          oneByOne--;
+          if (this.importInTxn(rk, rv, migrationEpoch, now)) written++;
+          continue;
+        }
+        held = this.#firstRecordKeyFrom(rk);
+        sinceSeek = 0;
+      }
+      sinceSeek++;
+      if (held !== null && rk.equals(held)) {
+        held = undefined;
+        if (this.importInTxn(rk, rv, migrationEpoch, now)) written++;
+        continue;
+      }
+      if (isExpired(rv, now)) continue;
+      void this.#records.put(rk, rv);
+      this.#addedMoved(rk, rv, versionOf(rv));
+      written++;
+    }
+    return written;
+  }
+
+  #firstRecordKeyFrom(rk: Buffer): Buffer | null {
+    for (const k of this.#records.getKeys({ start: rk, limit: 1 })) return k;
+    return null;
+  }
+
+  /** Bookkeeping of a moved record just written under a key this shard did not hold. */
+  #addedMoved(rk: Buffer, rv: Buffer, ver: number): void {
+    if (ver > this.#lastVersion) this.#lastVersion = ver;
+    this.#valueBytes += valueLength(rv);
+    this.#writeIndexes(rk, 0, expiryOf(rv), true);
   }
 
   /**

@@ -485,6 +485,78 @@ describe('Store rebalancing reads and writes', () => {
     }
   });
 
+  it('importManyInTxn ends in the same state as importInTxn record by record, in order, out of order and with repeats', async () => {
+    const now = Date.now();
+    // A small deterministic generator, so a failure repeats.
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const openAt = (name: string) => new Store({ path: path.join(dir, name), mapSizeBytes: 64 * 1024 * 1024, noSync: true, tombstoneGraceMs: GRACE_MS });
+    const everything = (st: Store) => ({
+      records: st.scan(0, 2 ** 32 - 1, undefined, 10_000, 2 ** 30, now).packed.toString('hex'),
+      keys: st.list('', undefined, 10_000, now).entries,
+      valueBytes: st.stats().valueBytes,
+      count: st.stats().records,
+    });
+    for (let trial = 0; trial < 12; trial++) {
+      const src = openAt(`src${trial}`);
+      const many = openAt(`many${trial}`);
+      const one = openAt(`one${trial}`);
+      try {
+        await src.transaction(() => {
+          for (let i = 0; i < 300; i++) {
+            const x = rand(5) === 0 ? (rand(2) === 0 ? now - 1000 : now + 600_000) : 0;
+            src.putInTxn(`k${i}`, args('v'.repeat(1 + rand(40)), { expiresAt: x, epoch: 3 }), now - 5000);
+          }
+          for (let i = 0; i < 20; i++) src.delInTxn(`k${rand(300)}`, undefined, now - 4000, 3);
+        });
+        // The targets hold some of the keys already: older copies, newer
+        // writes and newer deletes, interleaved with the moved keys. `one`
+        // starts as an exact copy of `many`.
+        await many.transaction(() => {
+          for (let i = 0; i < 300; i += 1 + rand(4)) {
+            const k = `k${i}`;
+            if (i % 3 === 0) many.putInTxn(k, args(`old${i}`, { epoch: 2 }), now - 3000);
+            else if (i % 3 === 1) many.putInTxn(k, args(`new${i}`, { expiresAt: i % 2 ? now + 900_000 : 0, epoch: 7 }), now - 3000);
+            else many.delInTxn(k, undefined, now - 3000, 7);
+          }
+          if (trial % 2 === 0) for (let i = 0; i < 40; i++) many.putInTxn(`own${i}`, args('mine', { epoch: 2 }), now - 3000);
+        });
+        if (trial % 4 === 3) {
+          // A move back after a cancel: the target still holds older copies of most moved keys.
+          const copies = readMoved(src.scan(0, 2 ** 32 - 1, undefined, 10_000, 2 ** 30, now).packed, 1024);
+          await many.transaction(() => {
+            for (const m of copies) if (rand(10) > 0) many.importInTxn(m.key, m.value, 0, now);
+          });
+        }
+        const held = readMoved(many.scan(0, 2 ** 32 - 1, undefined, 10_000, 2 ** 30, now).packed, 1024);
+        await one.transaction(() => {
+          for (const m of held) one.importInTxn(m.key, m.value, 0, now);
+        });
+        expect(everything(one)).toEqual(everything(many));
+        let recs = readMoved(src.scan(0, 2 ** 32 - 1, undefined, 10_000, 2 ** 30, now - 2000).packed, 1024);
+        if (trial % 3 === 1) recs = [...recs].sort(() => rand(3) - 1); // out of order
+        if (trial % 3 === 2) recs = [...recs, ...recs.slice(0, 50), ...recs.slice(100, 120)]; // repeats
+        const wMany = await many.transaction(() => many.importManyInTxn(recs, 5, now));
+        const wOne = await one.transaction(() => {
+          let n = 0;
+          for (const m of recs) if (one.importInTxn(m.key, m.value, 5, now)) n++;
+          return n;
+        });
+        expect(wMany).toBe(wOne);
+        expect(wMany).toBeGreaterThan(50);
+        expect(everything(many)).toEqual(everything(one));
+        // The expiry index holds the same entries: a sweep takes the same records.
+        expect(await many.sweep(10_000, now + 3_600_000)).toBe(await one.sweep(10_000, now + 3_600_000));
+        expect(everything(many)).toEqual(everything(one));
+      } finally {
+        await Promise.all([src.close(), many.close(), one.close()]);
+      }
+    }
+  });
+
   it('keeps valueBytes through writes, overwrites, deletes, sweeps, imports and purges, and counts it again on open', async () => {
     const now = Date.now();
     const vb = () => store.stats().valueBytes;
