@@ -295,17 +295,16 @@ export class Store {
    */
   importInTxn(rk: Buffer, rv: Buffer, migrationEpoch: number, now = Date.now()): boolean {
     if (isExpired(rv, now)) return false;
-    // Keep the moved version; later local writes build on it.
-    const ver = versionOf(rv);
-    // Nearly every moved key is new here: a put that refuses to overwrite
-    // looks the key up and inserts it in one descent of the tree.
+    // A put that refuses to overwrite (lmdb-js looks the key up, then puts).
     if (putIfAbsent(this.#records, rk, rv)) {
-      this.#addedMoved(rk, rv, ver);
+      this.#addedMoved(rk, rv);
       return true;
     }
     // getBinaryFast: a view valid until the next read; only numbers are taken from it.
     const old = this.#records.getBinaryFast(rk)!;
     if (epochOf(old) >= migrationEpoch) return false;
+    // Keep the moved version; later local writes build on it.
+    const ver = versionOf(rv);
     if (ver > this.#lastVersion) this.#lastVersion = ver;
     this.#valueBytes += valueLength(rv) - valueLength(old);
     this.#writeRaw(rk, expiryOf(old), rv, false);
@@ -355,7 +354,7 @@ export class Store {
       }
       if (isExpired(rv, now)) continue;
       void this.#records.put(rk, rv);
-      this.#addedMoved(rk, rv, versionOf(rv));
+      this.#addedMoved(rk, rv);
       written++;
     }
     return written;
@@ -367,7 +366,9 @@ export class Store {
   }
 
   /** Bookkeeping of a moved record just written under a key this shard did not hold. */
-  #addedMoved(rk: Buffer, rv: Buffer, ver: number): void {
+  #addedMoved(rk: Buffer, rv: Buffer): void {
+    // Keep the moved version; later local writes build on it.
+    const ver = versionOf(rv);
     if (ver > this.#lastVersion) this.#lastVersion = ver;
     this.#valueBytes += valueLength(rv);
     this.#writeIndexes(rk, 0, expiryOf(rv), true);
