@@ -108,6 +108,8 @@ interface Pending {
   readonly reject: (e: KvError) => void;
   readonly deadline: number;
   sent: boolean;
+  /** A GET: it travels in read-only frames. */
+  readonly read: boolean;
   /** performance.now() when its frame was written (with recording on). */
   sentAt: number;
 }
@@ -135,6 +137,15 @@ export class ShardConnection {
   readonly #flushNow = (): void => this.#flush();
   /** Requests written to the shard and not answered yet. */
   #sent = 0;
+  /**
+   * Of those, the reads (GETs). While any is out, new reads wait in the
+   * queue and go together in one frame once the shard has answered: under
+   * load frames carry more requests (fewer syscalls and wakeups on both
+   * sides), and an idle connection still sends a read at once. Writes are
+   * not held: the shard's group commit already batches them, and holding
+   * them would leave its commits idle between frames.
+   */
+  #readsOut = 0;
   #lastSendAt = 0;
   #pinger: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -204,6 +215,7 @@ export class ShardConnection {
         reject,
         deadline: Date.now() + this.#opts.requestTimeoutMs,
         sent: false,
+        read: isRead(full),
         sentAt: 0,
       };
       this.#pending.set(id, p);
@@ -322,7 +334,10 @@ export class ShardConnection {
     const p = this.#pending.get(res.i);
     if (!p) return; // already timed out
     this.#pending.delete(res.i);
-    if (p.sent) this.#sent--;
+    if (p.sent) {
+      this.#sent--;
+      if (p.read) this.#readsOut--;
+    }
     if (this.#queue.length > 0) this.#scheduleFlush();
     const rec = this.#rec;
     if (rec && p.sent) rec.latency.observe(now - p.sentAt);
@@ -345,6 +360,7 @@ export class ShardConnection {
     }
     this.#queue = [];
     this.#sent = 0;
+    this.#readsOut = 0;
   }
 
   #scheduleFlush(): void {
@@ -360,18 +376,27 @@ export class ShardConnection {
     const room = this.#opts.maxInFlightPerShard - this.#sent;
     if (room <= 0) return;
     // Requests that timed out while queued are gone from #pending: drop
-    // them in place (no copy of the queue).
+    // them in place (no copy of the queue). While reads are out, the reads
+    // queued since stay queued (see #readsOut); the rest goes.
+    const holdReads = this.#readsOut > 0;
     const live = this.#queue;
+    let held: Pending[] | undefined;
     let n = 0;
     for (let j = 0; j < live.length; j++) {
       const p = live[j]!;
-      if (this.#pending.get(p.id) === p) live[n++] = p;
+      if (this.#pending.get(p.id) !== p) continue;
+      if (holdReads && p.read) (held ??= []).push(p);
+      else live[n++] = p;
     }
     live.length = n;
+    if (n === 0) {
+      this.#queue = held ?? [];
+      return;
+    }
     if (n <= room) {
-      this.#queue = [];
+      this.#queue = held ?? [];
     } else {
-      this.#queue = live.slice(room);
+      this.#queue = held ? live.slice(room).concat(held) : live.slice(room);
       live.length = room;
     }
     this.#send(live);
@@ -414,6 +439,7 @@ export class ShardConnection {
     for (const p of batch) {
       p.sent = true;
       p.sentAt = at;
+      if (p.read) this.#readsOut++;
     }
     this.#sent += batch.length;
     this.#lastSendAt = Date.now();
@@ -438,17 +464,24 @@ export class ShardConnection {
       this.#pending.delete(id);
       if (p.sent) {
         this.#sent--;
+        if (p.read) this.#readsOut--;
         this.#fail(p, kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs));
       } else {
-        // Never sent: nothing was written.
+        // Never sent: nothing was written. A read held behind reads the
+        // shard has not answered timed out like them.
+        const full = this.#sent >= this.#opts.maxInFlightPerShard;
         this.#fail(
           p,
-          this.#connected
-            ? kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard)
-            : kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out'),
+          !this.#connected
+            ? kvError('KV_ERR_SHARD_UNAVAILABLE', this.id, 'connect timed out')
+            : p.read && !full
+              ? kvError('KV_ERR_TIMEOUT', this.id, this.#opts.requestTimeoutMs)
+              : kvError('KV_ERR_OVERLOADED', this.id, this.#opts.maxInFlightPerShard),
         );
       }
     }
+    // Reads held behind reads that timed out can go now.
+    if (this.#queue.length > 0) this.#scheduleFlush();
     if (this.#pending.size === 0 && this.#timer) {
       clearInterval(this.#timer);
       this.#timer = undefined;

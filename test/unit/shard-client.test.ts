@@ -1,7 +1,8 @@
 // The router's connection to one shard against a real data port (frame
 // handler over a real LMDB store): how the requests of one event-loop turn
 // travel. Reads and writes queued together go in separate frames, reads
-// first, so a read is not answered only after a write's commit.
+// first, so a read is not answered only after a write's commit; reads that
+// come while reads are out wait and then go together.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,8 @@ let conn: ShardConnection;
 let frames: string[][];
 /** While set, a frame holding a write waits for it before it runs. */
 let gate: Promise<void> | undefined;
+/** While set, a frame of only reads waits for it before it runs. */
+let readGate: Promise<void> | undefined;
 
 const opOf = (r: unknown): string =>
   Array.isArray(r) ? (r[0] === TAGS.GET ? 'get' : r[0] === TAGS.PUT ? 'put' : r[0] === TAGS.DEL ? 'del' : '?') : String((r as { o: unknown }).o);
@@ -41,11 +44,13 @@ beforeEach(async () => {
   });
   frames = [];
   gate = undefined;
+  readGate = undefined;
   const recording = {
     handle: async (reqs: Request[]): Promise<Response[]> => {
       const ops = reqs.map(opOf);
       frames.push(ops);
       if (gate && ops.some((o) => o === 'put' || o === 'del')) await gate;
+      if (readGate && ops.every((o) => o === 'get')) await readGate;
       return handler.handle(reqs);
     },
   } as unknown as FrameHandler;
@@ -78,11 +83,31 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  openReads?.();
   conn.close();
   await server.close(1000);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+let openReads: (() => void) | undefined;
+/** Hold the shard's read frames until the returned function is called. */
+function holdReads(): () => void {
+  readGate = new Promise<void>((resolve) => (openReads = resolve));
+  return () => {
+    readGate = undefined;
+    openReads!();
+  };
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 const put = (k: string, v: string) => conn.keyed({ o: OPS.PUT, k, v: Buffer.from(v), ct: 'text/plain', x: 0 }, EPOCH);
 const get = (k: string) => conn.keyed({ o: OPS.GET, k }, EPOCH);
@@ -124,5 +149,90 @@ describe('ShardConnection framing', () => {
     await w;
     expect(written).toBe(true);
     expect(Buffer.from(((await get('k')) as { v: Uint8Array }).v).toString()).toBe('after');
+  });
+
+  it('holds reads of later turns while a read frame is out, sends them in one frame after its answer, and never holds writes', async () => {
+    await put('a', 'A');
+    frames = [];
+    const open = holdReads();
+    const first = get('a');
+    await until('the first read frame', () => frames.length === 1);
+    const later = [get('a')];
+    await nextTurn();
+    later.push(get('b'));
+    await nextTurn();
+    // A write is not held behind the reads.
+    await put('c', 'C');
+    later.push(get('c'));
+    await nextTurn();
+    expect(frames).toEqual([['get'], ['put']]);
+    open();
+    expect(Buffer.from(((await first) as { v: Uint8Array }).v).toString()).toBe('A');
+    const answers = await Promise.all(later);
+    expect(frames).toEqual([['get'], ['put'], ['get', 'get', 'get']]);
+    expect(answers.map((r) => (r === null ? null : Buffer.from((r as { v: Uint8Array }).v).toString()))).toEqual(['A', null, 'C']);
+  });
+
+  it('sends a held read as soon as the read ahead of it times out', async () => {
+    const quick = new ShardConnection('a', conn.addr, {
+      requestTimeoutMs: 400,
+      connectTimeoutMs: 5000,
+      maxInFlightPerShard: 1000,
+      maxFrameBytes: 1 << 20,
+      clusterSecret: SECRET,
+      dataTls: false,
+      tlsCaFile: '',
+      dataPingIntervalMs: 0,
+    });
+    try {
+      await quick.request({ o: OPS.PING, e: 0 });
+      await put('k', 'v');
+      frames = [];
+      const open = holdReads();
+      const sentAt = Date.now();
+      const stuck = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+      await until('the stuck read frame', () => frames.length === 1);
+      // Queued well after the stuck read, so its own deadline is later.
+      await until('half the timeout', () => Date.now() - sentAt >= 200);
+      const held = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+      await nextTurn();
+      expect(frames).toEqual([['get']]);
+      await expect(stuck).rejects.toMatchObject({ code: 'KV_ERR_TIMEOUT' });
+      open();
+      // The stuck read's late answer is dropped; the held one went out when the stuck one timed out.
+      expect(Buffer.from(((await held) as { v: Uint8Array }).v).toString()).toBe('v');
+      expect(frames).toEqual([['get'], ['get']]);
+    } finally {
+      quick.close();
+    }
+  });
+
+  it('times out reads the shard never answers with KV_ERR_TIMEOUT, held or sent, and then sends reads again', async () => {
+    const quick = new ShardConnection('a', conn.addr, {
+      requestTimeoutMs: 300,
+      connectTimeoutMs: 5000,
+      maxInFlightPerShard: 1000,
+      maxFrameBytes: 1 << 20,
+      clusterSecret: SECRET,
+      dataTls: false,
+      tlsCaFile: '',
+      dataPingIntervalMs: 0,
+    });
+    try {
+      await quick.request({ o: OPS.PING, e: 0 });
+      await put('k', 'v');
+      frames = [];
+      const open = holdReads();
+      const stuck = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+      await until('the stuck read frame', () => frames.length === 1);
+      const held = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+      await expect(stuck).rejects.toMatchObject({ code: 'KV_ERR_TIMEOUT' });
+      await expect(held).rejects.toMatchObject({ code: 'KV_ERR_TIMEOUT' });
+      open();
+      const again = await quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+      expect(Buffer.from((again as { v: Uint8Array }).v).toString()).toBe('v');
+    } finally {
+      quick.close();
+    }
   });
 });
