@@ -78,7 +78,14 @@ export const INDEX_BUCKETS = 1 << INDEX_BUCKET_BITS;
 
 /** The key index entry's key for a record key (bucket byte, then the key). */
 export function indexKey(rk: Uint8Array): Buffer {
-  return indexStart(rk[0]! >>> (8 - INDEX_BUCKET_BITS), rk.subarray(4));
+  // Once per record a move imports: a short key's bytes are copied one by
+  // one (no view of `rk` to allocate, no call into C++).
+  const n = rk.length;
+  if (n > 36) return indexStart(rk[0]! >>> (8 - INDEX_BUCKET_BITS), rk.subarray(4));
+  const b = Buffer.allocUnsafe(n - 3);
+  b[0] = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
+  for (let i = 4; i < n; i++) b[i - 3] = rk[i]!;
+  return b;
 }
 
 /** The first index key of `bucket` at or after the key bytes `from`. */

@@ -10,6 +10,8 @@ import {
   expiryKey,
   expiryKeyParts,
   expiryOf,
+  INDEX_BUCKET_BITS,
+  indexKey,
   isExpired,
   isTombstone,
   pointOf,
@@ -127,5 +129,17 @@ describe('moved records', () => {
     for (const b of bad) expect(thrownKvError(() => readMoved(b, 1024)).code).toBe('KV_ERR_BAD_FRAME');
     // Keys longer than the limit are refused too.
     expect(thrownKvError(() => readMoved(good, 0)).code).toBe('KV_ERR_BAD_FRAME');
+  });
+});
+
+describe('indexKey', () => {
+  it('is the bucket (top bits of the point) then the key bytes, for short and long keys alike', () => {
+    const keys = ['a', 'key-0000001', 'ключ', '🔑x', 'k'.repeat(32), 'k'.repeat(33), 'é'.repeat(40), 'z'.repeat(1000)];
+    for (const key of keys) {
+      for (const point of [0, 1, 0x03ffffff, 0x04000000, 0x7fffffff, 0xfc000000, 0xffffffff]) {
+        const want = Buffer.concat([Buffer.from([point >>> (32 - INDEX_BUCKET_BITS)]), Buffer.from(key, 'utf8')]);
+        expect(indexKey(recordKey(point, key)).equals(want), `${key.length} chars at ${point}`).toBe(true);
+      }
+    }
   });
 });
