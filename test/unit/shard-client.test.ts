@@ -29,6 +29,20 @@ let gate: Promise<void> | undefined;
 /** While set, a frame of only reads waits for it before it runs. */
 let readGate: Promise<void> | undefined;
 
+/** A connection to the test shard at `addr`, authenticated with the test secret. */
+function connectionTo(addr: string, requestTimeoutMs: number): ShardConnection {
+  return new ShardConnection('a', addr, {
+    requestTimeoutMs,
+    connectTimeoutMs: 5000,
+    maxInFlightPerShard: 1000,
+    maxFrameBytes: 1 << 20,
+    clusterSecret: SECRET,
+    dataTls: false,
+    tlsCaFile: '',
+    dataPingIntervalMs: 0,
+  });
+}
+
 const opOf = (r: unknown): string =>
   Array.isArray(r) ? (r[0] === TAGS.GET ? 'get' : r[0] === TAGS.PUT ? 'put' : r[0] === TAGS.DEL ? 'del' : '?') : String((r as { o: unknown }).o);
 
@@ -67,16 +81,7 @@ beforeEach(async () => {
     tlsKeyFile: '',
   });
   const port = await server.listen(0, '127.0.0.1');
-  conn = new ShardConnection('a', `127.0.0.1:${port}`, {
-    requestTimeoutMs: 10_000,
-    connectTimeoutMs: 5000,
-    maxInFlightPerShard: 1000,
-    maxFrameBytes: 1 << 20,
-    clusterSecret: SECRET,
-    dataTls: false,
-    tlsCaFile: '',
-    dataPingIntervalMs: 0,
-  });
+  conn = connectionTo(`127.0.0.1:${port}`, 10_000);
   // Connected and authenticated before the tests count frames.
   await conn.request({ o: OPS.PING, e: 0 });
   frames = [];
@@ -173,27 +178,24 @@ describe('ShardConnection framing', () => {
     expect(answers.map((r) => (r === null ? null : Buffer.from((r as { v: Uint8Array }).v).toString()))).toEqual(['A', null, 'C']);
   });
 
+  /** On a connection of its own: a read the shard holds until `open()`, once its frame has arrived. */
+  async function stuckRead(quick: ShardConnection): Promise<{ open: () => void; stuck: Promise<unknown>; sentAt: number }> {
+    await quick.request({ o: OPS.PING, e: 0 });
+    await put('k', 'v');
+    frames = [];
+    const open = holdReads();
+    const sentAt = Date.now();
+    const stuck = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
+    await until('the stuck read frame', () => frames.length === 1);
+    return { open, stuck, sentAt };
+  }
+
   it('sends a held read as soon as the read ahead of it times out', async () => {
-    const quick = new ShardConnection('a', conn.addr, {
-      requestTimeoutMs: 400,
-      connectTimeoutMs: 5000,
-      maxInFlightPerShard: 1000,
-      maxFrameBytes: 1 << 20,
-      clusterSecret: SECRET,
-      dataTls: false,
-      tlsCaFile: '',
-      dataPingIntervalMs: 0,
-    });
+    const quick = connectionTo(conn.addr, 1000);
     try {
-      await quick.request({ o: OPS.PING, e: 0 });
-      await put('k', 'v');
-      frames = [];
-      const open = holdReads();
-      const sentAt = Date.now();
-      const stuck = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
-      await until('the stuck read frame', () => frames.length === 1);
+      const { open, stuck, sentAt } = await stuckRead(quick);
       // Queued well after the stuck read, so its own deadline is later.
-      await until('half the timeout', () => Date.now() - sentAt >= 200);
+      await until('half the timeout', () => Date.now() - sentAt >= 500);
       const held = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
       await nextTurn();
       expect(frames).toEqual([['get']]);
@@ -208,23 +210,9 @@ describe('ShardConnection framing', () => {
   });
 
   it('times out reads the shard never answers with KV_ERR_TIMEOUT, held or sent, and then sends reads again', async () => {
-    const quick = new ShardConnection('a', conn.addr, {
-      requestTimeoutMs: 300,
-      connectTimeoutMs: 5000,
-      maxInFlightPerShard: 1000,
-      maxFrameBytes: 1 << 20,
-      clusterSecret: SECRET,
-      dataTls: false,
-      tlsCaFile: '',
-      dataPingIntervalMs: 0,
-    });
+    const quick = connectionTo(conn.addr, 300);
     try {
-      await quick.request({ o: OPS.PING, e: 0 });
-      await put('k', 'v');
-      frames = [];
-      const open = holdReads();
-      const stuck = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
-      await until('the stuck read frame', () => frames.length === 1);
+      const { open, stuck } = await stuckRead(quick);
       const held = quick.keyed({ o: OPS.GET, k: 'k' }, EPOCH);
       await expect(stuck).rejects.toMatchObject({ code: 'KV_ERR_TIMEOUT' });
       await expect(held).rejects.toMatchObject({ code: 'KV_ERR_TIMEOUT' });
