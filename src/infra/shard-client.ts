@@ -389,17 +389,13 @@ export class ShardConnection {
       else live[n++] = p;
     }
     live.length = n;
-    if (n === 0) {
-      this.#queue = held ?? [];
-      return;
-    }
     if (n <= room) {
       this.#queue = held ?? [];
     } else {
       this.#queue = held ? live.slice(room).concat(held) : live.slice(room);
       live.length = room;
     }
-    this.#send(live);
+    if (n > 0) this.#send(live);
   }
 
   /**
@@ -410,14 +406,14 @@ export class ShardConnection {
    */
   #send(batch: Pending[]): void {
     let reads = 0;
-    for (const p of batch) if (isRead(p.req)) reads++;
+    for (const p of batch) if (p.read) reads++;
     if (reads === 0 || reads === batch.length) return this.#writeFrames(batch);
     const r = new Array<Pending>(reads);
     const w = new Array<Pending>(batch.length - reads);
     let a = 0;
     let b = 0;
     for (const p of batch) {
-      if (isRead(p.req)) r[a++] = p;
+      if (p.read) r[a++] = p;
       else w[b++] = p;
     }
     this.#writeFrames(r);

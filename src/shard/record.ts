@@ -81,9 +81,10 @@ export function indexKey(rk: Uint8Array): Buffer {
   // Once per record a move imports: a short key's bytes are copied one by
   // one (no view of `rk` to allocate, no call into C++).
   const n = rk.length;
-  if (n > 36) return indexStart(rk[0]! >>> (8 - INDEX_BUCKET_BITS), rk.subarray(4));
+  const bucket = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
+  if (n > 36) return indexStart(bucket, rk.subarray(4));
   const b = Buffer.allocUnsafe(n - 3);
-  b[0] = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
+  b[0] = bucket;
   for (let i = 4; i < n; i++) b[i - 3] = rk[i]!;
   return b;
 }

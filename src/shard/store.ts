@@ -37,6 +37,7 @@ import {
   isTombstone,
   liveValue,
   pointBytes,
+  pointOf,
   recordKey,
   successor,
   valueLength,
@@ -118,8 +119,8 @@ function putIfAbsent(db: Database<Buffer, Buffer>, rk: Buffer, rv: Buffer): bool
  * without a call into C++.
  */
 function compareRecordKeys(a: Buffer, b: Buffer): number {
-  const pa = a.readUInt32BE(0);
-  const pb = b.readUInt32BE(0);
+  const pa = pointOf(a);
+  const pb = pointOf(b);
   return pa !== pb ? (pa < pb ? -1 : 1) : a.compare(b);
 }
 
