@@ -23,8 +23,12 @@ import { ADMIN_AUTH, TEST_CLUSTER_SECRET } from '../helpers/secrets.js';
 
 const json = { 'content-type': 'application/json' };
 /** The environment of a process that has no secrets of its own. */
+// KV_DATA_DIR: an empty directory, so the secrets and URLs of a local `kv up`
+// in the working directory (./data after `npm start`) are not picked up.
+const EMPTY_DATA_DIR = mkdtempSync(path.join(os.tmpdir(), 'shardkv-nodata-'));
 const NO_SECRETS: NodeJS.ProcessEnv = {
   ...process.env,
+  KV_DATA_DIR: EMPTY_DATA_DIR,
   KV_ADMIN_TOKEN: '',
   KV_CLUSTER_SECRET: '',
   KV_INSECURE: '',
@@ -122,7 +126,7 @@ function expectCode(res: HttpResult, status: number, code: string): void {
 }
 
 describe('secure by default', () => {
-  const dirs: string[] = [];
+  const dirs: string[] = [EMPTY_DATA_DIR];
   afterAll(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
