@@ -78,14 +78,13 @@ export const INDEX_BUCKETS = 1 << INDEX_BUCKET_BITS;
 
 /** The key index entry's key for a record key (bucket byte, then the key). */
 export function indexKey(rk: Uint8Array): Buffer {
+  const n = rk.length;
+  const b = Buffer.allocUnsafe(n - 3);
+  b[0] = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
   // Once per record a move imports: a short key's bytes are copied one by
   // one (no view of `rk` to allocate, no call into C++).
-  const n = rk.length;
-  const bucket = rk[0]! >>> (8 - INDEX_BUCKET_BITS);
-  if (n > 36) return indexStart(bucket, rk.subarray(4));
-  const b = Buffer.allocUnsafe(n - 3);
-  b[0] = bucket;
-  for (let i = 4; i < n; i++) b[i - 3] = rk[i]!;
+  if (n <= 36) for (let i = 4; i < n; i++) b[i - 3] = rk[i]!;
+  else b.set(rk.subarray(4), 1);
   return b;
 }
 

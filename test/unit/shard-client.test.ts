@@ -14,6 +14,7 @@ import { ShardConnection } from '../../src/infra/shard-client.js';
 import { createDataServer, type DataServer } from '../../src/shard/data-server.js';
 import { FrameHandler } from '../../src/shard/frame-handler.js';
 import { Store } from '../../src/shard/store.js';
+import { waitUntil } from '../../src/local/wait.js';
 
 const SECRET = 'test-secret';
 const EPOCH = 1;
@@ -106,13 +107,7 @@ function holdReads(): () => void {
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+const until = (what: string, cond: () => boolean) => waitUntil(cond, { timeoutMs: 5000, intervalMs: 5, what });
 
 const put = (k: string, v: string) => conn.keyed({ o: OPS.PUT, k, v: Buffer.from(v), ct: 'text/plain', x: 0 }, EPOCH);
 const get = (k: string) => conn.keyed({ o: OPS.GET, k }, EPOCH);
